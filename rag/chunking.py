@@ -1,0 +1,135 @@
+"""Structure-aware chunking: split on headings, keep the heading path, pack paragraphs to a token budget.
+
+Every chunk keeps its character span in the source document, so anything derived from the text
+(a Q/A pair, a quote) can be traced back to the chunk that holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from rag.loaders import Document
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# Sentence ends: English punctuation followed by space, or Chinese full-width marks (no space follows).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+
+
+@dataclass
+class Chunk:
+    """A piece of a document, the unit that is embedded, retrieved and cited."""
+
+    id: str
+    """Content hash of (source, text): the same text in the same file always gets the same id."""
+    doc_id: str
+    source: str
+    title: str
+    heading_path: str
+    """Headings above the chunk, joined by ' > '."""
+    text: str
+    start: int
+    """Character offset of the chunk's first character in the document text."""
+    end: int
+    language: str
+
+    def metadata(self) -> dict:
+        return {
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "title": self.title,
+            "heading_path": self.heading_path,
+            "start": self.start,
+            "end": self.end,
+            "language": self.language,
+        }
+
+
+def chunk_id(source: str, text: str) -> str:
+    return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:24]
+
+
+def _sections(text: str) -> Iterator[tuple[str, int, int]]:
+    """Yield (heading_path, start, end) for each run of text between headings."""
+    stack: list[tuple[int, str]] = []
+    path, start, pos = "", 0, 0
+    for line in text.splitlines(keepends=True):
+        m = _HEADING.match(line.rstrip("\n"))
+        if m:
+            body = [ln for ln in text[start:pos].splitlines() if ln.strip() and not _HEADING.match(ln)]
+            if body:
+                yield path, start, pos
+                start = pos  # the heading line stays with its section: it carries meaning
+            # else: headings with no text of their own join the next section
+            level = len(m.group(1))
+            stack = [(lv, h) for lv, h in stack if lv < level] + [(level, m.group(2))]
+            path = " > ".join(h for _, h in stack)
+        pos += len(line)
+    if text[start:pos].strip():
+        yield path, start, pos
+
+
+def _pieces(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Split [start, end) into paragraphs (blank-line separated), as spans."""
+    for m in re.finditer(r"(?:[^\n]|\n(?!\s*\n))+", text[start:end]):
+        if m.group().strip():
+            yield start + m.start(), start + m.end()
+
+
+def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans, s = [], start
+    for m in _SENTENCE_END.finditer(text, start, end):
+        if m.end() > s and text[s : m.start() or m.end()].strip():
+            spans.append((s, m.end()))
+            s = m.end()
+    if text[s:end].strip():
+        spans.append((s, end))
+    return spans
+
+
+def chunk_document(
+    doc: Document, count_tokens: Callable[[str], int], max_tokens: int = 200, overlap_sentences: int = 1
+) -> list[Chunk]:
+    """Split a document into chunks of at most ~max_tokens tokens.
+
+    Sections (text under one heading) are never merged; within a section whole paragraphs are packed
+    together, and a paragraph longer than the budget is split by sentences with `overlap_sentences`
+    sentences of overlap.
+    """
+    text, chunks = doc.text, []
+
+    def emit(heading: str, s: int, e: int) -> None:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s < e:
+            body = text[s:e]
+            chunks.append(Chunk(chunk_id(doc.source, body), doc.id, doc.source, doc.title, heading,
+                                body, s, e, doc.language))
+
+    for heading, s0, e0 in _sections(text):
+        cur: tuple[int, int] | None = None
+        for ps, pe in _pieces(text, s0, e0):
+            if cur and count_tokens(text[cur[0] : pe]) <= max_tokens:
+                cur = (cur[0], pe)
+                continue
+            if cur:
+                emit(heading, *cur)
+            if count_tokens(text[ps:pe]) <= max_tokens:
+                cur = (ps, pe)
+                continue
+            cur = None
+            sents = _sentences(text, ps, pe)
+            i = 0
+            while i < len(sents):
+                j = i + 1
+                while j < len(sents) and count_tokens(text[sents[i][0] : sents[j][1]]) <= max_tokens:
+                    j += 1
+                emit(heading, sents[i][0], sents[j - 1][1])
+                i = j if j >= len(sents) else max(i + 1, j - overlap_sentences)
+        if cur:
+            emit(heading, *cur)
+    return chunks
