@@ -6,10 +6,11 @@ chunks are removed, and chunks are written in batches so an interrupted run simp
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.chunking import Chunk, chunk_document
@@ -92,5 +93,27 @@ def run(
             progress(report.added, len(todo))
     report.total_in_store = col.count()
     report.seconds = time.perf_counter() - t0
+    _record(cfg, docs_path, embedder, report)
     log.info("ingested %s", report)
     return report
+
+
+def _record(cfg: RagConfig, docs_path, embedder: Embedder, report: IngestReport) -> None:
+    """Remember what was ingested, so later stages (dataset building) find the same documents."""
+    rec = {
+        "docs": str(Path(docs_path).resolve()),
+        "collection": cfg.collection,
+        "embedding_model": embedder.name,
+        "chunk_tokens": cfg.chunk_tokens,
+        "chunk_overlap_sentences": cfg.chunk_overlap_sentences,
+        "report": asdict(report),
+    }
+    tmp = cfg.workspace / "ingest.json.tmp"
+    tmp.write_text(json.dumps(rec, indent=2, ensure_ascii=False))
+    tmp.replace(cfg.workspace / "ingest.json")
+
+
+def last_ingest(workspace: str | Path) -> dict | None:
+    """What the last `ingest` into this workspace recorded, or None."""
+    f = Path(workspace) / "ingest.json"
+    return json.loads(f.read_text()) if f.exists() else None

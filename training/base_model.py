@@ -1,0 +1,127 @@
+"""One loader for every base model: a local Hugging Face folder or a Hub id.
+
+Quantized loading (QLoRA's 4-bit NF4, or 8-bit) goes through bitsandbytes, which runs on CPU as
+well as CUDA. On CPU the compute dtype is float32: bf16 matmuls are ~18x slower on this class of
+machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+from training.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+Quantization = Literal["4bit", "8bit", "none"]
+ONBOARD_MODEL_FILE = "onboard_model.json"
+
+
+def resolve(name_or_path: str | Path) -> str:
+    """Return a local folder path, or the Hub id unchanged when no such folder exists.
+
+    Raises:
+        ModelNotFound: it looks like a path (or the Hub is offline) and no model is there.
+    """
+    import os
+
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelNotFound(f"{p}: not a model folder (no config.json). Pass a Hugging Face model folder.")
+        return str(p)
+    looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1
+    if looks_like_path or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelNotFound(
+            f"{name_or_path}: no model folder there. Build the default with "
+            f"`onboard base build tiny --docs DOCS --out DIR`, or pass a local model folder."
+        )
+    return str(name_or_path)
+
+
+def model_info(path: str) -> dict:
+    """What a model folder says it is: its onboard_model.json if any, else its path/id."""
+    f = Path(path) / ONBOARD_MODEL_FILE
+    info = json.loads(f.read_text()) if f.exists() else {}
+    return {"name_or_path": path, **info}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_tokenizer(name_or_path: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(name_or_path))
+    if tok.pad_token is None:
+        log.warning("tokenizer has no pad token; using EOS %r for padding", tok.eos_token)
+        tok.pad_token = tok.eos_token
+    if tok.chat_template is None:
+        log.warning("tokenizer has no chat template; training and serving need one")
+    return tok
+
+
+def quantization_config(quantization: Quantization):
+    """bitsandbytes config for QLoRA: NF4 with double quantization."""
+    if quantization == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if cuda_available() else torch.float32
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=compute,
+    )
+
+
+def load_model(name_or_path: str | Path, quantization: Quantization = "none", dtype=None, training: bool = False):
+    """Load a causal LM for training or inference.
+
+    Args:
+        quantization: "4bit" (NF4, QLoRA), "8bit", or "none" (full precision).
+        dtype: torch dtype of unquantized weights; default float32 on CPU, bfloat16 on CUDA.
+        training: the model will be trained (see `_keep_4bit_trainable`).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(name_or_path)
+    device = "cuda" if cuda_available() else "cpu"
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+    log.info("loading %s (%s, %s) on %s", path, quantization, dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=dtype,
+        quantization_config=quantization_config(quantization),
+        device_map={"": device},
+    )
+    if training and quantization == "4bit":
+        _keep_4bit_trainable(model)
+    return model
+
+
+def _keep_4bit_trainable(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference during training.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 converts a Linear4bit's weight to an inference-only
+    layout on the first forward pass in eval mode without grad (an eval step mid-training), and
+    keeps it: later training steps then run `gemv_4bit`, which has no autograd kernel, so gradients
+    through the frozen base layers are silently dropped and early LoRA layers stop learning.
+    """
+    import bitsandbytes as bnb
+
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False

@@ -1,0 +1,1 @@
+"""Datasets from documents and from user files."""

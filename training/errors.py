@@ -1,0 +1,23 @@
+"""Errors raised by dataset building, training and merging. Each says what to do next."""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Base class: a user-facing failure in training/."""
+
+
+class BadDataset(TrainingError):
+    """A dataset file is malformed; the message names file:line and the fix."""
+
+
+class NoExamples(TrainingError):
+    pass
+
+
+class ModelNotFound(TrainingError):
+    pass
+
+
+class OutputExists(TrainingError):
+    pass
