@@ -116,13 +116,15 @@ def chunk_document(
             if cur and count_tokens(text[cur[0] : pe]) <= max_tokens:
                 cur = (cur[0], pe)
                 continue
-            if cur:
-                emit(heading, *cur)
             if count_tokens(text[ps:pe]) <= max_tokens:
+                if cur:
+                    emit(heading, *cur)
                 cur = (ps, pe)
                 continue
+            # A long paragraph is split by sentences; what is pending (often just the heading line)
+            # leads the first piece rather than standing alone.
+            sents = ([cur] if cur else []) + _sentences(text, ps, pe)
             cur = None
-            sents = _sentences(text, ps, pe)
             i = 0
             while i < len(sents):
                 j = i + 1

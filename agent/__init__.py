@@ -1,0 +1,1 @@
+"""Onboard's front door: the `onboard` CLI (and, later, the interviewing agent)."""

@@ -1,0 +1,209 @@
+"""The `onboard` command line. Each verb is a thin shell over one stage's `run(cfg)`.
+
+Options also read environment variables (ONBOARD_WORKSPACE, ...). Errors print one line and exit 1;
+set ONBOARD_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.ui import console, handle_errors, progress_bar, setup
+from agent.workspace import Workspace
+
+app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+base_app = typer.Typer(help="Base models: build the embedded tiny default.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: build training data from the ingested documents.", no_args_is_help=True)
+app.add_typer(base_app, name="base")
+app.add_typer(data_app, name="data")
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="ONBOARD_WORKSPACE",
+                                            help="Workspace folder for the index, datasets, runs and models.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (INFO level).")]
+DEFAULT_WS = Path(".onboard")
+
+
+@base_app.command("build")
+@handle_errors
+def base_build(
+    kind: Annotated[str, typer.Argument(help="Which base to build; only 'tiny' for now.")],
+    docs: Annotated[Path, typer.Option(help="Documents to train the tokenizer and model on.")],
+    out: Annotated[Path | None, typer.Option(help="Output model folder [default: WORKSPACE/base/tiny].")] = None,
+    steps: Annotated[int, typer.Option(help="Pre-training steps.")] = 300,
+    force: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    verbose: VerboseOpt = False,
+):
+    """Build the tiny default base model from your documents (tokenizer, config, short pre-training)."""
+    setup(verbose)
+    if kind != "tiny":
+        raise ValueError(f"unknown base kind {kind!r}; only 'tiny' can be built. Other models: pass a folder to --base.")
+    from training.tiny import TinyConfig, run
+
+    out = out or Workspace(workspace).tiny_base
+    with progress_bar("pre-training", steps, show_loss=True) as update:
+        info = run(TinyConfig(docs=docs, out=out, steps=steps, force=force), lambda s, n, loss: update(s, n, loss))
+    console.print(f"built {out} ({info['parameters']:,} parameters, final loss {info['final_loss']}, {info['seconds']} s)")
+
+
+@app.command()
+@handle_errors
+def ingest(
+    docs: Annotated[Path, typer.Argument(help="Folder (or file) of .md/.txt documents.")],
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    collection: Annotated[str, typer.Option(help="Chroma collection name.")] = "onboard",
+    verbose: VerboseOpt = False,
+):
+    """Load, chunk, embed and store documents in the workspace's Chroma index (idempotent)."""
+    setup(verbose)
+    from rag import RagConfig
+    from rag import ingest as run
+
+    with progress_bar("embedding chunks") as update:
+        r = run(RagConfig(workspace=workspace, collection=collection), docs, progress=lambda d, n: update(d, n))
+    console.print(
+        f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
+        f"({r.total_in_store} in the index, {r.seconds:.1f} s)"
+    )
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 5,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    collection: Annotated[str, typer.Option(help="Chroma collection name.")] = "onboard",
+    verbose: VerboseOpt = False,
+):
+    """Search the index and show the hits with their sources."""
+    setup(verbose)
+    from rag import RagConfig, Retriever
+
+    hits = Retriever(RagConfig(workspace=workspace, collection=collection)).search(query, k)
+    table = Table("score", "source", "section", "snippet")
+    for h in hits:
+        table.add_row(f"{h.score:.3f}", h.source, h.heading_path, h.snippet)
+    console.print(table)
+
+
+@data_app.command("build")
+@handle_errors
+def data_build(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    docs: Annotated[Path | None, typer.Option(help="Documents [default: the folder last ingested].")] = None,
+    extra: Annotated[list[Path] | None, typer.Option(help="Your own JSONL (messages or alpaca); repeatable.")] = None,
+    rag_context: Annotated[bool, typer.Option(help="Wrap each question in the serving RAG prompt.")] = True,
+    test_fraction: Annotated[float, typer.Option(help="Share held out for evaluation.")] = 0.15,
+    verbose: VerboseOpt = False,
+):
+    """Build train.jsonl / test.jsonl from the FAQ-style content of the documents."""
+    setup(verbose)
+    from training.data.build import DataBuildConfig, run
+
+    r = run(DataBuildConfig(workspace=workspace, docs=docs, extra_files=extra or [], rag_context=rag_context,
+                            test_fraction=test_fraction))
+    console.print(f"{r.train} train / {r.test} test examples -> {r.train_file.parent}  by rule: {r.by_rule}  "
+                  f"by language: {r.by_language}")
+
+
+@app.command()
+@handle_errors
+def train(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    base: Annotated[str | None, typer.Option(help="Base model folder or Hub id [default: WORKSPACE/base/tiny].")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training JSONL [default: WORKSPACE/data/train.jsonl].")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Evaluation JSONL [default: WORKSPACE/data/test.jsonl].")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder [default: WORKSPACE/runs/sft].")] = None,
+    method: Annotated[str, typer.Option(help="qlora (4-bit NF4 base) or lora (full-precision base).")] = "qlora",
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs).")] = -1,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    max_length: Annotated[int, typer.Option(help="Truncate examples to this many tokens.")] = 1024,
+    force: Annotated[bool, typer.Option(help="Train again over an existing run.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run from its last checkpoint.")] = False,
+    verbose: VerboseOpt = False,
+):
+    """Fine-tune with LoRA/QLoRA on the chat dataset (loss on assistant turns only)."""
+    setup(verbose)
+    from training.callbacks import Progress
+    from training.sft import SFTRunConfig, run
+
+    ws = Workspace(workspace)
+    eval_file = eval_data or (ws.test_file if ws.test_file.exists() and ws.test_file.stat().st_size else None)
+    cfg = SFTRunConfig(
+        base_model=base or str(ws.tiny_base), train_file=data or ws.train_file, eval_file=eval_file,
+        output_dir=output or ws.run_dir, method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr,
+        batch_size=batch_size, lora_r=lora_r, lora_alpha=2 * lora_r, max_length=max_length, force=force, resume=resume,
+    )
+    with progress_bar(f"training ({method})", show_loss=True) as update:
+        r = run(cfg, callbacks=[Progress(lambda s, n, loss: update(s, n, loss))])
+    ev = f", eval loss {r.eval_loss:.3f}" if r.eval_loss is not None else ""
+    console.print(f"trained {r.steps} steps in {r.seconds:.0f} s: loss {r.first_loss:.3f} -> {r.last_loss:.3f}{ev}. "
+                  f"Adapter: {r.adapter_dir}")
+
+
+@app.command()
+@handle_errors
+def merge(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    run_dir: Annotated[Path | None, typer.Option("--run", help="Run folder [default: WORKSPACE/runs/sft].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Merged model folder [default: WORKSPACE/models/merged].")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model [default: the one the run used].")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing merged model.")] = False,
+    verbose: VerboseOpt = False,
+):
+    """Merge the adapter into the full-precision base and save a standalone model (verified)."""
+    setup(verbose)
+    from training.merge import MergeConfig, run
+
+    ws = Workspace(workspace)
+    r = run(MergeConfig(run=run_dir or ws.run_dir, out=out or ws.merged_model, base_model=base, force=force))
+    console.print(f"merged into {r.out}: top-1 agreement with adapter+base {r.top1_agreement:.1%}, "
+                  f"max logit difference {r.max_logit_diff:.2e}")
+
+
+@app.command()
+@handle_errors
+def serve(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: WORKSPACE/models/merged].")] = None,
+    host: Annotated[str, typer.Option(envvar="ONBOARD_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="ONBOARD_PORT")] = 8000,
+    rag_k: Annotated[int, typer.Option(help="Chunks retrieved per request (0: no RAG).")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    verbose: VerboseOpt = False,
+):
+    """Serve the model with RAG through an OpenAI-compatible API (/v1/chat/completions)."""
+    setup(verbose)
+    from serving.app import run
+    from serving.config import ServeConfig
+
+    ws = Workspace(workspace)
+    run(ServeConfig(model=model or ws.merged_model, workspace=workspace if ws.has_index else None, host=host,
+                    port=port, rag_k=rag_k, max_new_tokens=max_new_tokens))
+
+
+@app.command()
+@handle_errors
+def demo(
+    workspace: WorkspaceOpt = Path(".onboard-demo"),
+    docs: Annotated[Path | None, typer.Option(help="Documents [default: the bundled example shop].")] = None,
+    verbose: VerboseOpt = False,
+):
+    """Run the whole pipeline on the example shop: build base, ingest, data, train, merge, serve, ask."""
+    setup(verbose)
+    from agent.demo import DemoConfig, run
+
+    run(DemoConfig(workspace=workspace, docs=docs))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""Console helpers for the CLI: quiet library noise, progress bars, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: shown as one line, not a traceback."""
+    from rag.errors import RagError
+    from serving.errors import ServingError
+    from training.errors import TrainingError
+
+    return (RagError, TrainingError, ServingError, ValueError, FileNotFoundError)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn a user-facing error into `error: ...` on stderr and exit code 1 (ONBOARD_DEBUG=1: traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except user_errors() as e:
+            if os.environ.get("ONBOARD_DEBUG") == "1":
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+def setup(verbose: bool = False) -> None:
+    """Process-wide settings for CLI runs: threads, offline hub, quiet third-party output."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # bitsandbytes looks for an optional CPU kernel on the Hub; its absence is expected offline.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*autograd kernel was not registered.*")
+    import torch
+
+    threads = int(os.environ.get("ONBOARD_THREADS", "0")) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None, show_loss: bool = False):
+    """Yield an update function `update(done, total=None, loss=None)` driving a Rich progress bar."""
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if show_loss:
+        cols.append(TextColumn("loss {task.fields[loss]}"))
+    cols += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*cols, console=console, transient=False) as prog:
+        task = prog.add_task(description, total=total, loss="-")
+
+        def update(done: int, total: int | None = None, loss: float | None = None) -> None:
+            fields = {"loss": f"{loss:.3f}"} if loss is not None else {}
+            prog.update(task, completed=done, total=total, **fields)
+
+        yield update

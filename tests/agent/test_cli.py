@@ -1,0 +1,72 @@
+"""Bad input through the real CLI: one line naming the file (and line), exit code 1, nothing lost."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def _err(result) -> str:
+    return result.output + (getattr(result, "stderr", "") or "")
+
+
+def test_missing_docs_folder(tmp_path):
+    r = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "-w", str(tmp_path / "ws")])
+    assert r.exit_code == 1
+    assert "missing: no such folder" in _err(r) and "Traceback" not in _err(r)
+
+
+def test_empty_docs_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["ingest", str(tmp_path / "empty"), "-w", str(tmp_path / "ws")])
+    assert r.exit_code == 1 and "no documents" in _err(r)
+
+
+def test_non_utf8_file_fails_before_the_index_is_touched(tmp_path, workspace):
+    from rag import RagConfig, Retriever
+
+    before = Retriever(RagConfig(workspace=workspace)).count()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\n\nfine text\n")
+    (docs / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    r = runner.invoke(app, ["ingest", str(docs), "-w", str(workspace)])
+    assert r.exit_code == 1 and "latin1.txt:1: not valid UTF-8" in _err(r)
+    assert Retriever(RagConfig(workspace=workspace)).count() == before
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [("{not json", "broken JSON"),
+     (json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}), "unknown role")],
+)
+def test_bad_training_jsonl_names_file_and_line(tmp_path, tiny_base, line, reason):
+    good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    data = tmp_path / "mine.jsonl"
+    data.write_text(f"{good}\n{line}\n")
+    r = runner.invoke(app, ["train", "-w", str(tmp_path), "--base", str(tiny_base), "--data", str(data)])
+    assert r.exit_code == 1
+    assert "mine.jsonl:2: " in _err(r) and reason in _err(r) and "Traceback" not in _err(r)
+    assert not (tmp_path / "runs").exists(), "nothing is created for a run that could not start"
+
+
+def test_debug_env_shows_the_traceback(tmp_path):
+    env = {**os.environ, "ONBOARD_DEBUG": "1"}
+    p = subprocess.run([sys.executable, "-m", "agent.cli", "ingest", str(tmp_path / "missing"), "-w", str(tmp_path)],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.returncode == 1 and "Traceback" in p.stderr and "DocsNotFound" in p.stderr
+
+
+def test_search_prints_hits_with_sources(workspace):
+    r = runner.invoke(app, ["search", "free shipping threshold", "-w", str(workspace), "-k", "2"])
+    assert r.exit_code == 0, _err(r)
+    assert "shipping.md" in r.output or "faq.md" in r.output

@@ -1,0 +1,89 @@
+"""The API server as users meet it: a real uvicorn process, called with the official openai client."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from openai import NotFoundError, OpenAI
+
+from agent.demo import free_port
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(merged_model, workspace, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model),
+           "--port", str(port), "--max-new-tokens", "24"]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "ONBOARD_THREADS": "2"})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start:\n" + log.read_text()
+        time.sleep(0.3)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture()
+def client(server):
+    return OpenAI(base_url=f"{server}/v1", api_key="test", max_retries=0)
+
+
+def test_models_and_health(server, client):
+    assert [m.id for m in client.models.list().data] == ["merged"]
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": "merged", "rag": True}
+
+
+def test_chat_completion_carries_sources_of_the_right_document(client):
+    r = client.chat.completions.create(model="merged", messages=[{"role": "user", "content": "How long is the warranty on lamps?"}])
+    choice = r.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    assert 0 < r.usage.completion_tokens <= 24 and r.usage.prompt_tokens > 50  # the prompt holds the context
+    sources = r.model_extra["sources"]
+    assert sources[0]["source"] == "warranty.md"
+    assert {"id", "source", "heading_path", "score", "snippet"} <= set(sources[0])
+
+
+def test_streaming_matches_non_streaming_and_ends_with_done(server, client):
+    msgs = [{"role": "user", "content": "退款多久能到账？"}]
+    full = client.chat.completions.create(model="merged", messages=msgs).choices[0].message.content
+    stream = client.chat.completions.create(model="merged", messages=msgs, stream=True)
+    parts, finish = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert "".join(parts) == full  # greedy: same text, no broken characters between chunks
+    assert finish in ("stop", "length")
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json={"messages": msgs, "stream": True}) as r:
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    assert json.loads(data[0])["sources"][0]["source"].startswith("zh/")
+
+
+def test_errors_share_one_shape(server, client):
+    with pytest.raises(NotFoundError, match="not served here"):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+    r = httpx.post(f"{server}/v1/chat/completions", json={"messages": [{"role": "wizard", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "messages.0.role" in r.json()["error"]["message"]
+    big = httpx.post(f"{server}/v1/chat/completions", content=b"x" * 1_000_001,
+                     headers={"content-type": "application/json"})
+    assert big.status_code == 413 and big.json()["error"]["code"] == 413

@@ -1,0 +1,26 @@
+import json
+
+from rag import RagConfig
+from rag.embeddings import Embedder
+from rag.store import get_collection
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspace):
+    train, test = _rows(workspace / "data" / "train.jsonl"), _rows(workspace / "data" / "test.jsonl")
+    assert len(train) >= 10 and len(test) >= 1
+    col = get_collection(RagConfig(workspace=workspace), Embedder().name)
+    for ex in train + test:
+        meta, msgs = ex["meta"], ex["messages"]
+        assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+        chunk = col.get(ids=[meta["chunk_id"]], include=["documents", "metadatas"])
+        assert chunk["ids"], f"chunk {meta['chunk_id']} is not in the index"
+        assert chunk["metadatas"][0]["source"] == meta["source"]
+        assert msgs[1]["content"] in chunk["documents"][0]  # the question comes from that chunk
+        assert "Context:\n[1] " in msgs[0]["content"]
+    stats = json.loads((workspace / "data" / "stats.json").read_text())
+    assert stats["by_language"]["zh"] >= 5 and stats["by_language"]["en"] >= 5
+    assert set(stats["by_rule"]) == {"qa-markers", "question-heading"}

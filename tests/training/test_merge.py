@@ -1,0 +1,32 @@
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from training.errors import OutputExists
+from training.merge import MergeConfig, run
+
+
+def test_merged_greedy_output_equals_adapter_on_base(merged_model, qlora_run, tiny_base):
+    tok = AutoTokenizer.from_pretrained(merged_model)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Do you offer free shipping?"}],
+                                     tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    merged = AutoModelForCausalLM.from_pretrained(merged_model).eval()
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), str(qlora_run.adapter_dir)).eval()
+    base_only = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    kw = {"max_new_tokens": 20, "do_sample": False}
+    with torch.no_grad():
+        out_m, out_p, out_b = (m.generate(**ids, **kw) for m in (merged, peft, base_only))
+    assert torch.equal(out_m, out_p)
+    with torch.no_grad():
+        assert not torch.allclose(merged(**ids).logits, base_only(**ids).logits), "the adapter changed the model"
+    info = json.loads((merged_model / "onboard_model.json").read_text())
+    assert info["verification"]["top1_agreement"] == 1.0
+
+
+def test_merge_refuses_to_overwrite(merged_model, qlora_run):
+    with pytest.raises(OutputExists, match="--force"):
+        run(MergeConfig(run=qlora_run.output_dir, out=merged_model))

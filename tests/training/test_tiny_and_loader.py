@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from training.base_model import load_model, load_tokenizer
+from training.errors import ModelNotFound, OutputExists
+from training.tiny import TinyConfig, run
+
+
+def test_tiny_base_is_an_ordinary_hf_folder_with_a_trainable_chat_template(tiny_base):
+    info = json.loads((tiny_base / "onboard_model.json").read_text())
+    assert info["kind"] == "onboard-tiny" and info["parameters"] > 1_000_000
+    tok = load_tokenizer(tiny_base)
+    assert "{% generation %}" in tok.chat_template
+    msgs = [{"role": "user", "content": "退款多久能到账？"}, {"role": "assistant", "content": "5 to 10 days"}]
+    enc = tok.apply_chat_template(msgs, return_dict=True, return_assistant_tokens_mask=True)
+    trained = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
+    assert tok.decode(trained) == "5 to 10 days<|im_end|>"  # the answer and its stop token, nothing else
+    assert tok.decode(tok("退款多久能到账？")["input_ids"]) == "退款多久能到账？"  # byte-level: lossless Chinese
+    model = load_model(tiny_base)
+    assert model.config.model_type == "llama"
+
+
+def test_pretraining_taught_the_documents(tiny_base):
+    import math
+
+    info = json.loads((tiny_base / "onboard_model.json").read_text())
+    vocab = load_model(tiny_base).config.vocab_size
+    assert info["final_loss"] < math.log(vocab) - 2  # a random init scores about ln(vocab)
+
+
+def test_build_refuses_to_overwrite(tiny_base, docs_dir):
+    with pytest.raises(OutputExists, match="--force"):
+        run(TinyConfig(docs=docs_dir, out=tiny_base, steps=1))
+
+
+def test_loader_names_a_missing_model(tmp_path):
+    with pytest.raises(ModelNotFound, match="onboard base build tiny"):
+        load_model(tmp_path / "no-such-model")
