@@ -14,6 +14,7 @@ from rich.table import Table
 
 from agent.ui import console, handle_errors, progress_bar, setup
 from agent.workspace import Workspace
+from rag.prompt import DEFAULT_K
 
 app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -177,7 +178,7 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Model folder [default: WORKSPACE/models/merged].")] = None,
     host: Annotated[str, typer.Option(envvar="ONBOARD_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="ONBOARD_PORT")] = 8000,
-    rag_k: Annotated[int, typer.Option(help="Chunks retrieved per request (0: no RAG).")] = 4,
+    rag_k: Annotated[int, typer.Option(help="Chunks retrieved per request (0: no RAG); as in training.")] = DEFAULT_K,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
     verbose: VerboseOpt = False,
 ):

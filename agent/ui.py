@@ -71,10 +71,10 @@ def setup(verbose: bool = False) -> None:
 @contextmanager
 def progress_bar(description: str, total: int | None = None, show_loss: bool = False):
     """Yield an update function `update(done, total=None, loss=None)` driving a Rich progress bar."""
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn()]
     if show_loss:
         cols.append(TextColumn("loss {task.fields[loss]}"))
-    cols += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    cols += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(compact=True)]
     with Progress(*cols, console=console, transient=False) as prog:
         task = prog.add_task(description, total=total, loss="-")
 

@@ -7,7 +7,7 @@ from rag.config import RagConfig
 from rag.errors import RagError
 from rag.ingest import IngestReport
 from rag.ingest import run as ingest
-from rag.prompt import build_rag_messages
+from rag.prompt import DEFAULT_K, build_rag_messages
 from rag.retrieval import Hit, Retriever
 
-__all__ = ["RagConfig", "RagError", "IngestReport", "ingest", "build_rag_messages", "Hit", "Retriever"]
+__all__ = ["RagConfig", "RagError", "IngestReport", "ingest", "DEFAULT_K", "build_rag_messages", "Hit", "Retriever"]

@@ -7,6 +7,10 @@ from collections.abc import Sequence
 
 from rag.retrieval import Hit
 
+DEFAULT_K = 3
+"""Chunks retrieved per question, for serving and for training data alike: a model trained on
+prompts with k chunks should be served prompts with k chunks."""
+
 DEFAULT_SYSTEM = "You are a helpful assistant for our company. Answer from the context when it is relevant."
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.prompt import DEFAULT_K
+
 
 @dataclass
 class ServeConfig:
@@ -17,8 +19,9 @@ class ServeConfig:
     workspace: Path | None = None
     """Workspace whose Chroma index feeds RAG; None serves without retrieval."""
     collection: str = "onboard"
-    rag_k: int = 4
-    """Chunks retrieved per request and put in the system prompt (0 disables RAG)."""
+    rag_k: int = DEFAULT_K
+    """Chunks retrieved per request and put in the system prompt (0 disables RAG); keep it equal to
+    the k the training data was built with."""
     host: str = "127.0.0.1"
     port: int = 8000
     max_new_tokens: int = 256

@@ -24,3 +24,16 @@ def test_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspac
     stats = json.loads((workspace / "data" / "stats.json").read_text())
     assert stats["by_language"]["zh"] >= 5 and stats["by_language"]["en"] >= 5
     assert set(stats["by_rule"]) == {"qa-markers", "question-heading"}
+
+
+def test_training_prompt_is_exactly_what_the_server_builds(workspace):
+    """The model must be trained on the prompt it will be served: same retriever, same k, same layout."""
+    from rag import Retriever, build_rag_messages
+    from serving.config import ServeConfig
+
+    k = ServeConfig(model=workspace).rag_k
+    retriever = Retriever(RagConfig(workspace=workspace))
+    for ex in _rows(workspace / "data" / "train.jsonl")[:5]:
+        question = ex["messages"][1]["content"]
+        served = build_rag_messages([{"role": "user", "content": question}], retriever.search(question, k))
+        assert served == ex["messages"][:-1]

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag import RagConfig, Retriever, build_rag_messages
+from rag import DEFAULT_K, RagConfig, Retriever, build_rag_messages
 from rag.chunking import Chunk, chunk_document
 from rag.embeddings import Embedder
 from rag.ingest import last_ingest
@@ -41,8 +41,8 @@ class DataBuildConfig:
     """User JSONL datasets (messages or alpaca) added to the training split as they are."""
     rag_context: bool = True
     """Put retrieved chunks in each example's system prompt, exactly as serving does."""
-    k: int = 3
-    """Chunks retrieved per question when rag_context is on."""
+    k: int = DEFAULT_K
+    """Chunks retrieved per question when rag_context is on (serving uses the same default)."""
     test_fraction: float = 0.15
     """Share of document-derived examples held out for evaluation (at least 1)."""
     seed: int = 0
