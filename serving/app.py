@@ -174,5 +174,3 @@ def run(cfg: ServeConfig) -> None:
 
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
 
-
-__all__ = ["create_app", "run", "BadRequest"]

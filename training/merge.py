@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.base_model import ONBOARD_MODEL_FILE, load_model, load_tokenizer, model_info, resolve
-from training.errors import ModelNotFound, OutputExists
+from training.errors import ModelNotFound
+from training.io import publish_dir, refuse_overwrite
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def run(cfg: MergeConfig) -> MergeResult:
     t0 = time.perf_counter()
     out, run_dir = Path(cfg.out), Path(cfg.run)
     adapter = _adapter_dir(run_dir)
-    if out.exists() and any(out.iterdir()) and not cfg.force:
-        raise OutputExists(f"{out} already exists. Pass --force to replace it, or choose another --out.")
+    refuse_overwrite(out, cfg.force)
     base = cfg.base_model or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     base = resolve(base)
 
@@ -91,10 +90,6 @@ def run(cfg: MergeConfig) -> MergeResult:
     if agree < 0.99:
         raise RuntimeError(f"merge verification failed: merged model agrees with adapter+base on {agree:.1%} of tokens")
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
     run_cfg = run_dir / "config.json"
     info = {
         "kind": "onboard-merged",
@@ -103,9 +98,8 @@ def run(cfg: MergeConfig) -> MergeResult:
         "training_run": json.loads(run_cfg.read_text()) if run_cfg.exists() else None,
         "verification": {"top1_agreement": agree, "max_logit_diff": max_diff, "prompts": SAMPLE_PROMPTS},
     }
-    (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
+    with publish_dir(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
     return MergeResult(out, base, agree, max_diff, time.perf_counter() - t0)

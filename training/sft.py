@@ -21,7 +21,7 @@ from typing import Literal
 from training.base_model import load_model, load_tokenizer, model_info, resolve
 from training.callbacks import MetricsFile
 from training.data.formats import file_sha256, read_messages_file
-from training.errors import OutputExists
+from training.io import publish_dir, refuse_overwrite
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,7 @@ class SFTResult:
 
 
 def _check_output(cfg: SFTRunConfig) -> None:
-    adapter = cfg.output_dir / "adapter"
-    if adapter.exists() and not (cfg.force or cfg.resume):
-        raise OutputExists(
-            f"{cfg.output_dir} already holds a trained adapter. Pass --force to train again over it, "
-            f"--resume to continue it, or choose another --output."
-        )
+    refuse_overwrite(cfg.output_dir / "adapter", cfg.force or cfg.resume, " (a trained adapter; --resume continues it)")
     if cfg.force and not cfg.resume:
         shutil.rmtree(cfg.output_dir, ignore_errors=True)
 
@@ -184,12 +179,9 @@ def run(cfg: SFTRunConfig, callbacks: list | None = None) -> SFTResult:
     out = trainer.train(resume_from_checkpoint=last_ckpt)
 
     adapter_dir = cfg.output_dir / "adapter"
-    tmp = cfg.output_dir / "adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    tmp.rename(adapter_dir)
+    with publish_dir(adapter_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(tmp)
 
     losses = [r["loss"] for r in _read_jsonl(metrics) if "loss" in r]
     evals = [r["eval_loss"] for r in _read_jsonl(metrics) if "eval_loss" in r]

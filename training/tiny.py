@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from training.base_model import ONBOARD_MODEL_FILE
 from training.chat_template import CHATML_TEMPLATE, ENDOFTEXT, IM_END, PAD, SPECIAL_TOKENS
-from training.errors import OutputExists
+from training.io import publish_dir, refuse_overwrite
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,7 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def _blocks(tokenizer, texts: list[str], seq_len: int):
+    """All documents as one token stream (EOT between them), repeated to fill at least one window."""
     import torch
 
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
@@ -90,8 +90,7 @@ def _blocks(tokenizer, texts: list[str], seq_len: int):
         ids.extend(tokenizer(t, add_special_tokens=False)["input_ids"] + [eot])
     n = max(1, len(ids) // seq_len)
     ids = (ids * math.ceil((n * seq_len + 1) / len(ids)))[: n * seq_len + 1]
-    data = torch.tensor(ids)
-    return data
+    return torch.tensor(ids)
 
 
 def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = None) -> dict:
@@ -101,8 +100,7 @@ def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = No
 
     from rag.loaders import load_documents
 
-    if cfg.out.exists() and any(cfg.out.iterdir()) and not cfg.force:
-        raise OutputExists(f"{cfg.out} already exists. Pass --force to rebuild it, or choose another --out.")
+    refuse_overwrite(cfg.out, cfg.force)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     docs = load_documents(cfg.docs)
@@ -158,18 +156,13 @@ def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = No
         "seconds": round(time.perf_counter() - t0, 1),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
-    tmp = cfg.out.with_name(cfg.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     model.generation_config = GenerationConfig(
         eos_token_id=[mcfg.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
         pad_token_id=tokenizer.pad_token_id,
     )
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
-    if cfg.out.exists():
-        shutil.rmtree(cfg.out)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(cfg.out)  # atomic: a crash never leaves a half-written model under the real name
+    with publish_dir(cfg.out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
     log.info("built tiny model in %s: %s", cfg.out, info)
     return info

@@ -35,5 +35,5 @@ def test_bad_line_is_named_with_reason(tmp_path, bad, reason):
     f = _write(tmp_path / "d.jsonl", [GOOD, GOOD, bad])
     with pytest.raises(BadDataset) as e:
         read_messages_file(f)
-    assert f"d.jsonl:3:" in str(e.value)
+    assert "d.jsonl:3:" in str(e.value)
     assert reason in str(e.value)
