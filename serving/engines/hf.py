@@ -72,7 +72,9 @@ class TransformersEngine:
         def work() -> None:
             try:
                 with torch.no_grad():
-                    result["out"] = self.model.generate(**inputs, **self._kwargs(params), streamer=streamer)
+                    result["out"] = self.model.generate(
+                        **inputs, **self._kwargs(params), streamer=streamer, stopping_criteria=[streamer.stop_when_cancelled]
+                    )
             finally:
                 streamer.end()
 
@@ -81,15 +83,19 @@ class TransformersEngine:
             thread.start()
             ids: list[int] = []
             sent = ""
-            for tok in streamer:
-                ids.append(tok)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                # A byte-level token can end mid-character: hold back until the character is complete.
-                if text.endswith("\ufffd") or len(text) <= len(sent):
-                    continue
-                yield Delta(text[len(sent):])
-                sent = text
-            thread.join()
+            try:
+                for tok in streamer:
+                    ids.append(tok)
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    # A byte-level token can end mid-character: hold back until the character is complete.
+                    if text.endswith("\ufffd") or len(text) <= len(sent):
+                        continue
+                    yield Delta(text[len(sent):])
+                    sent = text
+            finally:
+                # The client may have gone away: stop generating before the next request gets the lock.
+                streamer.cancelled.set()
+                thread.join()
         new = result["out"][0, n_prompt:].tolist()
         stopped = bool(new) and new[-1] in self.eos_ids
         yield Delta("", "stop" if stopped else "length", n_prompt, len(new))
@@ -103,6 +109,11 @@ class _TokenQueue:
 
         self.q: queue.Queue = queue.Queue()
         self.prompt_seen = False
+        self.cancelled = threading.Event()
+
+    def stop_when_cancelled(self, input_ids, scores, **kwargs) -> bool:
+        """A generate() stopping criterion: True once the consumer has stopped reading."""
+        return self.cancelled.is_set()
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() first puts the prompt
