@@ -70,3 +70,13 @@ def test_search_prints_hits_with_sources(workspace):
     r = runner.invoke(app, ["search", "free shipping threshold", "-w", str(workspace), "-k", "2"])
     assert r.exit_code == 0, _err(r)
     assert "shipping.md" in r.output or "faq.md" in r.output
+
+
+def test_base_build_cli_makes_a_model_and_will_not_overwrite_it(tmp_path, docs_dir):
+    out = tmp_path / "tiny"
+    r = runner.invoke(app, ["base", "build", "tiny", "--docs", str(docs_dir), "--out", str(out), "--steps", "2"])
+    assert r.exit_code == 0, _err(r)
+    assert (out / "model.safetensors").exists() and (out / "onboard_model.json").exists()
+    again = runner.invoke(app, ["base", "build", "tiny", "--docs", str(docs_dir), "--out", str(out), "--steps", "2"])
+    assert again.exit_code == 1 and "--force" in _err(again)
+    assert runner.invoke(app, ["base", "build", "huge", "--docs", str(docs_dir)]).exit_code == 1
