@@ -52,25 +52,39 @@ def base_build(
     console.print(f"built {out} ({info['parameters']:,} parameters, final loss {info['final_loss']}, {info['seconds']} s)")
 
 
+CollectionOpt = Annotated[str, typer.Option(help="Chroma collection name.")]
+ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", envvar="ONBOARD_CHROMA_URL",
+                                               help="A `chroma run` server instead of the embedded store.")]
+
+
 @app.command()
 @handle_errors
 def ingest(
-    docs: Annotated[Path, typer.Argument(help="Folder (or file) of .md/.txt documents.")],
+    docs: Annotated[Path, typer.Argument(help="Folder (or file): .md .txt .html .pdf .docx, FAQ .csv/.jsonl.")],
     workspace: WorkspaceOpt = DEFAULT_WS,
-    collection: Annotated[str, typer.Option(help="Chroma collection name.")] = "onboard",
+    collection: CollectionOpt = "onboard",
+    chroma_url: ChromaOpt = None,
+    sync: Annotated[bool, typer.Option(help="Also remove chunks of files deleted from DOCS.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     verbose: VerboseOpt = False,
 ):
-    """Load, chunk, embed and store documents in the workspace's Chroma index (idempotent)."""
+    """Load, chunk, embed and store documents in the workspace's index (incremental, idempotent)."""
     setup(verbose)
     from rag import RagConfig
     from rag import ingest as run
 
+    cfg = RagConfig(workspace=workspace, collection=collection, chroma_url=chroma_url)
     with progress_bar("embedding chunks") as update:
-        r = run(RagConfig(workspace=workspace, collection=collection), docs, progress=lambda d, n: update(d, n))
+        r = run(cfg, docs, progress=lambda d, n: update(d, n), sync=sync, strict=strict)
     console.print(
         f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
         f"({r.total_in_store} in the index, {r.seconds:.1f} s)"
     )
+    if r.skipped:
+        table = Table("skipped file", "reason", title=f"{len(r.skipped)} file(s) skipped", title_style="yellow")
+        for s in r.skipped:
+            table.add_row(s.path, s.reason)
+        console.print(table)
 
 
 @app.command()
@@ -78,18 +92,27 @@ def ingest(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid (dense + BM25), dense or bm25.")] = "hybrid",
+    source: Annotated[list[str] | None, typer.Option(help="Only these source files; repeatable.")] = None,
+    language: Annotated[str | None, typer.Option(help="Only chunks in this language (en, zh).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only chunks with this tag; repeatable (any).")] = None,
+    reranker: Annotated[Path | None, typer.Option(help="Cross-encoder folder to re-rank with.")] = None,
     workspace: WorkspaceOpt = DEFAULT_WS,
-    collection: Annotated[str, typer.Option(help="Chroma collection name.")] = "onboard",
+    collection: CollectionOpt = "onboard",
+    chroma_url: ChromaOpt = None,
     verbose: VerboseOpt = False,
 ):
     """Search the index and show the hits with their sources."""
     setup(verbose)
     from rag import RagConfig, Retriever
 
-    hits = Retriever(RagConfig(workspace=workspace, collection=collection)).search(query, k)
-    table = Table("score", "source", "section", "snippet")
+    filters = {k_: v for k_, v in {"source": source, "language": language, "tags": tag}.items() if v}
+    cfg = RagConfig(workspace=workspace, collection=collection, chroma_url=chroma_url, mode=mode,
+                    reranker=str(reranker) if reranker else None)
+    hits = Retriever(cfg).search(query, k, filters=filters or None)
+    table = Table("score", "source", "page", "section", "snippet")
     for h in hits:
-        table.add_row(f"{h.score:.3f}", h.source, h.heading_path, h.snippet)
+        table.add_row(f"{h.score:.3f}", h.source, str(h.page or ""), h.heading_path, h.snippet)
     console.print(table)
 
 

@@ -1,6 +1,6 @@
-"""Onboard's RAG layer: load documents, chunk, embed, store in Chroma, retrieve with citations.
+"""Onboard's RAG layer: load documents, chunk, embed, store in Chroma, retrieve (hybrid) with citations.
 
-Importing this package loads no model; models load on first use.
+Importing this package loads no model; models load on first use. For LangChain: `rag.langchain.OnboardRetriever`.
 """
 
 from rag.config import RagConfig

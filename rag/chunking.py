@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.loaders import Document
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 # Sentence ends: English punctuation followed by space, or Chinese full-width marks (no space follows).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+# Table rows and list items: a long block of them is split between lines, never inside one.
+_LINE_ITEM = re.compile(r"^\s*(\||[-*+]\s|\d+[.)]\s)")
 
 
 @dataclass
@@ -34,9 +36,13 @@ class Chunk:
     """Character offset of the chunk's first character in the document text."""
     end: int
     language: str
+    page: int = 0
+    """1-based page where the chunk starts (PDFs), 0 when the document has no pages."""
+    tags: list[str] = field(default_factory=list)
+    kind: str = "text"
 
     def metadata(self) -> dict:
-        return {
+        meta = {
             "doc_id": self.doc_id,
             "source": self.source,
             "title": self.title,
@@ -44,7 +50,12 @@ class Chunk:
             "start": self.start,
             "end": self.end,
             "language": self.language,
+            "page": self.page,
+            "kind": self.kind,
         }
+        if self.tags:  # Chroma refuses empty lists
+            meta["tags"] = list(self.tags)
+        return meta
 
 
 def chunk_id(source: str, text: str) -> str:
@@ -75,7 +86,20 @@ def _pieces(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     """Split [start, end) into paragraphs (blank-line separated), as spans."""
     for m in re.finditer(r"(?:[^\n]|\n(?!\s*\n))+", text[start:end]):
         if m.group().strip():
-            yield start + m.start(), start + m.end()
+            lead = len(m.group()) - len(m.group().lstrip())
+            yield start + m.start() + lead, start + m.end()
+
+
+def _line_items(text: str, start: int, end: int) -> list[tuple[int, int]] | None:
+    """Spans of the lines of a table or list block, or None if the block is prose."""
+    spans, pos = [], start
+    for line in text[start:end].split("\n"):
+        if line.strip():
+            if not _LINE_ITEM.match(line):
+                return None
+            spans.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return spans
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -96,7 +120,7 @@ def chunk_document(
 
     Sections (text under one heading) are never merged; within a section whole paragraphs are packed
     together, and a paragraph longer than the budget is split by sentences with `overlap_sentences`
-    sentences of overlap.
+    sentences of overlap; a table or list is split between rows/items, never inside one.
     """
     text, chunks = doc.text, []
 
@@ -108,12 +132,13 @@ def chunk_document(
         if s < e:
             body = text[s:e]
             chunks.append(Chunk(chunk_id(doc.source, body), doc.id, doc.source, doc.title, heading,
-                                body, s, e, doc.language))
+                                body, s, e, doc.language, doc.page_at(s), doc.tags, doc.kind))
 
     for heading, s0, e0 in _sections(text):
         cur: tuple[int, int] | None = None
         for ps, pe in _pieces(text, s0, e0):
-            if cur and count_tokens(text[cur[0] : pe]) <= max_tokens:
+            same_page = cur is not None and doc.page_at(cur[0]) == doc.page_at(ps)  # a citation names one page
+            if cur and same_page and count_tokens(text[cur[0] : pe]) <= max_tokens:
                 cur = (cur[0], pe)
                 continue
             if count_tokens(text[ps:pe]) <= max_tokens:
@@ -121,17 +146,19 @@ def chunk_document(
                     emit(heading, *cur)
                 cur = (ps, pe)
                 continue
-            # A long paragraph is split by sentences; what is pending (often just the heading line)
-            # leads the first piece rather than standing alone.
-            sents = ([cur] if cur else []) + _sentences(text, ps, pe)
+            # A long paragraph is split by sentences (a table or list: by rows/items, with no overlap);
+            # what is pending (often just the heading line) leads the first piece rather than standing alone.
+            rows = _line_items(text, ps, pe)
+            overlap = 0 if rows else overlap_sentences
+            pieces = ([cur] if cur else []) + (rows or _sentences(text, ps, pe))
             cur = None
             i = 0
-            while i < len(sents):
+            while i < len(pieces):
                 j = i + 1
-                while j < len(sents) and count_tokens(text[sents[i][0] : sents[j][1]]) <= max_tokens:
+                while j < len(pieces) and count_tokens(text[pieces[i][0] : pieces[j][1]]) <= max_tokens:
                     j += 1
-                emit(heading, sents[i][0], sents[j - 1][1])
-                i = j if j >= len(sents) else max(i + 1, j - overlap_sentences)
+                emit(heading, pieces[i][0], pieces[j - 1][1])
+                i = j if j >= len(pieces) else max(i + 1, j - overlap)
         if cur:
             emit(heading, *cur)
     return chunks

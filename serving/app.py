@@ -30,6 +30,10 @@ from serving.protocol import (
     ChatMessage,
     Choice,
     DeltaMessage,
+    EmbeddingData,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
     ErrorInfo,
     ErrorResponse,
     ModelCard,
@@ -138,6 +142,41 @@ def create_app(cfg: ServeConfig, engine: Engine | None = None, retriever=None) -
                         total_tokens=gen.prompt_tokens + gen.completion_tokens),
             sources=sources,
         )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(req: EmbeddingRequest, request: Request) -> EmbeddingResponse:
+        """Embeddings from the retriever's model (all-MiniLM-L6-v2 by default), so clients and other
+        Onboard instances can embed exactly as this index does."""
+        embedder = _embedder(request.app)
+        if req.model and req.model != embedder.name:
+            raise UnknownModel(f"embedding model {req.model!r} is not served here; this server embeds with "
+                               f"{embedder.name!r}.")
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        if len(texts) > 2048 or any(not isinstance(t, str) or not t for t in texts):
+            raise BadRequest("input: 1 to 2048 non-empty strings.")
+        vecs = await run_in_threadpool(embedder.embed, texts)
+        n_tokens = sum(await run_in_threadpool(lambda: [embedder.count_tokens(t) for t in texts]))
+        if req.encoding_format == "base64":
+            import base64
+
+            import numpy as np
+
+            data = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vecs]
+        else:
+            data = vecs
+        return EmbeddingResponse(data=[EmbeddingData(index=i, embedding=e) for i, e in enumerate(data)],
+                                 model=embedder.name, usage=EmbeddingUsage(prompt_tokens=n_tokens, total_tokens=n_tokens))
+
+    def _embedder(app: FastAPI):
+        if getattr(app.state, "embedder", None) is None:
+            r = app.state.retriever
+            if r is not None:
+                app.state.embedder = r.embedder
+            else:
+                from rag.embeddings import Embedder
+
+                app.state.embedder = Embedder()
+        return app.state.embedder
 
     async def _with_context(request: Request, req: ChatCompletionRequest) -> tuple[list[dict], list[Source]]:
         from rag import build_rag_messages

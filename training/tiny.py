@@ -103,7 +103,7 @@ def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = No
     refuse_overwrite(cfg.out, cfg.force)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    docs = load_documents(cfg.docs)
+    docs = load_documents(cfg.docs).documents
     texts = [d.text for d in docs]
     tokenizer = _train_tokenizer(texts, cfg.vocab_size)
 

@@ -33,3 +33,14 @@ def test_ids_are_content_hashes():
     b = chunk_document(_doc("# A\n\nsame text\n"), len, 100)
     c = chunk_document(_doc("# A\n\nother text\n"), len, 100)
     assert a[0].id == b[0].id != c[0].id
+
+
+def test_a_long_table_is_split_between_rows_never_inside_one():
+    rows = "\n".join(f"| SKU-{i:04d} | Oak shelf, {i} cm wide, natural finish | ${i}.00 |" for i in range(60))
+    text = "# Price list\n\n| SKU | Item | Price |\n" + rows + "\n"
+    chunks = chunk_document(_doc(text), lambda s: len(s.split()), max_tokens=60)
+    assert len(chunks) > 3
+    for c in chunks:
+        body = c.text.split("\n\n", 1)[-1]
+        assert all(line.startswith("| ") and line.endswith(" |") for line in body.splitlines())
+    assert sum(c.text.count("SKU-") for c in chunks) == 60  # no row lost, none repeated

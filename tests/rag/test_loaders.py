@@ -1,16 +1,88 @@
+import json
+
 import pytest
 
 from rag.errors import BadDocument, DocsNotFound, NoDocuments
 from rag.loaders import detect_language, load_documents
+from tests.rag.helpers import make_docx, make_pdf
 
 
 def test_loads_every_document_with_relative_path_title_and_language(docs_dir):
-    docs = {d.source: d for d in load_documents(docs_dir)}
-    assert {"faq.md", "returns.md", "zh/常见问题.md"} <= set(docs)
+    res = load_documents(docs_dir)
+    docs = {d.source: d for d in res.documents}
+    assert {"faq.md", "returns.md", "zh/常见问题.md"} <= set(docs) and not res.skipped
     assert docs["returns.md"].title == "Returns Policy"
-    assert docs["returns.md"].language == "en"
-    assert docs["zh/常见问题.md"].language == "zh"
+    assert docs["returns.md"].language == "en" and docs["zh/常见问题.md"].language == "zh"
     assert len({d.id for d in docs.values()}) == len(docs)
+
+
+def test_html_keeps_headings_lists_tables_and_drops_navigation(tmp_path):
+    (tmp_path / "page.html").write_text("""<html><head><title>Shop - Help</title><script>var x=1;</script></head>
+    <body><nav><a href="/">Home</a> <a href="/cart">Cart</a></nav>
+    <div class="cookie-banner">We use cookies</div>
+    <main><h1>Delivery</h1><p>Orders ship   in 2 days.</p>
+      <h2>Costs</h2><ul><li>Standard: $5.95</li><li>Express: $14.95</li></ul>
+      <table><tr><th>Zone</th><th>Days</th></tr><tr><td>EU</td><td>7</td></tr></table></main>
+    <footer>© Lumen &amp; Oak</footer></body></html>""")
+    doc = load_documents(tmp_path).documents[0]
+    assert doc.title == "Delivery" and doc.kind == "html"
+    assert "# Delivery" in doc.text and "## Costs" in doc.text and "Orders ship in 2 days." in doc.text
+    assert "- Standard: $5.95\n- Express: $14.95" in doc.text
+    assert "| Zone | Days |\n| EU | 7 |" in doc.text
+    for junk in ("Home", "Cart", "cookies", "var x", "©"):
+        assert junk not in doc.text
+
+
+def test_pdf_pages_are_kept(tmp_path):
+    make_pdf(tmp_path / "manual.pdf", ["Assembly guide\nAttach the legs first.", "Care\nWipe with a dry cloth."],
+             title="Sofa Manual")
+    doc = load_documents(tmp_path).documents[0]
+    assert doc.title == "Sofa Manual" and doc.kind == "pdf"
+    assert doc.page_at(doc.text.index("Attach the legs")) == 1
+    assert doc.page_at(doc.text.index("Wipe with a dry cloth")) == 2
+
+
+def test_docx_headings_lists_and_tables(tmp_path):
+    doc = load_documents(make_docx(tmp_path / "handbook.docx")).documents[0]
+    assert doc.title == "Warranty Handbook"
+    assert "# Warranty Handbook" in doc.text and "## Claims" in doc.text
+    assert "- Email warranty@lumenoak.example\n- Attach photos of the defect" in doc.text
+    assert "| Sofa | 5 |" in doc.text
+
+
+def test_faq_tables_become_one_section_per_question(tmp_path):
+    (tmp_path / "faq.csv").write_text("问题,答案\n退款多久到账？,5 至 10 个工作日。\n能开发票吗？,可以。\n", encoding="utf-8")
+    (tmp_path / "faq.jsonl").write_text(json.dumps({"question": "Gift wrap?", "answer": "Yes, $4."}) + "\n")
+    docs = {d.source: d for d in load_documents(tmp_path).documents}
+    assert docs["faq.csv"].kind == "faq-table" and docs["faq.csv"].language == "zh"
+    assert docs["faq.csv"].text == "## 退款多久到账？\n\n5 至 10 个工作日。\n\n## 能开发票吗？\n\n可以。"
+    assert docs["faq.jsonl"].text == "## Gift wrap?\n\nYes, $4."
+
+
+def test_markdown_front_matter_sets_title_and_tags(tmp_path):
+    (tmp_path / "p.md").write_text("---\ntitle: Price Match\ntags: [policy, pricing]\n---\n# Ignored\n\nWe match prices.\n")
+    doc = load_documents(tmp_path).documents[0]
+    assert (doc.title, doc.tags) == ("Price Match", ["policy", "pricing"])
+    assert doc.text.startswith("# Ignored")
+
+
+def test_unreadable_files_are_skipped_and_reported_the_rest_goes_in(tmp_path):
+    (tmp_path / "ok.md").write_text("# fine\n\ntext\n")
+    (tmp_path / "gbk.txt").write_bytes("line one\nline two\n退货政策\n".encode("gb18030"))
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (tmp_path / "faq.csv").write_text("title,body\nx,y\n")
+    (tmp_path / "faq.jsonl").write_text('{"question": "q", "answer": "a"}\n{oops\n')
+    res = load_documents(tmp_path)
+    assert [d.source for d in res.documents] == ["ok.md"]
+    reasons = {s.path: s.reason for s in res.skipped}
+    assert "gbk.txt:3: not valid UTF-8" in reasons["gbk.txt"]
+    assert "unsupported file type" in reasons["photo.png"]
+    assert "not a readable PDF" in reasons["broken.pdf"]
+    assert "question and an answer column" in reasons["faq.csv"] and "found: title, body" in reasons["faq.csv"]
+    assert "faq.jsonl:2: broken JSON" in reasons["faq.jsonl"]
+    with pytest.raises(BadDocument, match="broken.pdf"):
+        load_documents(tmp_path, strict=True)
 
 
 def test_missing_folder_is_named(tmp_path):
@@ -18,16 +90,9 @@ def test_missing_folder_is_named(tmp_path):
         load_documents(tmp_path / "nope")
 
 
-def test_empty_folder_says_what_to_do(tmp_path):
+def test_folder_with_nothing_readable_says_what_to_do_and_why(tmp_path):
     (tmp_path / "notes.bin").write_bytes(b"\x00\x01")
-    with pytest.raises(NoDocuments, match="Add your documents"):
-        load_documents(tmp_path)
-
-
-def test_non_utf8_file_names_file_and_line(tmp_path):
-    (tmp_path / "ok.md").write_text("# fine\n\ntext\n")
-    (tmp_path / "gbk.txt").write_bytes("line one\nline two\n退货政策\n".encode("gb18030"))
-    with pytest.raises(BadDocument, match=r"gbk\.txt:3: not valid UTF-8"):
+    with pytest.raises(NoDocuments, match="(?s)Add your documents.*notes.bin: unsupported"):
         load_documents(tmp_path)
 
 

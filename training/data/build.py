@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rag import DEFAULT_K, RagConfig, Retriever, build_rag_messages
 from rag.chunking import Chunk, chunk_document
-from rag.embeddings import Embedder
+from rag.embeddings import embedder_for
 from rag.ingest import last_ingest
 from rag.loaders import load_documents
 from training.data.faq import extract_qa
@@ -90,15 +90,18 @@ def run(cfg: DataBuildConfig) -> DataBuildResult:
     rag_cfg = RagConfig(
         workspace=cfg.workspace,
         collection=rec.get("collection", "onboard"),
+        chroma_url=rec.get("chroma_url"),
+        embedding_url=rec.get("embedding_url"),
+        embedding_model=rec.get("embedding_model"),
         chunk_tokens=rec.get("chunk_tokens", 200),
         chunk_overlap_sentences=rec.get("chunk_overlap_sentences", 1),
     )
-    embedder = Embedder(rag_cfg.embedding_model)
+    embedder = embedder_for(rag_cfg)
     retriever = Retriever(rag_cfg, embedder) if cfg.rag_context else None
     user_rows = [m for f in cfg.extra_files for m in read_messages_file(f)]  # fail fast on bad input
 
     examples = []
-    for doc in load_documents(docs_path):
+    for doc in load_documents(docs_path).documents:
         chunks = chunk_document(doc, embedder.count_tokens, rag_cfg.chunk_tokens, rag_cfg.chunk_overlap_sentences)
         for qa in extract_qa(doc.text):
             chunk = _chunk_at(chunks, qa.start)

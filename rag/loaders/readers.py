@@ -1,0 +1,223 @@
+"""One reader per file format. Each turns a file into Markdown-like text (headings as `#`, lists as
+`- `, tables as `| a | b |` rows) so that chunking treats every format alike.
+
+A reader raises `Unreadable` with a reason the user can act on; the caller skips the file and
+reports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Unreadable(Exception):
+    """The file cannot be turned into text; the message says why (and where, when it knows)."""
+
+
+@dataclass
+class Parsed:
+    text: str
+    title: str | None = None
+    page_starts: list[int] = field(default_factory=list)
+    """Character offset where each page begins (PDF only)."""
+    tags: list[str] = field(default_factory=list)
+    kind: str = "text"
+    """'text', 'html', 'pdf', 'docx' or 'faq-table' (every section is one question and its answer)."""
+
+
+def decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise Unreadable(
+            f"{path}:{line}: not valid UTF-8 (byte {e.start}). Convert it, e.g. "
+            f"`iconv -f GB18030 -t UTF-8 '{path.name}' > fixed.txt`."
+        ) from None
+
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+
+
+def read_text(path: Path) -> Parsed:
+    """.md/.txt; Markdown front matter may set `title:` and `tags:`."""
+    text = decode(path.read_bytes(), path)
+    m = _FRONT_MATTER.match(text.replace("\r\n", "\n"))
+    if not m:
+        return Parsed(text)
+    import yaml
+
+    try:
+        meta = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError as e:
+        raise Unreadable(f"{path}: front matter is not valid YAML ({e}).") from None
+    tags = meta.get("tags") or []
+    tags = [t.strip() for t in tags.split(",")] if isinstance(tags, str) else [str(t) for t in tags]
+    return Parsed(text[m.end() :], title=meta.get("title"), tags=[t for t in tags if t])
+
+
+_BOILERPLATE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg")
+_BOILERPLATE_HINT = re.compile(r"\b(nav|navbar|menu|footer|sidebar|breadcrumbs?|cookie|banner|skip-link)\b", re.I)
+
+
+def read_html(path: Path) -> Parsed:
+    """HTML without navigation and boilerplate; headings, lists and tables kept."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode(path.read_bytes(), path), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    for tag in soup(_BOILERPLATE_TAGS):
+        tag.decompose()
+    for tag in soup.find_all(attrs={"role": re.compile("navigation|banner|contentinfo")}):
+        tag.decompose()
+    for tag in soup.find_all(True):
+        if tag.attrs is not None and _BOILERPLATE_HINT.search(" ".join([*tag.get("class", []), tag.get("id", "")])):
+            tag.decompose()
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+    lines: list[str] = []
+    _html_blocks(root, lines)
+    text = "\n\n".join(ln for ln in lines if ln.strip())
+    h1 = soup.find("h1")
+    return Parsed(text, title=(h1.get_text(" ", strip=True) if h1 else None) or title, kind="html")
+
+
+def _html_blocks(node, out: list[str]) -> None:
+    for child in node.children:
+        name = getattr(child, "name", None)
+        if name is None:
+            text = str(child).strip()
+            if text:
+                out.append(" ".join(text.split()))
+        elif re.fullmatch(r"h[1-6]", name):
+            out.append("#" * int(name[1]) + " " + child.get_text(" ", strip=True))
+        elif name in ("p", "pre", "blockquote", "dt", "dd", "figcaption"):
+            out.append(" ".join(child.get_text(" ", strip=True).split()))
+        elif name in ("ul", "ol"):
+            items = [li.get_text(" ", strip=True) for li in child.find_all("li", recursive=False)]
+            out.append("\n".join(f"- {' '.join(i.split())}" for i in items if i))
+        elif name == "table":
+            rows = [[" ".join(c.get_text(" ", strip=True).split()) for c in tr.find_all(["th", "td"])]
+                    for tr in child.find_all("tr")]
+            out.append("\n".join("| " + " | ".join(r) + " |" for r in rows if r))
+        else:
+            _html_blocks(child, out)
+
+
+def read_pdf(path: Path) -> Parsed:
+    """Text of every page, with each page's starting offset kept for citations."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise Unreadable(f"{path}: the PDF is encrypted. Save an unprotected copy and ingest that.")
+        pages = [(p.extract_text() or "").strip() for p in reader.pages]
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise Unreadable(f"{path}: not a readable PDF ({e}).") from None
+    if not any(pages):
+        raise Unreadable(f"{path}: the PDF has no extractable text (a scan?). Run OCR on it first.")
+    text, starts = "", []
+    for page in pages:
+        starts.append(len(text))
+        text += page + "\n\n"
+    meta_title = (reader.metadata.title if reader.metadata else None) or None
+    return Parsed(text, title=meta_title, page_starts=starts, kind="pdf")
+
+
+def read_docx(path: Path) -> Parsed:
+    """Word paragraphs and tables in document order; Heading styles become `#` headings."""
+    import zipfile
+
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        d = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError) as e:
+        raise Unreadable(f"{path}: not a readable .docx file ({e}).") from None
+    blocks = []
+    for el in d.element.body.iterchildren():
+        if el.tag.endswith("}p"):
+            p = Paragraph(el, d)
+            text, style = p.text.strip(), (p.style.name if p.style is not None else "") or ""
+            if not text:
+                continue
+            m = re.match(r"Heading (\d)", style)
+            if style == "Title":
+                blocks.append(f"# {text}")
+            elif m:
+                blocks.append("#" * int(m.group(1)) + f" {text}")
+            elif "List" in style:
+                blocks.append(f"- {text}")
+            else:
+                blocks.append(text)
+        elif el.tag.endswith("}tbl"):
+            rows = [[c.text.strip() for c in r.cells] for r in Table(el, d).rows]
+            blocks.append("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    # consecutive list items form one list block
+    text = re.sub(r"(^- .*)\n\n(?=- )", r"\1\n", "\n\n".join(blocks), flags=re.M)
+    return Parsed(text, title=d.core_properties.title or None, kind="docx")
+
+
+_Q_COLS = ("question", "q", "问题", "问", "prompt", "instruction")
+_A_COLS = ("answer", "a", "答案", "答", "回答", "response", "output")
+
+
+def _qa_columns(fields: list[str], path: Path) -> tuple[str, str]:
+    low = {f.strip().lower(): f for f in fields}
+    q = next((low[c] for c in _Q_COLS if c in low), None)
+    a = next((low[c] for c in _A_COLS if c in low), None)
+    if not q or not a:
+        raise Unreadable(
+            f"{path}: an FAQ table needs a question and an answer column (e.g. 'question'/'answer' or "
+            f"'问题'/'答案'); found: {', '.join(fields) or 'none'}."
+        )
+    return q, a
+
+
+def _faq(rows: list[tuple[str, str]], path: Path) -> Parsed:
+    rows = [(q.strip(), a.strip()) for q, a in rows if q and a and q.strip() and a.strip()]
+    if not rows:
+        raise Unreadable(f"{path}: no rows with both a question and an answer.")
+    text = "\n\n".join(f"## {q}\n\n{a}" for q, a in rows)
+    return Parsed(text, kind="faq-table")
+
+
+def read_csv(path: Path) -> Parsed:
+    """A CSV FAQ: one question/answer pair per row."""
+    text = decode(path.read_bytes(), path)
+    reader = csv.DictReader(io.StringIO(text))
+    q, a = _qa_columns(reader.fieldnames or [], path)
+    return _faq([(r.get(q) or "", r.get(a) or "") for r in reader], path)
+
+
+def read_jsonl(path: Path) -> Parsed:
+    """A JSONL FAQ: one {"question": ..., "answer": ...} object per line."""
+    rows = []
+    for n, line in enumerate(decode(path.read_bytes(), path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise Unreadable(f"{path}:{n}: broken JSON ({e.msg}). Fix or delete the line.") from None
+        if not isinstance(obj, dict):
+            raise Unreadable(f"{path}:{n}: expected a JSON object with question/answer fields.")
+        q, a = _qa_columns(list(obj), Path(f"{path}:{n}"))
+        rows.append((str(obj[q]), str(obj[a])))
+    return _faq(rows, path)
+
+
+READERS = {
+    ".md": read_text, ".markdown": read_text, ".txt": read_text,
+    ".html": read_html, ".htm": read_html,
+    ".pdf": read_pdf, ".docx": read_docx,
+    ".csv": read_csv, ".jsonl": read_jsonl,
+}
