@@ -31,17 +31,39 @@ def test_empty_docs_folder(tmp_path):
     assert r.exit_code == 1 and "no documents" in _err(r)
 
 
-def test_non_utf8_file_fails_before_the_index_is_touched(tmp_path, workspace):
+def test_unreadable_file_is_reported_and_the_rest_ingested_strict_touches_nothing(tmp_path):
     from rag import RagConfig, Retriever
 
-    before = Retriever(RagConfig(workspace=workspace)).count()
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.md").write_text("# Good\n\nfine text\n")
     (docs / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
-    r = runner.invoke(app, ["ingest", str(docs), "-w", str(workspace)])
-    assert r.exit_code == 1 and "latin1.txt:1: not valid UTF-8" in _err(r)
-    assert Retriever(RagConfig(workspace=workspace)).count() == before
+    ws = tmp_path / "ws"
+    strict = runner.invoke(app, ["ingest", str(docs), "-w", str(ws), "--strict"])
+    assert strict.exit_code == 1 and "latin1.txt:1: not valid UTF-8" in _err(strict)
+    assert not (ws / "chroma").exists(), "a failed strict run writes nothing"
+    r = runner.invoke(app, ["ingest", str(docs), "-w", str(ws)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, _err(r)
+    assert "1 file(s) skipped" in r.output and "latin1.txt" in r.output and "iconv" in r.output
+    assert Retriever(RagConfig(workspace=ws)).count() == 1
+
+
+def test_sync_removes_chunks_of_deleted_files(tmp_path):
+    from rag import RagConfig, Retriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nalpha text\n")
+    (docs / "b.md").write_text("# B\n\nbeta text\n")
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["ingest", str(docs), "-w", str(ws)]).exit_code == 0
+    (docs / "b.md").unlink()
+    assert runner.invoke(app, ["ingest", str(docs), "-w", str(ws)]).exit_code == 0
+    assert Retriever(RagConfig(workspace=ws)).count() == 2, "without --sync nothing is removed"
+    r = runner.invoke(app, ["ingest", str(docs), "-w", str(ws), "--sync"])
+    assert r.exit_code == 0 and "1 removed" in r.output
+    col = Retriever(RagConfig(workspace=ws)).collection
+    assert [m["source"] for m in col.get()["metadatas"]] == ["a.md"]
 
 
 @pytest.mark.parametrize(

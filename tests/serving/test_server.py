@@ -88,3 +88,27 @@ def test_errors_share_one_shape(server, client):
     big = httpx.post(f"{server}/v1/chat/completions", content=b"x" * 1_000_001,
                      headers={"content-type": "application/json"})
     assert big.status_code == 413 and big.json()["error"]["code"] == 413
+
+
+def test_embeddings_endpoint_serves_the_index_model_to_openai_clients(server, client, embedder):
+    import numpy as np
+
+    texts = ["退款多久能到账？", "free shipping over $75"]
+    remote = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)  # the client asks for base64
+    local = np.array(embedder.embed(texts))
+    got = np.array([d.embedding for d in remote.data])
+    assert got.shape == (2, 384) and np.allclose(got, local, atol=1e-5)
+    assert remote.usage.prompt_tokens > 0
+    floats = httpx.post(f"{server}/v1/embeddings", json={"input": "hi", "encoding_format": "float"}).json()
+    assert len(floats["data"][0]["embedding"]) == 384
+    with pytest.raises(NotFoundError, match="not served here"):
+        client.embeddings.create(model="text-embedding-3-large", input="x")
+
+
+def test_ingest_and_search_through_a_remote_embedding_endpoint(server, docs_dir, tmp_path):
+    from rag import RagConfig, Retriever, ingest
+
+    cfg = RagConfig(workspace=tmp_path / "ws", embedding_url=f"{server}/v1")
+    report = ingest(cfg, docs_dir)
+    assert report.added > 0
+    assert Retriever(cfg).search("How long is the furniture warranty?", k=1)[0].source in ("warranty.md", "faq.md")
