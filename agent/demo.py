@@ -37,7 +37,7 @@ class DemoConfig:
     questions: list[str] = field(default_factory=lambda: list(QUESTIONS))
     base_steps: int = 300
     """Pre-training steps of the tiny base model."""
-    epochs: float = 20.0
+    epochs: float = 30.0
     """SFT epochs: the tiny model needs many passes to learn the answers."""
     learning_rate: float = 3e-3
     server_timeout: float = 180.0

@@ -52,6 +52,7 @@ class BM25Index:
         self.path = Path(path)
         self.ids: list[str] = []
         self.metas: list[dict] = []
+        self.texts: list[str] = []
         self._bm25 = None
 
     def __len__(self) -> int:
@@ -61,7 +62,7 @@ class BM25Index:
         """Index the chunks and save atomically (a temp folder, then a rename)."""
         import bm25s
 
-        self.ids, self.metas = list(ids), list(metas)
+        self.ids, self.metas, self.texts = list(ids), list(metas), list(texts)
         self._bm25 = bm25s.BM25()
         corpus = [tokenize(t) or ["\u2205"] for t in texts]  # an empty document still needs a token
         if corpus:
@@ -71,7 +72,7 @@ class BM25Index:
         tmp.mkdir(parents=True)
         if corpus:
             self._bm25.save(str(tmp / "bm25s"))
-        (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "metas": self.metas}, ensure_ascii=False))
+        (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "metas": self.metas, "texts": self.texts}, ensure_ascii=False))
         shutil.rmtree(self.path, ignore_errors=True)
         tmp.rename(self.path)
 
@@ -83,12 +84,14 @@ class BM25Index:
         if not f.exists():
             return False
         data = json.loads(f.read_text())
-        self.ids, self.metas = data["ids"], data["metas"]
+        self.ids, self.metas, self.texts = data["ids"], data["metas"], data.get("texts") or []
+        if len(self.texts) != len(self.ids):
+            return False  # written by an older version: rebuild
         self._bm25 = bm25s.BM25.load(str(self.path / "bm25s")) if self.ids else None
         return True
 
-    def search(self, query: str, k: int, filters: dict | None = None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) pairs with a positive score, best first."""
+    def search(self, query: str, k: int, filters: dict | None = None) -> list[tuple[int, float]]:
+        """Top-k (position in `ids`, BM25 score) pairs with a positive score, best first."""
         import numpy as np
 
         from rag.filters import matches
@@ -103,4 +106,4 @@ class BM25Index:
                 return []
         k = min(k, len(self.ids))
         docs, scores = self._bm25.retrieve([q], k=k, show_progress=False, weight_mask=mask, n_threads=0)
-        return [(self.ids[i], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]

@@ -134,28 +134,34 @@ def chunk_document(
             chunks.append(Chunk(chunk_id(doc.source, body), doc.id, doc.source, doc.title, heading,
                                 body, s, e, doc.language, doc.page_at(s), doc.tags, doc.kind))
 
+    # Each paragraph/sentence is tokenized once and windows are sized by summing: exact for
+    # whitespace-splitting tokenizers (WordPiece), close for BPE, and linear instead of quadratic.
     for heading, s0, e0 in _sections(text):
         cur: tuple[int, int] | None = None
+        cur_tokens = 0
         for ps, pe in _pieces(text, s0, e0):
+            n = count_tokens(text[ps:pe])
             same_page = cur is not None and doc.page_at(cur[0]) == doc.page_at(ps)  # a citation names one page
-            if cur and same_page and count_tokens(text[cur[0] : pe]) <= max_tokens:
-                cur = (cur[0], pe)
+            if cur and same_page and cur_tokens + n <= max_tokens:
+                cur, cur_tokens = (cur[0], pe), cur_tokens + n
                 continue
-            if count_tokens(text[ps:pe]) <= max_tokens:
+            if n <= max_tokens:
                 if cur:
                     emit(heading, *cur)
-                cur = (ps, pe)
+                cur, cur_tokens = (ps, pe), n
                 continue
             # A long paragraph is split by sentences (a table or list: by rows/items, with no overlap);
             # what is pending (often just the heading line) leads the first piece rather than standing alone.
             rows = _line_items(text, ps, pe)
             overlap = 0 if rows else overlap_sentences
             pieces = ([cur] if cur else []) + (rows or _sentences(text, ps, pe))
+            sizes = [count_tokens(text[a:b]) for a, b in pieces]
             cur = None
             i = 0
             while i < len(pieces):
-                j = i + 1
-                while j < len(pieces) and count_tokens(text[pieces[i][0] : pieces[j][1]]) <= max_tokens:
+                j, total = i + 1, sizes[i]
+                while j < len(pieces) and total + sizes[j] <= max_tokens:
+                    total += sizes[j]
                     j += 1
                 emit(heading, pieces[i][0], pieces[j - 1][1])
                 i = j if j >= len(pieces) else max(i + 1, j - overlap)

@@ -26,6 +26,11 @@ class RagConfig:
     embedding_url: str | None = None
     """An OpenAI-compatible API base (e.g. http://host:8000/v1) whose /embeddings endpoint embeds. Env:
     ONBOARD_EMBEDDING_URL; its key: ONBOARD_EMBEDDING_API_KEY."""
+    embedding_languages: list[str] | None = None
+    """Languages the embedding model handles well ("en", "zh"); None: all, except for the default
+    MiniLM, which is English-only. Hybrid search trusts dense rankings less for other languages."""
+    dense_weight_other: float = 0.0
+    """RRF weight of the dense ranking for queries in a language the embedding model does not handle."""
     reranker: str | None = None
     """A cross-encoder model folder; when set, the fused candidates are re-ranked by it."""
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"

@@ -21,7 +21,7 @@ from rag.config import RagConfig
 from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for
 from rag.loaders import Skipped, load_documents
 from rag.retrieval import rebuild_bm25
-from rag.store import get_collection
+from rag.store import get_all, get_collection
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def run(
             report.removed += len(stale)
     if sync:
         keep = set(report.sources) | {s.path for s in loaded.skipped}
-        everything = col.get(include=["metadatas"])
+        everything = get_all(col, ["metadatas"])
         gone = [i for i, m in zip(everything["ids"], everything["metadatas"], strict=True) if m.get("source") not in keep]
         if gone:
             col.delete(ids=gone)

@@ -13,9 +13,10 @@ from functools import cached_property
 
 from rag.bm25 import BM25Index
 from rag.config import RagConfig
-from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for
+from rag.embeddings import DEFAULT_LANGUAGES, Embedder, OpenAIEmbedder, embedder_for
 from rag.filters import to_chroma_where
-from rag.store import get_collection
+from rag.loaders import detect_language
+from rag.store import get_all, get_collection
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,14 @@ class Hit:
         }
 
 
-def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion of several ranked id lists, best first."""
+def rrf(rankings: list[list[str]], weights: list[float] | None = None, k: int = RRF_K) -> list[tuple[str, float]]:
+    """Weighted reciprocal rank fusion of several ranked id lists, best first."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, w in zip(rankings, weights or [1.0] * len(rankings), strict=True):
+        if w <= 0:
+            continue
         for rank, cid in enumerate(ranking, 1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+            scores[cid] = scores.get(cid, 0.0) + w / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
@@ -72,6 +75,7 @@ class Retriever:
         self.cfg = cfg
         self.embedder = embedder or embedder_for(cfg)
         self._col = None
+        self._count: int | None = None
 
     @property
     def collection(self):
@@ -80,7 +84,8 @@ class Retriever:
         return self._col
 
     def count(self) -> int:
-        return self.collection.count()
+        self._count = self.collection.count()
+        return self._count
 
     @cached_property
     def bm25(self) -> BM25Index:
@@ -106,22 +111,42 @@ class Retriever:
             mode: override `cfg.mode` for this call ("hybrid", "dense" or "bm25").
         """
         mode = mode or self.cfg.mode
-        if not query.strip() or self.count() == 0:
-            return []
         fetch = max(4 * k, 20) if (mode == "hybrid" or self.cfg.reranker) else k
-        dense, bm25 = [], []
-        if mode in ("hybrid", "dense"):
-            dense = self._dense(query, fetch, filters)
+        if self._count is None or self._count < fetch:  # small or new collections: look again
+            self.count()
+        if not query.strip() or self._count == 0:
+            return []
+        known: dict[str, Hit] = {}
+        dense: list[str] = []
+        bm25: list[str] = []
+        dense_weight = self._dense_weight(query) if mode == "hybrid" else 1.0
+        if mode == "dense" or (mode == "hybrid" and dense_weight > 0):
+            for h in self._dense(query, fetch, filters):
+                known[h.chunk_id] = h
+                dense.append(h.chunk_id)
         if mode in ("hybrid", "bm25"):
-            bm25 = self.bm25.search(query, fetch, filters)
+            index = self.bm25
+            for pos, score in index.search(query, fetch, filters):
+                cid = index.ids[pos]
+                bm25.append(cid)
+                if cid not in known:
+                    meta = index.metas[pos]
+                    known[cid] = Hit(cid, meta.get("source", ""), meta.get("heading_path", ""), index.texts[pos], 0.0,
+                                     dict(meta))
+                known[cid].metadata["bm25_score"] = score
         if mode == "dense":
-            ranked = [(h.chunk_id, h.score) for h in dense]
+            ranked = [(cid, known[cid].score) for cid in dense]
         elif mode == "bm25":
-            ranked = bm25
+            ranked = [(cid, known[cid].metadata["bm25_score"]) for cid in bm25]
         else:
-            ranked = rrf([[h.chunk_id for h in dense], [cid for cid, _ in bm25]])
-        known = {h.chunk_id: h for h in dense}
-        hits = self._hits(ranked[: fetch if self.cfg.reranker else k], known)
+            ranked = rrf([dense, bm25], [dense_weight, 1.0])
+        hits = []
+        for cid, score in ranked[: fetch if self.cfg.reranker else k]:
+            h = known[cid]
+            if mode != "bm25" and "dense_score" not in h.metadata and cid in dense:
+                h.metadata["dense_score"] = h.score
+            h.score = score
+            hits.append(h)
         if self.cfg.reranker and hits:
             scores = self.reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)
             for h, s in zip(hits, scores, strict=True):
@@ -129,10 +154,17 @@ class Retriever:
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
+    def _dense_weight(self, query: str) -> float:
+        """1 for queries in a language the embedding model was trained on, else `cfg.dense_weight_other`."""
+        langs = self.cfg.embedding_languages
+        if langs is None and not self.cfg.embedding_model and not self.cfg.embedding_url:
+            langs = DEFAULT_LANGUAGES
+        return 1.0 if langs is None or detect_language(query) in langs else self.cfg.dense_weight_other
+
     def _dense(self, query: str, n: int, filters: dict | None) -> list[Hit]:
         res = self.collection.query(
-            query_embeddings=self.embedder.embed([query]),
-            n_results=min(n, self.count()),
+            query_embeddings=[self.embedder.embed_query(query)],
+            n_results=min(n, self._count or n),
             where=to_chroma_where(filters),
             include=["documents", "metadatas", "distances"],
         )
@@ -143,25 +175,9 @@ class Retriever:
             )
         ]
 
-    def _hits(self, ranked: list[tuple[str, float]], known: dict[str, Hit]) -> list[Hit]:
-        missing = [cid for cid, _ in ranked if cid not in known]
-        if missing:
-            got = self.collection.get(ids=missing, include=["documents", "metadatas"])
-            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                known[cid] = Hit(cid, meta.get("source", ""), meta.get("heading_path", ""), doc, 0.0, dict(meta))
-        hits = []
-        for cid, score in ranked:
-            if cid in known:
-                h = known[cid]
-                if "dense_score" not in h.metadata and h.score:
-                    h.metadata["dense_score"] = h.score
-                h.score = score
-                hits.append(h)
-        return hits
-
 
 def rebuild_bm25(cfg: RagConfig, collection) -> int:
     """Rebuild the BM25 index from everything in the collection; returns the number of chunks."""
-    got = collection.get(include=["documents", "metadatas"])
+    got = get_all(collection, ["documents", "metadatas"])
     BM25Index(cfg.bm25_path).build(got["ids"], got["documents"], got["metadatas"])
     return len(got["ids"])

@@ -101,3 +101,21 @@ def test_langchain_adapter(shop, embedder):
     docs = lc.invoke("free shipping threshold")
     assert len(docs) == 2 and docs[0].metadata["source"] in ("shipping.md", "faq.md")
     assert docs[0].id == docs[0].metadata["id"] and "snippet" in docs[0].metadata
+
+
+def test_hybrid_trusts_dense_rankings_only_in_languages_the_embedder_knows(shop, embedder):
+    """all-MiniLM-L6-v2 is English-only: for Chinese queries hybrid follows BM25 (bench/RESULTS.md)."""
+    r = Retriever(shop, embedder)
+    q = "大件家具退货怎么收费"
+    assert [h.chunk_id for h in r.search(q, k=5)] == [h.chunk_id for h in r.search(q, k=5, mode="bm25")]
+    both = Retriever(RagConfig(workspace=shop.workspace, embedding_languages=["en", "zh"]), embedder)
+    assert [h.chunk_id for h in both.search(q, k=5)] != [h.chunk_id for h in r.search(q, k=5, mode="bm25")]
+    en = "Which payment methods do you accept?"
+    assert [h.chunk_id for h in r.search(en, k=5)] != [h.chunk_id for h in r.search(en, k=5, mode="bm25")]
+
+
+def test_fast_query_embedding_equals_the_batched_one(embedder):
+    import numpy as np
+
+    for q in ("How long is the warranty on lamps?", "退款多久能到账？"):
+        assert np.allclose(embedder.embed_query(q), embedder.embed([q])[0], atol=1e-5)
