@@ -52,7 +52,7 @@ def base_build(
     console.print(f"built {out} ({info['parameters']:,} parameters, final loss {info['final_loss']}, {info['seconds']} s)")
 
 
-CollectionOpt = Annotated[str, typer.Option(help="Chroma collection name.")]
+CollectionOpt = Annotated[str | None, typer.Option(help="Chroma collection name [default: onboard, or the one ingested].")]
 ChromaOpt = Annotated[str | None, typer.Option("--chroma-url", envvar="ONBOARD_CHROMA_URL",
                                                help="A `chroma run` server instead of the embedded store.")]
 
@@ -73,7 +73,7 @@ def ingest(
     from rag import RagConfig
     from rag import ingest as run
 
-    cfg = RagConfig(workspace=workspace, collection=collection, chroma_url=chroma_url)
+    cfg = RagConfig(workspace=workspace, collection=collection or "onboard", chroma_url=chroma_url)
     with progress_bar("embedding chunks") as update:
         r = run(cfg, docs, progress=lambda d, n: update(d, n), sync=sync, strict=strict)
     console.print(
@@ -98,7 +98,7 @@ def search(
     tag: Annotated[list[str] | None, typer.Option(help="Only chunks with this tag; repeatable (any).")] = None,
     reranker: Annotated[Path | None, typer.Option(help="Cross-encoder folder to re-rank with.")] = None,
     workspace: WorkspaceOpt = DEFAULT_WS,
-    collection: CollectionOpt = "onboard",
+    collection: CollectionOpt = None,
     chroma_url: ChromaOpt = None,
     verbose: VerboseOpt = False,
 ):
@@ -107,8 +107,8 @@ def search(
     from rag import RagConfig, Retriever
 
     filters = {k_: v for k_, v in {"source": source, "language": language, "tags": tag}.items() if v}
-    cfg = RagConfig(workspace=workspace, collection=collection, chroma_url=chroma_url, mode=mode,
-                    reranker=str(reranker) if reranker else None)
+    cfg = RagConfig.from_workspace(workspace, collection=collection, chroma_url=chroma_url, mode=mode,
+                                   reranker=str(reranker) if reranker else None)
     hits = Retriever(cfg).search(query, k, filters=filters or None)
     table = Table("score", "source", "page", "section", "snippet")
     for h in hits:

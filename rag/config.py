@@ -51,6 +51,18 @@ class RagConfig:
         if self.mode not in ("hybrid", "dense", "bm25"):
             raise ValueError(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
 
+    @classmethod
+    def from_workspace(cls, workspace: str | Path, **overrides) -> RagConfig:
+        """The config the last `ingest` into `workspace` used (collection, store, embedding model,
+        chunking), so every later reader queries the index the way it was built. `overrides` win."""
+        import json
+
+        f = Path(workspace) / "ingest.json"
+        rec = json.loads(f.read_text()) if f.exists() else {}
+        keys = ("collection", "chroma_url", "embedding_model", "embedding_url", "chunk_tokens", "chunk_overlap_sentences")
+        found = {k: rec[k] for k in keys if rec.get(k) is not None}
+        return cls(workspace=Path(workspace), **{**found, **{k: v for k, v in overrides.items() if v is not None}})
+
     @property
     def chroma_path(self) -> Path:
         return self.workspace / "chroma"

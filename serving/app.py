@@ -76,7 +76,7 @@ def create_app(cfg: ServeConfig, engine: Engine | None = None, retriever=None) -
         if app.state.retriever is None and cfg.workspace and cfg.rag_k > 0:
             from rag import RagConfig, Retriever
 
-            app.state.retriever = Retriever(RagConfig(workspace=cfg.workspace, collection=cfg.collection))
+            app.state.retriever = Retriever(RagConfig.from_workspace(cfg.workspace, collection=cfg.collection))
             app.state.retriever.count()  # fail at start-up, not on the first request, if the index is missing
         yield
 

@@ -18,7 +18,8 @@ class ServeConfig:
     """Model id reported by /v1/models and accepted in requests; default: the folder name."""
     workspace: Path | None = None
     """Workspace whose Chroma index feeds RAG; None serves without retrieval."""
-    collection: str = "onboard"
+    collection: str | None = None
+    """Chroma collection; default: the one the workspace was ingested into."""
     rag_k: int = DEFAULT_K
     """Chunks retrieved per request and put in the system prompt (0 disables RAG); keep it equal to
     the k the training data was built with."""

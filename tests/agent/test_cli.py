@@ -102,3 +102,15 @@ def test_base_build_cli_makes_a_model_and_will_not_overwrite_it(tmp_path, docs_d
     again = runner.invoke(app, ["base", "build", "tiny", "--docs", str(docs_dir), "--out", str(out), "--steps", "2"])
     assert again.exit_code == 1 and "--force" in _err(again)
     assert runner.invoke(app, ["base", "build", "huge", "--docs", str(docs_dir)]).exit_code == 1
+
+
+def test_later_stages_query_the_index_the_way_it_was_built(tmp_path, docs_dir):
+    ws = tmp_path / "ws"
+    r = runner.invoke(app, ["ingest", str(docs_dir), "-w", str(ws), "--collection", "shop"])
+    assert r.exit_code == 0, _err(r)
+    found = runner.invoke(app, ["search", "退货运费", "-w", str(ws), "-k", "1"], env={"COLUMNS": "200"})
+    assert found.exit_code == 0 and "zh/" in found.output, _err(found)
+    from rag import RagConfig
+
+    assert RagConfig.from_workspace(ws).collection == "shop"
+    assert RagConfig.from_workspace(ws, collection="other").collection == "other"

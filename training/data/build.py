@@ -87,15 +87,7 @@ def run(cfg: DataBuildConfig) -> DataBuildResult:
         raise NoExamples(
             f"no documents known for workspace {cfg.workspace}. Run `onboard ingest DOCS` first or pass --docs."
         )
-    rag_cfg = RagConfig(
-        workspace=cfg.workspace,
-        collection=rec.get("collection", "onboard"),
-        chroma_url=rec.get("chroma_url"),
-        embedding_url=rec.get("embedding_url"),
-        embedding_model=rec.get("embedding_model"),
-        chunk_tokens=rec.get("chunk_tokens", 200),
-        chunk_overlap_sentences=rec.get("chunk_overlap_sentences", 1),
-    )
+    rag_cfg = RagConfig.from_workspace(cfg.workspace)
     embedder = embedder_for(rag_cfg)
     retriever = Retriever(rag_cfg, embedder) if cfg.rag_context else None
     user_rows = [m for f in cfg.extra_files for m in read_messages_file(f)]  # fail fast on bad input
