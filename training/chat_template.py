@@ -20,7 +20,3 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """Render a conversation as text exactly as training and serving do."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
