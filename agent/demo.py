@@ -121,6 +121,8 @@ def _serve_and_ask(cfg: DemoConfig, ws: Workspace) -> list[dict]:
     import httpx
     from openai import OpenAI
 
+    from serving.errors import ServingError
+
     port = free_port()
     cmd = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(ws.root), "--port", str(port)]
     log = (ws.root / "server.log").open("w")
@@ -130,14 +132,14 @@ def _serve_and_ask(cfg: DemoConfig, ws: Workspace) -> list[dict]:
         deadline = time.monotonic() + cfg.server_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with code {proc.returncode}; see {ws.root / 'server.log'}")
+                raise ServingError(f"the server exited with code {proc.returncode}; see {ws.root / 'server.log'}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start in {cfg.server_timeout:.0f} s; see {ws.root / 'server.log'}")
+                raise ServingError(f"the server did not start in {cfg.server_timeout:.0f} s; see {ws.root / 'server.log'}")
             time.sleep(0.5)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="demo")
         model = client.models.list().data[0].id

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.config import ServeConfig
 from serving.engines.base import Engine, SamplingParams
-from serving.errors import BadRequest, ServingError, UnknownModel
+from serving.errors import BadRequest, ModelNotLoaded, ServingError, UnknownModel
 from serving.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -208,8 +208,19 @@ def create_app(cfg: ServeConfig, engine: Engine | None = None, retriever=None) -
 
 
 def run(cfg: ServeConfig) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted.
+
+    Raises:
+        ModelNotLoaded: `cfg.model` is not a model folder (checked before the server starts).
+        ServingError: the server could not start (its log says why).
+    """
     import uvicorn
 
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
+    if not (cfg.model / "config.json").exists():
+        raise ModelNotLoaded(f"{cfg.model}: not a model folder (no config.json). Train and merge first "
+                             f"(`onboard train`, `onboard merge`) or pass --model DIR.")
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host=cfg.host, port=cfg.port, log_level="info"))
+    server.run()
+    if not server.started:  # uvicorn logs a failed start-up and returns instead of raising
+        raise ServingError(f"the server did not start on {cfg.host}:{cfg.port}; the log above says why.")
 

@@ -21,3 +21,7 @@ class ModelNotFound(TrainingError):
 
 class OutputExists(TrainingError):
     pass
+
+
+class MergeVerificationFailed(TrainingError):
+    pass

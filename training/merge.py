@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.base_model import ONBOARD_MODEL_FILE, load_model, load_tokenizer, model_info, resolve
-from training.errors import ModelNotFound
+from training.errors import MergeVerificationFailed, ModelNotFound
 from training.io import publish_dir, refuse_overwrite
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,12 @@ def run(cfg: MergeConfig) -> MergeResult:
     agree = torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(before, after, strict=True)]).mean().item()
     max_diff = max((a - b).abs().max().item() for a, b in zip(before, after, strict=True))
     if agree < 0.99:
-        raise RuntimeError(f"merge verification failed: merged model agrees with adapter+base on {agree:.1%} of tokens")
+        raise MergeVerificationFailed(
+            f"merge verification failed: the merged model agrees with adapter+base on only {agree:.1%} of next "
+            f"tokens (max logit difference {max_diff:.3g}), so nothing was written to {out}. Merging changed the "
+            f"model's outputs, a numerical problem (e.g. a low-precision base): rerun with ONBOARD_DEBUG=1 and "
+            f"report it with the run folder {run_dir}."
+        )
 
     run_cfg = run_dir / "config.json"
     info = {

@@ -79,6 +79,7 @@ def test_bad_training_jsonl_names_file_and_line(tmp_path, tiny_base, line, reaso
     assert r.exit_code == 1
     assert "mine.jsonl:2: " in _err(r) and reason in _err(r) and "Traceback" not in _err(r)
     assert not (tmp_path / "runs").exists(), "nothing is created for a run that could not start"
+    assert "training (qlora)" not in _err(r), "no progress bar for a run that never started"
 
 
 def test_debug_env_shows_the_traceback(tmp_path):
@@ -114,3 +115,11 @@ def test_later_stages_query_the_index_the_way_it_was_built(tmp_path, docs_dir):
 
     assert RagConfig.from_workspace(ws).collection == "shop"
     assert RagConfig.from_workspace(ws, collection="other").collection == "other"
+
+
+def test_serve_without_a_model_fails_with_one_line_and_exit_1(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "agent.cli", "serve", "-w", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "models/merged: not a model folder" in p.stderr and "onboard merge" in p.stderr
+    assert "Traceback" not in p.stderr
