@@ -12,14 +12,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from agent.data_cli import data_app
 from agent.ui import console, handle_errors, progress_bar, setup
 from agent.workspace import Workspace
-from rag.prompt import DEFAULT_K
 
 app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 base_app = typer.Typer(help="Base models: build the embedded tiny default.", no_args_is_help=True)
-data_app = typer.Typer(help="Datasets: build training data from the ingested documents.", no_args_is_help=True)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
 
@@ -116,33 +115,13 @@ def search(
     console.print(table)
 
 
-@data_app.command("build")
-@handle_errors
-def data_build(
-    workspace: WorkspaceOpt = DEFAULT_WS,
-    docs: Annotated[Path | None, typer.Option(help="Documents [default: the folder last ingested].")] = None,
-    extra: Annotated[list[Path] | None, typer.Option(help="Your own JSONL (messages or alpaca); repeatable.")] = None,
-    rag_context: Annotated[bool, typer.Option(help="Wrap each question in the serving RAG prompt.")] = True,
-    test_fraction: Annotated[float, typer.Option(help="Share held out for evaluation.")] = 0.15,
-    verbose: VerboseOpt = False,
-):
-    """Build train.jsonl / test.jsonl from the FAQ-style content of the documents."""
-    setup(verbose)
-    from training.data.build import DataBuildConfig, run
-
-    r = run(DataBuildConfig(workspace=workspace, docs=docs, extra_files=extra or [], rag_context=rag_context,
-                            test_fraction=test_fraction))
-    console.print(f"{r.train} train / {r.test} test examples -> {r.train_file.parent}  by rule: {r.by_rule}  "
-                  f"by language: {r.by_language}")
-
-
 @app.command()
 @handle_errors
 def train(
     workspace: WorkspaceOpt = DEFAULT_WS,
     base: Annotated[str | None, typer.Option(help="Base model folder or Hub id [default: WORKSPACE/base/tiny].")] = None,
-    data: Annotated[Path | None, typer.Option(help="Training JSONL [default: WORKSPACE/data/train.jsonl].")] = None,
-    eval_data: Annotated[Path | None, typer.Option(help="Evaluation JSONL [default: WORKSPACE/data/test.jsonl].")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training JSONL [default: WORKSPACE/data/sft/train.jsonl].")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Evaluation JSONL [default: WORKSPACE/data/sft/test.jsonl].")] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder [default: WORKSPACE/runs/sft].")] = None,
     method: Annotated[str, typer.Option(help="qlora (4-bit NF4 base) or lora (full-precision base).")] = "qlora",
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
@@ -201,7 +180,8 @@ def serve(
     model: Annotated[Path | None, typer.Option(help="Model folder [default: WORKSPACE/models/merged].")] = None,
     host: Annotated[str, typer.Option(envvar="ONBOARD_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="ONBOARD_PORT")] = 8000,
-    rag_k: Annotated[int, typer.Option(help="Chunks retrieved per request (0: no RAG); as in training.")] = DEFAULT_K,
+    rag_k: Annotated[int | None, typer.Option(help="Chunks retrieved per request (0: no RAG) [default: as many "
+                                                   "as the model's training prompts held].")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
     verbose: VerboseOpt = False,
 ):

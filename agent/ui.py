@@ -101,3 +101,25 @@ def progress_bar(description: str, total: int | None = None, show_loss: bool = F
     finally:
         if prog.live.is_started:
             prog.stop()
+
+
+@contextmanager
+def stage_bars():
+    """Yield `update(stage, done, total)`: one progress bar per stage, each drawn on its first update."""
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(compact=True)]
+    prog = Progress(*cols, console=console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int | None = None) -> None:
+        if not prog.live.is_started:
+            prog.start()
+        if stage not in tasks:
+            tasks[stage] = prog.add_task(stage, total=total)
+        prog.update(tasks[stage], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if prog.live.is_started:
+            prog.stop()

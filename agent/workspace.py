@@ -19,11 +19,11 @@ class Workspace:
 
     @property
     def train_file(self) -> Path:
-        return self.root / "data" / "train.jsonl"
+        return self.root / "data" / "sft" / "train.jsonl"
 
     @property
     def test_file(self) -> Path:
-        return self.root / "data" / "test.jsonl"
+        return self.root / "data" / "sft" / "test.jsonl"
 
     @property
     def run_dir(self) -> Path:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.prompt import DEFAULT_K
+
+MODEL_FILE = "onboard_model.json"
+"""What `onboard merge` writes beside a model: its base, training run and dataset."""
+
+
+def trained_context_chunks(model: Path) -> int | None:
+    """Chunks per prompt in the data the model was fine-tuned on (RAFT prompts hold distractors + 1)."""
+    try:
+        info = json.loads((Path(model) / MODEL_FILE).read_text())
+        return int(info["training_run"]["dataset"]["context_chunks"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -20,9 +33,9 @@ class ServeConfig:
     """Workspace whose Chroma index feeds RAG; None serves without retrieval."""
     collection: str | None = None
     """Chroma collection; default: the one the workspace was ingested into."""
-    rag_k: int = DEFAULT_K
-    """Chunks retrieved per request and put in the system prompt (0 disables RAG); keep it equal to
-    the k the training data was built with."""
+    rag_k: int | None = None
+    """Chunks retrieved per request and put in the system prompt (0 disables RAG). None: as many as
+    the model's training prompts held (recorded in its onboard_model.json), else rag.DEFAULT_K."""
     host: str = "127.0.0.1"
     port: int = 8000
     max_new_tokens: int = 256
@@ -35,6 +48,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         self.workspace = Path(self.workspace) if self.workspace else None
+        if self.rag_k is None:
+            self.rag_k = trained_context_chunks(self.model) or DEFAULT_K
 
     @property
     def served_name(self) -> str:

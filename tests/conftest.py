@@ -80,8 +80,8 @@ def qlora_run(tmp_path_factory, tiny_base, workspace):
     from training.sft import SFTRunConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "sft"
-    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "train.jsonl",
-                       eval_file=workspace / "data" / "test.jsonl", output_dir=out, method="qlora",
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
+                       eval_file=workspace / "data" / "sft" / "test.jsonl", output_dir=out, method="qlora",
                        max_steps=12, learning_rate=2e-3, batch_size=4, save_steps=6)
     return run(cfg)
 

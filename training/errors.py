@@ -25,3 +25,7 @@ class OutputExists(TrainingError):
 
 class MergeVerificationFailed(TrainingError):
     pass
+
+
+class TeacherError(TrainingError):
+    """The teacher LLM endpoint is unreachable, refuses us, or keeps failing; the message names the URL and what to check."""

@@ -20,7 +20,8 @@ from typing import Literal
 
 from training.base_model import load_model, load_tokenizer, model_info, resolve
 from training.callbacks import MetricsFile
-from training.data.formats import file_sha256, read_messages_file
+from training.data.files import read_messages_file
+from training.data.formats import file_sha256
 from training.io import publish_dir, refuse_overwrite
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,15 @@ def _versions() -> dict:
     }
 
 
+def _dataset_stats(train_file: Path) -> dict | None:
+    """What `onboard data build` recorded about the dataset (kind, rules, chunks per prompt), if it made it."""
+    f = Path(train_file).parent / "stats.json"
+    if not f.exists():
+        return None
+    s = json.loads(f.read_text())
+    return {k: s.get(k) for k in ("kind", "docs", "context_chunks", "by_rule", "by_language", "train", "test")}
+
+
 def run(cfg: SFTRunConfig, callbacks: list | None = None) -> SFTResult:
     """Train a LoRA/QLoRA adapter on `cfg.train_file` and save it to `<output_dir>/adapter`."""
     from datasets import Dataset
@@ -128,6 +138,7 @@ def run(cfg: SFTRunConfig, callbacks: list | None = None) -> SFTResult:
         "train_sha256": file_sha256(cfg.train_file),
         "train_examples": len(train_rows),
         "eval_sha256": file_sha256(cfg.eval_file) if cfg.eval_file else None,
+        "dataset": _dataset_stats(cfg.train_file),
         "versions": _versions(),
     }
     (cfg.output_dir / "config.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))

@@ -1,39 +1,207 @@
 import json
+import re
+import shutil
 
-from rag import RagConfig
+import pytest
+
+from rag import RagConfig, Retriever, build_rag_messages
 from rag.embeddings import Embedder
 from rag.store import get_collection
+from training.data.build import DataBuildConfig, run
+from training.errors import NoExamples
+
+TEMPLATE_RULES = {"definition", "policy"}
 
 
 def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspace):
-    train, test = _rows(workspace / "data" / "train.jsonl"), _rows(workspace / "data" / "test.jsonl")
+def _first_sentence(text):
+    return re.split(r"(?<=[.!?])\s+|(?<=[。！？])", text)[0]
+
+
+def _chunk(col, chunk_id):
+    got = col.get(ids=[chunk_id], include=["documents", "metadatas"])
+    assert got["ids"], f"chunk {chunk_id} is not in the index"
+    return got["documents"][0], got["metadatas"][0]
+
+
+@pytest.fixture(scope="session")
+def raft_data(workspace):
+    return run(DataBuildConfig(workspace=workspace, kind="raft"))
+
+
+def test_sft_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspace):
+    train = _rows(workspace / "data" / "sft" / "train.jsonl")
+    test = _rows(workspace / "data" / "sft" / "test.jsonl")
     assert len(train) >= 10 and len(test) >= 1
     col = get_collection(RagConfig(workspace=workspace), Embedder().name)
     for ex in train + test:
         meta, msgs = ex["meta"], ex["messages"]
         assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
-        chunk = col.get(ids=[meta["chunk_id"]], include=["documents", "metadatas"])
-        assert chunk["ids"], f"chunk {meta['chunk_id']} is not in the index"
-        assert chunk["metadatas"][0]["source"] == meta["source"]
-        assert msgs[1]["content"] in chunk["documents"][0]  # the question comes from that chunk
+        text, chunk_meta = _chunk(col, meta["chunk_id"])
+        assert chunk_meta["source"] == meta["source"] and chunk_meta["doc_id"] == meta["doc_id"]
+        if meta["rule"] in TEMPLATE_RULES:  # templated question; the answer is the document's sentence
+            assert _first_sentence(msgs[2]["content"]) in text, meta
+        else:  # the question is the document's own
+            assert msgs[1]["content"] in text, meta
         assert "Context:\n[1] " in msgs[0]["content"]
-    stats = json.loads((workspace / "data" / "stats.json").read_text())
+    stats = json.loads((workspace / "data" / "sft" / "stats.json").read_text())
     assert stats["by_language"]["zh"] >= 5 and stats["by_language"]["en"] >= 5
-    assert set(stats["by_rule"]) == {"qa-markers", "question-heading"}
+    assert {"qa-markers", "question-heading", "definition", "policy"} <= set(stats["by_rule"])
+    assert stats["context_chunks"] == 3
+    assert [s["name"] for s in stats["clean"]["steps"]][:3] == ["utf8", "empty", "exact-dedup"]
+
+
+def test_rule_pairs_in_both_languages(workspace):
+    rows = _rows(workspace / "data" / "sft" / "train.jsonl") + _rows(workspace / "data" / "sft" / "test.jsonl")
+    qa = {(r["messages"][1]["content"], r["meta"]["rule"]) for r in rows}
+    assert ("What is Oak Circle?", "definition") in qa
+    assert ("What does the Returns Policy say about eligibility?", "policy") in qa
+    assert ("退货政策中关于退货条件有什么规定？", "policy") in qa or any(
+        r["meta"]["rule"] == "policy" and r["meta"]["language"] == "zh" for r in rows)
+
+
+def test_split_holds_out_whole_documents_per_language(workspace):
+    train = _rows(workspace / "data" / "sft" / "train.jsonl")
+    test = _rows(workspace / "data" / "sft" / "test.jsonl")
+    train_docs = {r["meta"]["doc_id"] for r in train}
+    test_docs = {r["meta"]["doc_id"] for r in test}
+    assert test_docs and not train_docs & test_docs
+    assert not {r["meta"]["chunk_id"] for r in train} & {r["meta"]["chunk_id"] for r in test}
+    assert {r["meta"]["language"] for r in test} == {"en", "zh"}  # stratified: each language has test docs
+    assert {r["meta"]["language"] for r in train} == {"en", "zh"}  # and keeps training docs
 
 
 def test_training_prompt_is_exactly_what_the_server_builds(workspace):
     """The model must be trained on the prompt it will be served: same retriever, same k, same layout."""
-    from rag import Retriever, build_rag_messages
     from serving.config import ServeConfig
 
     k = ServeConfig(model=workspace).rag_k
     retriever = Retriever(RagConfig(workspace=workspace))
-    for ex in _rows(workspace / "data" / "train.jsonl")[:5]:
+    for ex in _rows(workspace / "data" / "sft" / "train.jsonl")[:5]:
         question = ex["messages"][1]["content"]
         served = build_rag_messages([{"role": "user", "content": question}], retriever.search(question, k))
         assert served == ex["messages"][:-1]
+
+
+def test_raft_uses_the_retrievers_hard_negatives_and_the_serving_layout(workspace, raft_data):
+    rows = _rows(raft_data.train_file) + _rows(raft_data.test_file)
+    retriever = Retriever(RagConfig(workspace=workspace))
+    col = get_collection(RagConfig(workspace=workspace), Embedder().name)
+    with_oracle = hard_total = 0
+    for ex in rows:
+        meta, msgs = ex["meta"], ex["messages"]
+        question = msgs[1]["content"]
+        assert len(meta["retrieved"]) == 4  # oracle + 3 distractors, or 4 distractors
+        top = [h.chunk_id for h in retriever.search(question, 12)]
+        assert meta["chunk_id"] not in meta["distractors"]
+        hard = len(meta["distractors"]) - meta["random_distractors"]
+        hard_ids = [c for c in meta["distractors"] if c in top]
+        assert len(hard_ids) >= hard, "distractors must be the retriever's own top hits"
+        hard_total += hard
+        # the prompt is built by the serving function from exactly these chunks, in this order
+        hits = []
+        for cid in meta["retrieved"]:
+            text, m = _chunk(col, cid)
+            hits.append(type("H", (), {"source": m["source"], "heading_path": m["heading_path"], "text": text}))
+        assert msgs[:-1] == build_rag_messages([{"role": "user", "content": question}], hits)
+        answer = msgs[-1]["content"]
+        if meta["oracle_in_context"]:
+            with_oracle += 1
+            assert meta["retrieved"][meta["oracle_position"] - 1] == meta["chunk_id"]
+            assert answer.endswith(f"[{meta['oracle_position']}]")  # cites the oracle
+        else:
+            assert meta["chunk_id"] not in meta["retrieved"] and not answer.endswith("]")
+    share = with_oracle / len(rows)
+    assert 0.6 <= share < 1.0, share  # P = 0.8, some examples without the oracle
+    assert raft_data.stats["context_chunks"] == 4
+    assert hard_total >= 0.7 * sum(len(r["meta"]["distractors"]) for r in rows)  # mostly the retriever's
+
+
+def test_serving_uses_as_many_chunks_as_the_model_was_trained_with(tmp_path):
+    from serving.config import ServeConfig
+
+    (tmp_path / "onboard_model.json").write_text(json.dumps({"training_run": {"dataset": {"context_chunks": 4}}}))
+    assert ServeConfig(model=tmp_path).rag_k == 4
+    assert ServeConfig(model=tmp_path, rag_k=2).rag_k == 2
+
+
+def test_cpt_corpus_drops_boilerplate_and_packs_blocks(tmp_path, docs_dir, embedder):
+    from rag import ingest
+
+    docs = tmp_path / "docs"
+    shutil.copytree(docs_dir, docs)
+    footer = "Lumen & Oak Inc., 12 Market Street, Columbus. Follow us on Instagram."
+    for f in sorted(docs.rglob("*.md"))[:4]:
+        f.write_text(f.read_text() + f"\n\n{footer}\n")
+    ws = tmp_path / "ws"
+    ingest(RagConfig(workspace=ws), docs, embedder=embedder)
+    r = run(DataBuildConfig(workspace=ws, kind="cpt", block_tokens=120, test_fraction=0))
+    rows = _rows(r.train_file)
+    assert rows and all(set(x) == {"text", "meta"} for x in rows)
+    text = "\n".join(x["text"] for x in rows)
+    assert footer not in text and "within 30 days of delivery" in text and "退货" in text
+    assert all(embedder.count_tokens(x["text"]) <= 130 for x in rows)  # blocks respect the budget (tokenizer: MiniLM)
+    col = get_collection(RagConfig(workspace=ws), embedder.name)
+    ids = [i for x in rows for i in x["meta"]["chunk_ids"]]
+    assert ids and len(col.get(ids=sorted(set(ids)))["ids"]) == len(set(ids))
+    assert r.stats["cpt"]["boilerplate_lines_dropped"] >= 4
+
+
+def test_pii_is_masked_when_asked(workspace):
+    r = run(DataBuildConfig(workspace=workspace, kind="sft", clean=__import__(
+        "training.data.clean", fromlist=["CleanConfig"]).CleanConfig(mask_pii=True)))
+    text = (r.train_file.read_text() + r.test_file.read_text())
+    assert "support@lumenoak.example" not in text and "[EMAIL]" in text
+    run(DataBuildConfig(workspace=workspace, kind="sft"))  # restore the shared dataset
+
+
+def test_no_pairs_and_no_teacher_says_what_to_do(tmp_path, embedder):
+    from rag import ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("# Notes\n\nThe office plants were watered.\n")
+    ws = tmp_path / "ws"
+    ingest(RagConfig(workspace=ws), docs, embedder=embedder)
+    with pytest.raises(NoExamples, match="teacher.*--extra"):
+        run(DataBuildConfig(workspace=ws, kind="sft"))
+
+
+def test_user_files_in_any_chat_format_join_the_training_split(workspace, tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text(json.dumps({"conversations": [{"from": "human", "value": "Do you sell lamps?"},
+                                               {"from": "gpt", "value": "Yes, many."}]}) + "\n")
+    r = run(DataBuildConfig(workspace=workspace, kind="raft", extra_files=[f]))
+    rows = _rows(r.train_file)
+    mine = [x for x in rows if x["meta"]["rule"] == "user-file"]
+    assert len(mine) == 1 and mine[0]["messages"][-1]["content"] == "Yes, many."
+    assert not any(x["meta"]["rule"] == "user-file" for x in _rows(r.test_file))
+
+
+def test_dpo_pairs_good_answers_with_the_models_own(workspace, tiny_base):
+    fb = workspace / "feedback" / "feedback.jsonl"
+    fb.parent.mkdir(exist_ok=True)
+    prompt = [{"role": "user", "content": "How long do I have to return an item?"}]
+    fb.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "a", "messages": prompt, "response": "7 days.", "rating": "down", "correction": "30 days."},
+        {"id": "b", "messages": prompt, "response": "30 days from delivery.", "rating": "up"},
+        {"id": "c", "messages": prompt, "response": "One week.", "rating": "down"},
+    ]) + "\n")
+    try:
+        r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(tiny_base), test_fraction=0))
+    finally:
+        fb.unlink()
+    rows = _rows(r.train_file)
+    model_pairs = [x for x in rows if x["meta"]["rule"].endswith("-vs-model")]
+    assert model_pairs
+    for x in model_pairs:
+        assert x["prompt"][-1]["role"] == "user" and x["prompt"][0]["content"].startswith("You are")
+        assert x["chosen"][0]["content"] != x["rejected"][0]["content"]
+        assert x["meta"]["chunk_id"] and x["meta"]["doc_id"]
+    fb_pairs = {(x["chosen"][0]["content"], x["rejected"][0]["content"]) for x in rows
+                if x["meta"]["rule"].startswith("feedback")}
+    assert fb_pairs == {("30 days.", "7 days."), ("30 days from delivery.", "7 days.")}
+    assert r.stats["dpo"]["feedback"]["pairs"] == {"feedback-correction": 1, "feedback-pair": 1}

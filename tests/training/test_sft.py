@@ -60,7 +60,7 @@ def test_4bit_layers_keep_input_gradients_after_an_eval_pass(tiny_base):
 
 def test_plain_lora_changes_adapters_and_leaves_base_weights_untouched(tmp_path, tiny_base, workspace):
     before = load_file(tiny_base / "model.safetensors")
-    r = run(SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "train.jsonl",
+    r = run(SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
                          output_dir=tmp_path / "run", method="lora", max_steps=4, learning_rate=2e-3, batch_size=4))
     after = load_file(tiny_base / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -70,5 +70,5 @@ def test_plain_lora_changes_adapters_and_leaves_base_weights_untouched(tmp_path,
 
 def test_existing_run_is_not_overwritten(qlora_run, tiny_base, workspace):
     with pytest.raises(OutputExists, match="--force"):
-        run(SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "train.jsonl",
+        run(SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
                          output_dir=qlora_run.output_dir, max_steps=1))

@@ -1,134 +1,244 @@
-"""Build the SFT dataset from the ingested documents.
+"""Build a training set from the ingested documents: `onboard data build --kind cpt|sft|raft|dpo`.
 
-    onboard data build --workspace .onboard
+    onboard data build --workspace .onboard --kind raft
 
-Explicit Q/A pairs are found in the documents (training/data/faq.py); each is traced to the chunk
-that holds it (by character offset, with the same chunker ingestion used, so chunk ids match the
-index). By default each question is wrapped in the very RAG prompt the server builds, with the
-chunks our retriever returns for it: the model is trained on what it will be served.
+Reads top to bottom: load and chunk the documents (with the chunker ingestion used, so chunk ids
+match the index), make seeds (rule-based Q/A pairs, plus a teacher LLM's when one is configured),
+turn them into examples of the requested kind, clean (training/data/clean.py), split by document
+(training/data/split.py) and write `<workspace>/data/<kind>/{train,test}.jsonl` and `stats.json`.
+SFT and DPO prompts and RAFT examples are built with `rag.build_rag_messages`, the function the
+server uses, so a model is trained on exactly the prompt it will be served.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from rag import DEFAULT_K, RagConfig, Retriever, build_rag_messages
-from rag.chunking import Chunk, chunk_document
+from rag.chunking import chunk_document
 from rag.embeddings import embedder_for
 from rag.ingest import last_ingest
 from rag.loaders import load_documents
-from training.data.faq import extract_qa
-from training.data.formats import read_messages_file, write_jsonl
-from training.errors import NoExamples
+from training.data import cpt, dpo, raft
+from training.data.clean import CleanConfig, clean_records
+from training.data.feedback import feedback_triples
+from training.data.files import read_records
+from training.data.formats import to_canonical, write_jsonl
+from training.data.seeds import Seed, rule_seeds, teacher_seeds
+from training.data.split import split_by_document
+from training.errors import BadDataset, NoExamples
 
 log = logging.getLogger(__name__)
+
+Kind = Literal["sft", "raft", "cpt", "dpo"]
+KINDS = ("sft", "raft", "cpt", "dpo")
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total)"""
 
 
 @dataclass
 class DataBuildConfig:
-    """Where the documents and index are, and how the SFT set is made."""
+    """Where the documents and index are, and how the dataset is made."""
 
     workspace: Path
-    """Workspace holding the index; datasets are written to `<workspace>/data/`."""
+    """Workspace holding the index; datasets are written to `<workspace>/data/<kind>/`."""
+    kind: Kind = "sft"
+    """cpt: packed document text; sft: Q/A chats; raft: Q + oracle + hard negatives; dpo: preference triples."""
     docs: Path | None = None
     """Documents folder; default: the folder the last `onboard ingest` used."""
     extra_files: list[Path] = field(default_factory=list)
-    """User JSONL datasets (messages or alpaca) added to the training split as they are."""
+    """Your own datasets (any accepted format: messages, alpaca, sharegpt, preference, text) added to
+    the training split after cleaning."""
     rag_context: bool = True
-    """Put retrieved chunks in each example's system prompt, exactly as serving does."""
+    """SFT/DPO: put the retrieved chunks in each prompt's system message, exactly as serving does."""
     k: int = DEFAULT_K
-    """Chunks retrieved per question when rag_context is on (serving uses the same default)."""
+    """SFT/DPO: chunks retrieved per question (serving uses the same k)."""
+    raft_p: float = 0.8
+    """RAFT: share of examples whose context holds the oracle chunk (P in the paper)."""
+    raft_distractors: int = 3
+    """RAFT: hard-negative chunks per example (the prompt holds distractors + 1 chunks)."""
+    teacher: object | None = None
+    """A `training.data.teacher.TeacherConfig`, or None to build from rules only."""
+    rules: bool = True
+    """Use the rule-based pairs (explicit FAQ, definitions, policies); on by default, also with a teacher."""
+    base_model: str | None = None
+    """DPO: the model whose own answers become the rejected side; also the tokenizer for length
+    filters. Default: the workspace's tiny base when it exists."""
+    feedback: Path | None = None
+    """DPO: the server's feedback file; default `<workspace>/feedback/feedback.jsonl` when present."""
+    block_tokens: int = 512
+    """CPT: tokens per packed block."""
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    """Dedup, length filters and PII masking applied to every example (built or imported)."""
     test_fraction: float = 0.15
-    """Share of document-derived examples held out for evaluation (at least 1)."""
+    """Share of document-derived examples held out, by whole document, per language."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
         self.docs = Path(self.docs) if self.docs else None
         self.extra_files = [Path(p) for p in self.extra_files]
+        if self.kind not in KINDS:
+            raise ValueError(f"--kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
         if not 0 <= self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in [0, 1) (got {self.test_fraction})")
+            raise ValueError(f"--test-fraction must be in [0, 1) (got {self.test_fraction})")
+        if not 0 <= self.raft_p <= 1:
+            raise ValueError(f"--raft-p must be in [0, 1] (got {self.raft_p})")
 
     @property
     def out_dir(self) -> Path:
-        return self.workspace / "data"
+        return self.workspace / "data" / self.kind
 
 
 @dataclass
 class DataBuildResult:
+    kind: str
     train_file: Path
     test_file: Path
     train: int
     test: int
     by_rule: dict
     by_language: dict
+    stats: dict
 
 
-def _chunk_at(chunks: list[Chunk], offset: int) -> Chunk:
-    inside = [c for c in chunks if c.start <= offset < c.end]
-    return inside[0] if inside else min(chunks, key=lambda c: abs(c.start - offset))
+def _base_model(cfg: DataBuildConfig) -> str | None:
+    if cfg.base_model:
+        return cfg.base_model
+    tiny = cfg.workspace / "base" / "tiny"
+    return str(tiny) if (tiny / "config.json").exists() else None
 
 
-def _is_test(key: str, cfg: DataBuildConfig) -> bool:
-    h = int(hashlib.sha256(f"{cfg.seed}:{key}".encode()).hexdigest()[:8], 16)
-    return h / 0xFFFFFFFF < cfg.test_fraction
+def _token_counter(base: str | None, fallback: Callable[[str], int]) -> Callable[[str], int]:
+    if base is None:
+        return fallback
+    from training.base_model import load_tokenizer
+
+    tok = load_tokenizer(base)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def run(cfg: DataBuildConfig) -> DataBuildResult:
-    """Write `train.jsonl`, `test.jsonl` and `stats.json` under `<workspace>/data/`."""
+def _read_extra(path: Path, kind: str) -> list[dict]:
+    """A user's dataset as canonical records of the shape this kind trains on."""
+    want = {"sft": "messages", "raft": "messages", "dpo": "prompt", "cpt": "text"}[kind]
+    rows = []
+    for line, rec in read_records(path):
+        if isinstance(rec, Exception):
+            raise BadDataset(f"{rec} Check the whole file with `onboard data validate {path}`.")
+        canon = to_canonical(rec, f"{path}:{line}")
+        if want not in canon:
+            raise BadDataset(f"{path}:{line}: a {kind} dataset needs {want!r} records; this one has "
+                             f"{', '.join(sorted(k for k in canon if k != 'meta'))}.")
+        canon["meta"] = {**canon.get("meta", {}), "rule": "user-file", "source": path.name}
+        rows.append(canon)
+    return rows
+
+
+def _sft_example(seed: Seed, retriever: Retriever | None, k: int) -> dict:
+    hits = retriever.search(seed.question, k) if retriever else []
+    messages = build_rag_messages([{"role": "user", "content": seed.question}], hits)
+    messages.append({"role": "assistant", "content": seed.answer})
+    return {"messages": messages, "meta": {**seed.meta(), "retrieved": [h.chunk_id for h in hits]}}
+
+
+def _no_pairs(docs_path: Path) -> NoExamples:
+    return NoExamples(
+        f"no question/answer pairs found in {docs_path}. Add an FAQ (lines starting `Q:`/`A:` or `问：`/`答：`, "
+        "or headings ending in `?`), configure a teacher LLM (ONBOARD_TEACHER_BASE_URL, ONBOARD_TEACHER_MODEL), "
+        "or pass your own dataset with --extra FILE.jsonl."
+    )
+
+
+def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResult:
+    """Write `train.jsonl`, `test.jsonl` and `stats.json` under `<workspace>/data/<kind>/`."""
     rec = last_ingest(cfg.workspace) or {}
     docs_path = cfg.docs or (Path(rec["docs"]) if rec.get("docs") else None)
     if docs_path is None:
-        raise NoExamples(
-            f"no documents known for workspace {cfg.workspace}. Run `onboard ingest DOCS` first or pass --docs."
-        )
+        raise NoExamples(f"no documents known for workspace {cfg.workspace}. Run `onboard ingest DOCS` first or pass --docs.")
     rag_cfg = RagConfig.from_workspace(cfg.workspace)
     embedder = embedder_for(rag_cfg)
-    retriever = Retriever(rag_cfg, embedder) if cfg.rag_context else None
-    user_rows = [m for f in cfg.extra_files for m in read_messages_file(f)]  # fail fast on bad input
+    extra = [r for f in cfg.extra_files for r in _read_extra(f, cfg.kind)]  # fail fast on bad input
+    docs = load_documents(docs_path).documents
+    chunks = {d.id: chunk_document(d, embedder.count_tokens, rag_cfg.chunk_tokens, rag_cfg.chunk_overlap_sentences)
+              for d in docs}
+    base = _base_model(cfg)
+    count_tokens = _token_counter(base, embedder.count_tokens)
+    stats: dict = {"kind": cfg.kind, "docs": str(docs_path), "base_model": base}
 
-    examples = []
-    for doc in load_documents(docs_path).documents:
-        chunks = chunk_document(doc, embedder.count_tokens, rag_cfg.chunk_tokens, rag_cfg.chunk_overlap_sentences)
-        for qa in extract_qa(doc.text):
-            chunk = _chunk_at(chunks, qa.start)
-            question = [{"role": "user", "content": qa.question}]
-            hits = retriever.search(qa.question, cfg.k) if retriever else []
-            messages = build_rag_messages(question, hits) + [{"role": "assistant", "content": qa.answer}]
-            examples.append({
-                "messages": messages,
-                "meta": {
-                    "chunk_id": chunk.id, "doc_id": doc.id, "source": doc.source, "rule": qa.rule,
-                    "language": doc.language, "retrieved": [h.chunk_id for h in hits],
-                },
-            })
-    if not examples and not user_rows:
-        raise NoExamples(
-            f"no question/answer pairs found in {docs_path}. Add an FAQ (lines starting `Q:`/`A:` or "
-            "`问：`/`答：`, or headings ending in `?`), or pass your own dataset with --extra FILE.jsonl."
-        )
+    if cfg.kind == "cpt":
+        examples, stats["cpt"] = cpt.build_corpus(docs, chunks, count_tokens, cfg.block_tokens)
+    else:
+        seeds = rule_seeds(docs, chunks) if cfg.rules else []
+        if cfg.teacher is not None:
+            more, tres = teacher_seeds(docs, chunks, cfg.teacher, cfg.out_dir.parent / "teacher" / "cache.jsonl",
+                                       progress=(lambda d, n: progress("teacher", d, n)) if progress else None)
+            seeds += more
+            stats["teacher"] = tres.summary() if hasattr(tres, "summary") else {}
+        if not seeds and not extra:
+            raise _no_pairs(docs_path)
+        retriever = Retriever(rag_cfg, embedder)
+        if cfg.kind == "raft":
+            pool = [raft.chunk_hit(c) for cs in chunks.values() for c in cs]
+            examples = [raft.make_example(s, retriever, cfg.raft_distractors, cfg.raft_p, cfg.seed, pool)
+                        for s in seeds]
+            stats["context_chunks"] = cfg.raft_distractors + 1
+            stats["raft"] = {"p": cfg.raft_p, "distractors": cfg.raft_distractors,
+                             "oracle_in_context": sum(e["meta"]["oracle_in_context"] for e in examples),
+                             "random_distractors": sum(e["meta"]["random_distractors"] for e in examples)}
+        else:
+            examples = [_sft_example(s, retriever if cfg.rag_context else None, cfg.k) for s in seeds]
+            stats["context_chunks"] = cfg.k if cfg.rag_context else 0
+        if cfg.kind == "dpo":
+            examples, stats["dpo"] = _dpo(cfg, base, examples, progress)
 
-    test = [e for e in examples if _is_test(e["meta"]["chunk_id"] + e["messages"][-2]["content"], cfg)]
-    if not test and cfg.test_fraction > 0 and len(examples) > 1:
-        test = [examples[-1]]
-    train = [e for e in examples if e not in test]
-    train += [{"messages": m, "meta": {"rule": "user-file"}} for m in user_rows]
+    examples, report = clean_records(examples, cfg.clean, count_tokens)
+    extra, extra_report = clean_records(extra, cfg.clean, count_tokens) if extra else ([], None)
+    if not examples and not extra:
+        raise _no_pairs(docs_path) if cfg.kind != "dpo" else NoExamples(
+            "no DPO pairs: the model already gives every answer, or no answers were found. Add feedback "
+            f"({cfg.workspace}/feedback/feedback.jsonl), configure a teacher, or pass --extra FILE.jsonl.")
+    train, test = split_by_document(examples, cfg.test_fraction, cfg.seed)
+    train += extra
 
     out = cfg.out_dir
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
-    result = DataBuildResult(
-        train_file=out / "train.jsonl", test_file=out / "test.jsonl", train=len(train), test=len(test),
-        by_rule=dict(Counter(e["meta"]["rule"] for e in train + test)),
-        by_language=dict(Counter(e["meta"].get("language", "user") for e in train + test)),
-    )
-    stats = {"docs": str(docs_path), "rag_context": cfg.rag_context, "k": cfg.k, "train": result.train,
-             "test": result.test, "by_rule": result.by_rule, "by_language": result.by_language}
+    everything = train + test
+    stats.update({
+        "train": len(train), "test": len(test),
+        "test_sources": sorted({e["meta"]["source"] for e in test}),
+        "by_rule": dict(Counter(e["meta"].get("rule", "?") for e in everything)),
+        "by_language": dict(Counter(e["meta"].get("language", "?") for e in everything)),
+        "by_source": dict(Counter(e["meta"].get("source", "?") for e in everything)),
+        "clean": report.as_dict(),
+        "clean_extra": extra_report.as_dict() if extra_report else None,
+    })
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
-    log.info("dataset: %s", stats)
-    return result
+    log.info("dataset %s: %d train / %d test, by rule %s", cfg.kind, len(train), len(test), stats["by_rule"])
+    return DataBuildResult(cfg.kind, out / "train.jsonl", out / "test.jsonl", len(train), len(test),
+                           stats["by_rule"], stats["by_language"], stats)
+
+
+def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress: Progress | None):
+    """Pair each good answer with the base model's own answer; add the server's feedback pairs."""
+    info: dict = {}
+    triples: list[dict] = []
+    if examples:
+        if base is None:
+            raise NoExamples("DPO needs the model whose answers it will improve: pass --base MODEL "
+                             f"(or build the tiny base into {cfg.workspace}/base/tiny).")
+        answers = dpo.model_answers(base, [e["messages"][:-1] for e in examples],
+                                    progress=(lambda d, n: progress("model answers", d, n)) if progress else None)
+        triples, info["model_answers"] = dpo.make_triples(examples, answers)
+    fb = cfg.feedback or cfg.workspace / "feedback" / "feedback.jsonl"
+    if fb.exists():
+        res = feedback_triples(fb)
+        triples += res.triples
+        info["feedback"] = {"file": str(fb), "pairs": res.by_kind, "unused": res.unused}
+    return triples, info

@@ -1,0 +1,200 @@
+"""`onboard data ...`: build, validate, preview and describe training datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.ui import console, handle_errors, setup, stage_bars
+from agent.workspace import Workspace
+from rag.prompt import DEFAULT_K
+
+data_app = typer.Typer(help="Datasets: build training data from the documents; check your own.", no_args_is_help=True)
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="ONBOARD_WORKSPACE",
+                                            help="Workspace folder for the index, datasets, runs and models.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (INFO level).")]
+BaseOpt = Annotated[str | None, typer.Option("--base", help="Target model (folder or Hub id): its tokenizer counts "
+                                                            "tokens [default: WORKSPACE/base/tiny when built].")]
+DEFAULT_WS = Path(".onboard")
+
+
+def _default_base(workspace: Path, base: str | None) -> str | None:
+    tiny = Workspace(workspace).tiny_base
+    return base or (str(tiny) if (tiny / "config.json").exists() else None)
+
+
+def _record_counter(base: str | None):
+    """(count_tokens(canonical record), the model's context length), or (None, None) without a model."""
+    if base is None:
+        return None, None
+    from transformers import AutoConfig
+
+    from training.base_model import load_tokenizer, resolve
+
+    tok = load_tokenizer(base)
+    ctx = getattr(AutoConfig.from_pretrained(resolve(base)), "max_position_embeddings", None) or tok.model_max_length
+
+    def count(rec: dict) -> int:
+        if "text" in rec:
+            return len(tok(rec["text"], add_special_tokens=False)["input_ids"])
+        msgs = rec["messages"] if "messages" in rec else [*rec["prompt"], *rec["chosen"]]
+        return len(tok.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"])
+
+    return count, ctx
+
+
+@data_app.command("build")
+@handle_errors
+def build(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    kind: Annotated[str, typer.Option(help="cpt (document text), sft (Q/A chats), raft (Q + oracle + hard "
+                                           "negatives), dpo (preference triples).")] = "sft",
+    docs: Annotated[Path | None, typer.Option(help="Documents [default: the folder last ingested].")] = None,
+    extra: Annotated[list[Path] | None, typer.Option(help="Your own dataset (any format `data validate` "
+                                                          "accepts), added to training; repeatable.")] = None,
+    teacher: Annotated[bool, typer.Option(help="Use the teacher LLM set by ONBOARD_TEACHER_BASE_URL / _MODEL / "
+                                               "_API_KEY [default: on when configured].")] = True,
+    questions: Annotated[int, typer.Option(help="Teacher questions per chunk.")] = 2,
+    rag_context: Annotated[bool, typer.Option(help="SFT/DPO: wrap each question in the serving RAG prompt.")] = True,
+    k: Annotated[int, typer.Option(help="SFT/DPO: chunks retrieved per question (as serving).")] = DEFAULT_K,
+    raft_p: Annotated[float, typer.Option(help="RAFT: share of examples with the oracle chunk in context.")] = 0.8,
+    distractors: Annotated[int, typer.Option(help="RAFT: hard-negative chunks per example.")] = 3,
+    base: BaseOpt = None,
+    mask_pii: Annotated[bool, typer.Option(help="Mask emails, phone, ID and card numbers.")] = False,
+    near_dup: Annotated[float, typer.Option(help="Near-duplicate threshold (MinHash Jaccard); 0 disables.")] = 0.85,
+    min_tokens: Annotated[int, typer.Option(help="Drop examples shorter than this.")] = 1,
+    max_tokens: Annotated[int | None, typer.Option(help="Drop examples longer than this (target tokenizer).")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Share held out, by whole document.")] = 0.15,
+    verbose: VerboseOpt = False,
+):
+    """Build WORKSPACE/data/KIND/{train,test}.jsonl and stats.json from the ingested documents."""
+    setup(verbose)
+    from training.data.build import DataBuildConfig, run
+    from training.data.clean import CleanConfig
+    from training.data.teacher import TeacherConfig
+
+    tcfg = TeacherConfig.from_env(questions_per_chunk=questions) if teacher else None
+    clean = CleanConfig(near_dup_threshold=near_dup or None, min_tokens=min_tokens, max_tokens=max_tokens,
+                        mask_pii=mask_pii)
+    cfg = DataBuildConfig(workspace=workspace, kind=kind, docs=docs, extra_files=extra or [], teacher=tcfg,
+                          rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
+                          base_model=base, clean=clean, test_fraction=test_fraction)
+    with stage_bars() as update:
+        r = run(cfg, progress=update)
+    console.print(f"{r.train} train / {r.test} test {kind} examples -> {r.train_file.parent}")
+    console.print(f"  by rule: {r.by_rule}\n  by language: {r.by_language}")
+    if r.stats.get("teacher"):
+        console.print(f"  teacher: {r.stats['teacher']}")
+    console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in r.stats["clean"]["steps"]))
+    if r.test:
+        console.print(f"  held out (whole documents): {', '.join(r.stats['test_sources'])}")
+
+
+@data_app.command("validate")
+@handle_errors
+def validate(
+    file: Annotated[Path, typer.Argument(help="Dataset file: JSONL, a JSON array, or plain text.")],
+    fix: Annotated[bool, typer.Option(help="Write a cleaned copy (bad and duplicate records removed).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where --fix writes [default: FILE.fixed.jsonl].")] = None,
+    base: BaseOpt = None,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    max_problems: Annotated[int, typer.Option(help="Problems to print (all are counted).")] = 50,
+    verbose: VerboseOpt = False,
+):
+    """Detect the format and report every bad record by line. Exits 1 when there are problems
+    (unless --fix wrote a clean copy)."""
+    setup(verbose)
+    from training.data.validate import fix_file, validate_file
+
+    count, ctx = _record_counter(_default_base(workspace, base))
+    if fix:
+        report, path, n = fix_file(file, out, count_tokens=count, max_tokens=ctx)
+    else:
+        report = validate_file(file, count_tokens=count, max_tokens=ctx)
+    for p in report.problems[:max_problems]:
+        console.print(f"{file}:{p.line}: [yellow]{p.code}[/] {p.reason}", highlight=False, soft_wrap=True)
+    if len(report.problems) > max_problems:
+        console.print(f"... and {len(report.problems) - max_problems} more")
+    by = ", ".join(f"{c} {n}" for c, n in report.by_code().items())
+    console.print(f"{file}: format {report.format}, {report.total} records, {report.valid} valid"
+                  + (f", problems: {by}" if by else ", no problems"))
+    if fix:
+        console.print(f"wrote {n} records to {path} (the original is unchanged)")
+    elif not report.ok():
+        raise typer.Exit(1)
+
+
+def _default_file(workspace: Path, kind: str, file: Path | None) -> Path:
+    return file or Workspace(workspace).root / "data" / kind / "train.jsonl"
+
+
+@data_app.command("preview")
+@handle_errors
+def preview(
+    file: Annotated[Path | None, typer.Argument(help="Dataset [default: WORKSPACE/data/KIND/train.jsonl].")] = None,
+    kind: Annotated[str, typer.Option(help="Which built dataset, when FILE is not given.")] = "sft",
+    n: Annotated[int, typer.Option("-n", help="Samples to show.")] = 5,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+):
+    """Show random samples as a table: what the model will see, and where each came from."""
+    setup(False)
+    from training.data.stats import samples
+
+    path = _default_file(workspace, kind, file)
+    table = Table("#", "input", "output", "source / rule", title=str(path), show_lines=True)
+    for i, r in enumerate(samples(path, n, seed), 1):
+        meta = r.get("meta", {})
+        if "text" in r:
+            inp, outp = r["text"][:600], ""
+        elif "messages" in r:
+            inp = "\n".join(f"[{m['role']}] {m['content']}" for m in r["messages"][:-1])[-600:]
+            outp = r["messages"][-1]["content"][:400]
+        else:
+            inp = "\n".join(f"[{m['role']}] {m['content']}" for m in r["prompt"])[-600:]
+            outp = f"[green]chosen:[/] {r['chosen'][-1]['content'][:200]}\n[red]rejected:[/] {r['rejected'][-1]['content'][:200]}"
+        where = f"{meta.get('source', '')}\n{meta.get('rule', '')}\n{meta.get('chunk_id', '')}"
+        table.add_row(str(i), inp, outp, where)
+    console.print(table)
+
+
+@data_app.command("stats")
+@handle_errors
+def stats(
+    file: Annotated[Path | None, typer.Argument(help="Dataset [default: WORKSPACE/data/KIND/train.jsonl].")] = None,
+    kind: Annotated[str, typer.Option(help="Which built dataset, when FILE is not given.")] = "sft",
+    png: Annotated[Path | None, typer.Option(help="Length histogram [default: beside FILE, .lengths.png].")] = None,
+    base: BaseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+):
+    """Counts, lengths (histogram PNG), languages, sources and rules of a dataset."""
+    setup(False)
+    from training.data.stats import dataset_stats
+
+    path = _default_file(workspace, kind, file)
+    model = _default_base(workspace, base)
+    count = None
+    if model:
+        from training.base_model import load_tokenizer
+
+        tok = load_tokenizer(model)
+        count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    s = dataset_stats(path, count, png or path.with_suffix(".lengths.png"))
+    if as_json:
+        console.print_json(json.dumps(s, ensure_ascii=False))
+        return
+    table = Table("", "", title=str(path), show_header=False)
+    table.add_row("records", str(s["records"]))
+    table.add_row("shapes", ", ".join(f"{k} {v}" for k, v in s["shapes"].items()))
+    table.add_row(f"length ({s['length_unit']})", ", ".join(f"{k} {v}" for k, v in s["length"].items()))
+    table.add_row("languages", ", ".join(f"{k} {v}" for k, v in s["languages"].items()))
+    table.add_row("rules", ", ".join(f"{k} {v}" for k, v in s["rules"].items()))
+    table.add_row("sources", "\n".join(f"{k} {v}" for k, v in s["sources"].items()))
+    table.add_row("histogram", s["histogram"])
+    console.print(table)

@@ -1,0 +1,87 @@
+"""`onboard data build` with a teacher LLM: real HTTP to a local OpenAI-compatible server (scripted,
+see teacher_server.py), the real CLI killed midway and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.training.teacher_server import TeacherServer
+from training.data.build import DataBuildConfig, run
+from training.data.teacher import TeacherConfig, _text_sha
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def teacher():
+    with TeacherServer() as s:
+        yield s
+
+
+def _cfg(url):
+    return TeacherConfig(base_url=url, model="scripted", questions_per_chunk=2, concurrency=2, max_retries=1,
+                         timeout_s=10)
+
+
+def test_sft_and_raft_with_a_teacher(workspace, teacher, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name in ("chroma", "bm25", "ingest.json"):  # share the session's index, keep our own data/
+        src = workspace / name
+        if src.exists():
+            (ws / name).symlink_to(src)
+    sft = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(teacher.url)))
+    rows = _rows(sft.train_file) + _rows(sft.test_file)
+    taught = [r for r in rows if r["meta"]["rule"] == "teacher:scripted"]
+    assert taught and {r["meta"]["language"] for r in taught} == {"en", "zh"}
+    assert sft.stats["teacher"]["chunks_generated"] > 0
+    assert any(r["meta"]["rule"] == "qa-markers" for r in rows)  # rule pairs are kept alongside
+
+    n = len(teacher.script.requests)
+    raft = run(DataBuildConfig(workspace=ws, kind="raft", teacher=_cfg(teacher.url)))
+    assert len(teacher.script.requests) == n  # the cache answered: no new requests
+    rr = [r for r in _rows(raft.train_file) + _rows(raft.test_file) if r["meta"]["rule"] == "teacher:scripted"]
+    assert rr and all(r["messages"][-1]["content"].startswith("##Reason") for r in rr)
+    assert all("##Answer:" in r["messages"][-1]["content"] for r in rr)
+
+
+def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name in ("chroma", "bm25", "ingest.json"):
+        if (workspace / name).exists():
+            (ws / name).symlink_to(workspace / name)
+    with TeacherServer() as server:
+        server.script.delay_s = 0.15
+        env = {**os.environ, "ONBOARD_TEACHER_BASE_URL": server.url, "ONBOARD_TEACHER_MODEL": "scripted",
+               "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "data", "build", "-w", str(ws), "--kind", "sft"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cache = ws / "data" / "teacher" / "cache.jsonl"
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if cache.exists() and len(cache.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, "the build finished before it could be killed"
+        done = {json.loads(line)["text_sha"] for line in cache.read_text().splitlines() if line.endswith("}")}
+
+        server.script.delay_s = 0
+        server.script.reset()
+        r = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(server.url)))
+        assert r.stats["teacher"]["chunks_from_cache"] == len(done) > 0
+        assert r.stats["teacher"]["chunks_generated"] > 0
+        asked = {_text_sha(x["context"]) for x in server.script.requests}
+        assert asked and not asked & done  # finished chunks were not asked for again
+        assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()

@@ -1,0 +1,70 @@
+"""DPO triples: a good answer (chosen) against the model's own answer (rejected).
+
+Chosen is the teacher's grounded answer, or the document's answer when no teacher is configured;
+rejected is what the base model (the one DPO will train) answers to the same served prompt, greedy.
+A pair where the model already gives the chosen answer teaches nothing and is skipped. Triples are
+in TRL's conversational preference form: prompt / chosen / rejected as message lists.
+Feedback recorded by the server adds more pairs (training/data/feedback.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+BATCH = 8
+
+
+def _same(a: str, b: str) -> bool:
+    return re.sub(r"\W+", "", a).lower() == re.sub(r"\W+", "", b).lower()
+
+
+def model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: int = 96,
+                  progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Greedy answers of `base_model` to each prompt, rendered with its chat template."""
+    import torch
+
+    from training.base_model import load_model, load_tokenizer
+
+    tok = load_tokenizer(base_model)
+    tok.padding_side = "left"
+    model = load_model(base_model, quantization="none")
+    model.eval()
+    out: list[str] = []
+    for i in range(0, len(prompts), BATCH):
+        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i : i + BATCH]]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        # kept as generated (not stripped): a model that rambles blank lines should learn not to
+        out += [tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True) for g in gen]
+        if progress:
+            progress(len(out), len(prompts))
+    return out
+
+
+def make_triples(examples: list[dict], rejected: list[str]) -> tuple[list[dict], dict]:
+    """Turn chat examples (prompt + chosen answer) and the model's answers into triples.
+
+    Returns (triples, counts: pairs skipped because the model already answers right, and pairs
+    whose rejected side is blank).
+    """
+    triples, counts = [], {"model-already-right": 0, "model-blank": 0}
+    for ex, bad in zip(examples, rejected, strict=True):
+        good = ex["messages"][-1]["content"]
+        if not bad.strip():  # still a pair: answering nothing is what DPO should train away
+            counts["model-blank"] += 1
+        elif _same(good, bad):
+            counts["model-already-right"] += 1
+            continue
+        triples.append({
+            "prompt": ex["messages"][:-1],
+            "chosen": [{"role": "assistant", "content": good}],
+            "rejected": [{"role": "assistant", "content": bad}],
+            "meta": {**ex["meta"], "rule": f"{ex['meta']['rule']}-vs-model"},
+        })
+    return triples, counts
