@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +65,7 @@ def build(
     k: Annotated[int, typer.Option(help="SFT/DPO: chunks retrieved per question (as serving).")] = DEFAULT_K,
     raft_p: Annotated[float, typer.Option(help="RAFT: share of examples with the oracle chunk in context.")] = 0.8,
     distractors: Annotated[int, typer.Option(help="RAFT: hard-negative chunks per example.")] = 3,
+    block_tokens: Annotated[int, typer.Option(help="CPT: tokens per packed block.")] = 512,
     base: BaseOpt = None,
     mask_pii: Annotated[bool, typer.Option(help="Mask emails, phone, ID and card numbers.")] = False,
     near_dup: Annotated[float, typer.Option(help="Near-duplicate threshold (MinHash Jaccard); 0 disables.")] = 0.85,
@@ -83,7 +85,7 @@ def build(
                         mask_pii=mask_pii)
     cfg = DataBuildConfig(workspace=workspace, kind=kind, docs=docs, extra_files=extra or [], teacher=tcfg,
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
-                          base_model=base, clean=clean, test_fraction=test_fraction)
+                          base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens)
     with stage_bars() as update:
         r = run(cfg, progress=update)
     console.print(f"{r.train} train / {r.test} test {kind} examples -> {r.train_file.parent}")
@@ -147,19 +149,22 @@ def preview(
     from training.data.stats import samples
 
     path = _default_file(workspace, kind, file)
-    table = Table("#", "input", "output", "source / rule", title=str(path), show_lines=True)
+    table = Table("#", "input", "output", "context", "from", title=str(path), show_lines=True)
     for i, r in enumerate(samples(path, n, seed), 1):
         meta = r.get("meta", {})
         if "text" in r:
-            inp, outp = r["text"][:600], ""
-        elif "messages" in r:
-            inp = "\n".join(f"[{m['role']}] {m['content']}" for m in r["messages"][:-1])[-600:]
-            outp = r["messages"][-1]["content"][:400]
+            table.add_row(str(i), r["text"][:500], "", "", f"{meta.get('source', '')}\n{meta.get('rule', '')}")
+            continue
+        prompt = r["messages"][:-1] if "messages" in r else r["prompt"]
+        if "messages" in r:
+            output = r["messages"][-1]["content"][:400]
         else:
-            inp = "\n".join(f"[{m['role']}] {m['content']}" for m in r["prompt"])[-600:]
-            outp = f"[green]chosen:[/] {r['chosen'][-1]['content'][:200]}\n[red]rejected:[/] {r['rejected'][-1]['content'][:200]}"
-        where = f"{meta.get('source', '')}\n{meta.get('rule', '')}\n{meta.get('chunk_id', '')}"
-        table.add_row(str(i), inp, outp, where)
+            output = (f"[green]chosen:[/] {r['chosen'][-1]['content'][:200]}\n"
+                      f"[red]rejected:[/] {r['rejected'][-1]['content'][:200]!r}")
+        system = prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else ""
+        context = "\n".join(line for line in system.splitlines() if re.match(r"^\[\d+\] ", line))
+        table.add_row(str(i), prompt[-1]["content"][:400], output, context or "(none)",
+                      f"{meta.get('source', '')}\n{meta.get('rule', '')}\n{meta.get('chunk_id', '')}")
     console.print(table)
 
 

@@ -1,4 +1,7 @@
-"""One loader for every base model: a local Hugging Face folder or a Hub id.
+"""One loader for every base model: a local Hugging Face folder, a Hub id, or a GGUF file.
+
+A `.gguf` file is dequantized once into a cached Hugging Face folder (training/gguf.py) and every
+stage (train, merge, serve) then loads that folder, so there is one loading path for all three.
 
 Quantized loading (QLoRA's 4-bit NF4, or 8-bit) goes through bitsandbytes, which runs on CPU as
 well as CUDA. On CPU the compute dtype is float32: bf16 matmuls are ~18x slower on this class of
@@ -23,12 +26,21 @@ ONBOARD_MODEL_FILE = "onboard_model.json"
 def resolve(name_or_path: str | Path) -> str:
     """Return a local folder path, or the Hub id unchanged when no such folder exists.
 
+    A `.gguf` file is converted on first use into `$ONBOARD_CACHE/gguf-<sha256[:16]>` (default
+    `~/.cache/onboard/models/...`) and that folder is returned; later calls reuse it.
+
     Raises:
         ModelNotFound: it looks like a path (or the Hub is offline) and no model is there.
     """
     import os
 
     p = Path(name_or_path).expanduser()
+    if p.suffix.lower() == ".gguf":
+        if not p.is_file():
+            raise ModelNotFound(f"{p}: no such GGUF file. For a known model, `onboard base fetch NAME` downloads one.")
+        from training.gguf import convert_cached
+
+        return str(convert_cached(p))
     if p.is_dir():
         if not (p / "config.json").exists():
             raise ModelNotFound(f"{p}: not a model folder (no config.json). Pass a Hugging Face model folder.")
@@ -37,7 +49,8 @@ def resolve(name_or_path: str | Path) -> str:
     if looks_like_path or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelNotFound(
             f"{name_or_path}: no model folder there. Build the default with "
-            f"`onboard base build tiny --docs DOCS --out DIR`, or pass a local model folder."
+            f"`onboard base build tiny --docs DOCS --out DIR`, fetch a small real one with "
+            f"`onboard base fetch qwen2.5-coder-0.5b-instruct`, or pass a local model folder or .gguf file."
         )
     return str(name_or_path)
 
@@ -47,6 +60,20 @@ def model_info(path: str) -> dict:
     f = Path(path) / ONBOARD_MODEL_FILE
     info = json.loads(f.read_text()) if f.exists() else {}
     return {"name_or_path": path, **info}
+
+
+def lora_target_modules(model) -> list[str]:
+    """Names (last component, e.g. "q_proj") of every linear layer except the output head, found by inspection.
+
+    The same set PEFT's `target_modules="all-linear"` picks (what training/sft.py passes); this
+    helper is for showing or pinning that list, e.g. in a recipe or a run's provenance. Works on
+    4-bit models too (bitsandbytes' Linear4bit subclasses nn.Linear).
+    """
+    from torch import nn
+
+    head = model.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
+    return sorted(names)
 
 
 def cuda_available() -> bool:

@@ -29,3 +29,7 @@ class MergeVerificationFailed(TrainingError):
 
 class TeacherError(TrainingError):
     """The teacher LLM endpoint is unreachable, refuses us, or keeps failing; the message names the URL and what to check."""
+
+
+class FetchError(TrainingError):
+    """A model could not be downloaded, verified or converted; the message names the package or file and what to do."""

@@ -44,17 +44,20 @@ def _paragraphs(text: str, drop: set[str]) -> list[tuple[int, str]]:
     return out
 
 
-def _pieces(para: str, count: Callable[[str], int], limit: int) -> list[str]:
-    if count(para) <= limit:
-        return [para]
-    pieces, cur = [], ""
+def _pieces(para: str, count: Callable[[str], int], limit: int) -> list[tuple[str, int]]:
+    """The paragraph, or its sentences regrouped under `limit` tokens; each with its token count."""
+    n = count(para)
+    if n <= limit:
+        return [(para, n)]
+    pieces, cur, used = [], [], 0
     for s in _SENTENCE_END.split(para):
-        cand = f"{cur} {s}".strip() if cur else s
-        if cur and count(cand) > limit:
-            pieces.append(cur)
-            cand = s
-        cur = cand
-    return pieces + ([cur] if cur else [])
+        k = count(s) + 1
+        if cur and used + k > limit:
+            pieces.append((" ".join(cur), used))
+            cur, used = [], 0
+        cur.append(s)
+        used += k
+    return pieces + ([(" ".join(cur), used)] if cur else [])
 
 
 def build_corpus(docs: list[Document], chunks: dict[str, list[Chunk]], count_tokens: Callable[[str], int],
@@ -64,15 +67,16 @@ def build_corpus(docs: list[Document], chunks: dict[str, list[Chunk]], count_tok
     records, dropped_lines = [], 0
     for doc in docs:
         dropped_lines += sum(1 for ln in doc.text.splitlines() if ln.strip() in drop or _BOILERPLATE.search(ln))
-        block, block_start, block_end = [], None, 0
+        block, block_start, block_end, used = [], None, 0, 0
         blocks: list[tuple[int, int, str]] = []
         for start, para in _paragraphs(doc.text, drop):
-            for piece in _pieces(para, count_tokens, block_tokens):
-                joined = "\n\n".join([*block, piece])
-                if block and count_tokens(joined) > block_tokens:
+            for piece, n in _pieces(para, count_tokens, block_tokens):
+                n += 1  # token counts add up to within a token per joint
+                if block and used + n > block_tokens:
                     blocks.append((block_start, block_end, "\n\n".join(block)))
-                    block, block_start = [], None
+                    block, block_start, used = [], None, 0
                 block.append(piece)
+                used += n
                 block_start = start if block_start is None else block_start
                 block_end = start + len(para)
         if block:

@@ -1,0 +1,209 @@
+"""Turn a GGUF file into an ordinary Hugging Face model folder, once, so every stage loads one format.
+
+Transformers reads GGUF (`from_pretrained(..., gguf_file=...)`) by dequantizing every tensor, which
+takes a while and marks the model as GGUF-quantized: `save_pretrained` then refuses it, and PEFT and
+bitsandbytes would see a quantized model that is not one. So the dequantized weights are moved into
+a plain model rebuilt from the same config (quantization marker dropped) and saved with the
+tokenizer; training, merging and serving then load that folder like any other.
+
+Qwen2.5, Llama 3 and Mistral get their end-of-turn tokens added to `generation_config.eos_token_id`
+(GGUF records one EOS; an instruct model must also stop at `<|im_end|>` / `<|eot_id|>`), and a pad
+token that is not the end-of-turn token where the vocabulary has one (Qwen's `<|endoftext|>`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from training.base_model import ONBOARD_MODEL_FILE
+from training.errors import FetchError
+from training.io import publish_dir
+
+log = logging.getLogger(__name__)
+
+
+# Tokens that end an assistant turn or a document, per family; only those in the vocabulary are used.
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "</s>")
+# Padding candidates, best first: never the end-of-turn token when a dedicated one exists, because
+# padding is masked out of the loss and the model must still learn to emit the stop token.
+PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "<unk>")
+_CHUNK = 1 << 20
+
+
+def models_cache() -> Path:
+    """Where downloaded and converted models live: `$ONBOARD_CACHE`, else `~/.cache/onboard/models`."""
+    env = os.environ.get("ONBOARD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "onboard" / "models"
+
+
+def is_converted(folder: Path) -> bool:
+    """Whether `folder` is a finished conversion (published folders are complete by construction)."""
+    return (folder / "config.json").is_file() and (folder / ONBOARD_MODEL_FILE).is_file()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for the life of the process: one run
+    resolves the same 500 MB GGUF for the tokenizer and again for the model, and should hash it once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _hash_memo:
+        _hash_memo[key] = sha256_file(path)
+    return _hash_memo[key]
+
+
+def cached_folder(gguf_path: Path) -> Path:
+    """The folder a GGUF file converts to, keyed by its content: `<models_cache>/gguf-<sha256[:16]>`."""
+    return models_cache() / f"gguf-{content_hash(gguf_path)[:16]}"
+
+
+def convert_cached(gguf_path: str | Path) -> Path:
+    """Convert `gguf_path` into its cache folder unless that is already done; return the folder."""
+    gguf_path = Path(gguf_path).expanduser()
+    out = cached_folder(gguf_path)
+    if is_converted(out):
+        log.info("%s: reusing its conversion in %s", gguf_path, out)
+        return out
+    return convert_gguf(gguf_path, out, sha256=content_hash(gguf_path))
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: Any = "float32", sha256: str | None = None,
+                 extra: dict | None = None) -> Path:
+    """Dequantize a GGUF file into a plain Hugging Face folder at `out_dir` (replaced atomically).
+
+    Args:
+        dtype: torch dtype (or its name) of the saved weights; float32 is fastest on CPU.
+        sha256: the file's hash if the caller already knows it (else computed), for provenance.
+        extra: more fields for onboard_model.json.
+
+    Returns:
+        `out_dir`, holding config.json, the weights, the tokenizer (with its chat template), a
+        generation_config that stops at the family's end-of-turn tokens, and onboard_model.json.
+
+    Raises:
+        FetchError: the file is missing, not GGUF, or of an architecture transformers cannot read.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path, out_dir = Path(gguf_path).expanduser().resolve(), Path(out_dir).expanduser()
+    if not gguf_path.is_file():
+        raise FetchError(f"{gguf_path}: no such GGUF file.")
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    meta = gguf_metadata(gguf_path)
+    t0 = time.perf_counter()
+    log.info("dequantizing %s (%s) to %s", gguf_path, meta["architecture"], dtype)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                          dtype=dtype, device_map={"": "cpu"})
+    except (ValueError, OSError, KeyError) as e:
+        raise FetchError(f"{gguf_path}: transformers cannot read this GGUF ({e}). Supported families include "
+                         f"qwen2, llama and mistral; or pass a Hugging Face model folder instead.") from e
+    model = _plain_copy(gguf_model, dtype)
+    del gguf_model
+    _set_stop_and_pad(model, tok)
+
+    info = {
+        "kind": "gguf-conversion",
+        "description": f"{meta['name'] or gguf_path.stem}, dequantized from GGUF by Onboard.",
+        "source_gguf": str(gguf_path),
+        "sha256": sha256 or sha256_file(gguf_path),
+        "architecture": model.config.model_type,
+        "gguf_architecture": meta["architecture"],
+        "gguf_tensor_types": meta["tensor_types"],
+        "dtype": str(dtype).removeprefix("torch."),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "chat_template": tok.chat_template is not None,
+        "eos_token_id": model.generation_config.eos_token_id,
+        "pad_token": tok.pad_token,
+        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": 0.0,
+        **(extra or {}),
+    }
+    with publish_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        info["seconds"] = round(time.perf_counter() - t0, 1)
+        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
+    log.info("converted %s into %s in %.0f s", gguf_path, out_dir, info["seconds"])
+    return out_dir
+
+
+def gguf_metadata(path: Path) -> dict:
+    """Architecture, model name and a count of tensor storage types, read from the GGUF header only."""
+    try:
+        from gguf import GGUFReader
+    except ImportError as e:
+        raise FetchError("reading GGUF files needs the `gguf` package: pip install gguf") from e
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, OSError) as e:
+        raise FetchError(f"{path}: not a readable GGUF file ({e}).") from e
+
+    def field(key: str) -> str | None:
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else None
+
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    return {"architecture": field("general.architecture"), "name": field("general.name"), "tensor_types": types}
+
+
+def _plain_copy(gguf_model, dtype):
+    """The same network as a model transformers does not consider quantized, so it can be saved and trained."""
+    from transformers import AutoModelForCausalLM
+
+    config = gguf_model.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    config.name_or_path = ""
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    state = gguf_model.state_dict()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if k == "lm_head.weight" and config.tie_word_embeddings}
+    if set(missing) - tied or unexpected:
+        raise FetchError(f"the dequantized GGUF does not fit its own config: missing {sorted(set(missing) - tied)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}. Please report the file's architecture.")
+    if tied:
+        model.tie_weights()
+    model.generation_config = gguf_model.generation_config
+    return model.eval()
+
+
+def _set_stop_and_pad(model, tok) -> None:
+    """End-of-turn tokens stop generation; padding uses a dedicated token where the family has one."""
+    vocab = tok.get_vocab()
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    if tok.eos_token_id is not None:
+        eos.append(tok.eos_token_id)
+    eos += [vocab[t] for t in STOP_TOKENS if t in vocab and t in tok.all_special_tokens + list(tok.added_tokens_encoder)]
+    eos = list(dict.fromkeys(eos))
+    if tok.pad_token is None:
+        pad = next((t for t in PAD_TOKENS if t in vocab and vocab[t] != tok.eos_token_id), tok.eos_token)
+        log.info("tokenizer has no pad token; using %r", pad)
+        tok.pad_token = pad
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.config.pad_token_id = tok.pad_token_id
+    if tok.chat_template is None:
+        log.warning("the GGUF carries no chat template; training and serving need one (a base, not instruct, model?)")
