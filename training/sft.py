@@ -1,121 +1,102 @@
-"""Supervised fine-tuning with LoRA or QLoRA (TRL SFTTrainer + PEFT + bitsandbytes).
+"""Supervised fine-tuning (TRL SFTTrainer + PEFT + bitsandbytes): LoRA, QLoRA, DoRA, prefix or full.
 
-    onboard train --base .onboard/base/tiny --data .onboard/data/train.jsonl --method qlora
+    onboard train --base .onboard/base/tiny --data .onboard/data/sft/train.jsonl --method qlora
 
-Reads top to bottom: load the base (4-bit NF4 for QLoRA), wrap it with LoRA on every linear layer,
-load the chat dataset, train with loss on assistant turns only, save the adapter and the run's
-provenance (resolved config, dataset hash, base model, metrics).
+Reads top to bottom: load the chat dataset (every line checked before a model loads), load the base
+as the method needs it, train with loss on the assistant's answers only, checkpoint every
+`save_steps` and on SIGTERM, save the adapter, check the model now stops after an answer (EOS), and
+record the run (config, dataset hash, base model, library versions, metrics, loss curve).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Literal
 
-from training.base_model import load_model, load_tokenizer, model_info, resolve
-from training.callbacks import MetricsFile
+from training.base_model import load_tokenizer, resolve
+from training.callbacks import MetricsFile, SigtermCheckpoint
 from training.data.files import read_messages_file
-from training.data.formats import file_sha256
-from training.io import publish_dir, refuse_overwrite
+from training.errors import TrainingError
+from training.runs import (
+    TrainConfig,
+    TrainResult,
+    check_output,
+    finish,
+    fp32_adapters_on_cpu,
+    last_checkpoint,
+    load_for,
+    peft_config,
+    provenance,
+    tracker_callbacks,
+    trainer_args,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class SFTRunConfig:
-    """One supervised fine-tuning run."""
-
-    base_model: str
-    """Local model folder or Hub id."""
-    train_file: Path
-    """JSONL of chat examples (OpenAI `messages`, or alpaca instruction/input/output)."""
-    output_dir: Path
-    """Run folder: adapter, checkpoints, config.json, metrics.jsonl."""
-    eval_file: Path | None = None
-    """Held-out JSONL in the same format; its loss is logged at the end of each epoch."""
-    method: Literal["qlora", "lora"] = "qlora"
-    """qlora: 4-bit NF4 base (double quant) + LoRA. lora: full-precision base + LoRA (faster on CPU)."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-    """LoRA targets; "all-linear" finds every linear layer except the output head."""
-    epochs: float = 3.0
-    max_steps: int = -1
-    """Stop after this many optimizer steps (overrides epochs when > 0)."""
-    learning_rate: float = 2e-4
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    """Examples longer than this (in tokens) are truncated."""
-    gradient_checkpointing: bool = False
-    logging_steps: int = 1
-    save_steps: int = 100
-    seed: int = 42
-    resume: bool = False
-    """Continue from the last checkpoint in output_dir."""
-    force: bool = False
-    """Replace a finished run in output_dir."""
-    extra: dict = field(default_factory=dict)
-    """Further `SFTConfig` fields, passed through as they are."""
-
-    def __post_init__(self) -> None:
-        self.train_file, self.output_dir = Path(self.train_file), Path(self.output_dir)
-        self.eval_file = Path(self.eval_file) if self.eval_file else None
-        if self.method not in ("qlora", "lora"):
-            raise ValueError(f"method must be 'qlora' or 'lora' (got {self.method!r})")
+SFTRunConfig = TrainConfig
+"""SFT reads the shared run config (training/runs.py)."""
 
 
-@dataclass
-class SFTResult:
-    output_dir: Path
-    adapter_dir: Path
-    train_loss: float
-    first_loss: float | None
-    last_loss: float | None
-    eval_loss: float | None
-    steps: int
-    seconds: float
+def has_generation_markers(tokenizer) -> bool:
+    """Whether the chat template marks assistant turns with {% generation %} (needed for
+    assistant-only loss over whole conversations)."""
+    return "{% generation %}" in (tokenizer.chat_template or "") or "{%- generation %}" in (tokenizer.chat_template or "")
 
 
-def _check_output(cfg: SFTRunConfig) -> None:
-    refuse_overwrite(cfg.output_dir / "adapter", cfg.force or cfg.resume, " (a trained adapter; --resume continues it)")
-    if cfg.force and not cfg.resume:
-        shutil.rmtree(cfg.output_dir, ignore_errors=True)
-
-
-def _versions() -> dict:
-    import bitsandbytes
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {
-        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-        "peft": peft.__version__, "trl": trl.__version__, "bitsandbytes": bitsandbytes.__version__,
-    }
-
-
-def _dataset_stats(train_file: Path) -> dict | None:
-    """What `onboard data build` recorded about the dataset (kind, rules, chunks per prompt), if it made it."""
-    f = Path(train_file).parent / "stats.json"
-    if not f.exists():
-        return None
-    s = json.loads(f.read_text())
-    return {k: s.get(k) for k in ("kind", "docs", "context_chunks", "by_rule", "by_language", "train", "test")}
-
-
-def run(cfg: SFTRunConfig, callbacks: list | None = None) -> SFTResult:
-    """Train a LoRA/QLoRA adapter on `cfg.train_file` and save it to `<output_dir>/adapter`."""
+def _dataset(rows: list[list[dict]], markers: bool):
+    """Whole conversations when the template marks assistant turns; otherwise prompt/completion pairs
+    (TRL then computes the loss on the completion, i.e. the final answer)."""
     from datasets import Dataset
-    from peft import LoraConfig, prepare_model_for_kbit_training
+
+    if markers:
+        return Dataset.from_list([{"messages": r} for r in rows])
+    return Dataset.from_list([{"prompt": r[:-1], "completion": r[-1:]} for r in rows])
+
+
+def check_eos(model, tokenizer, messages: list[dict], max_new_tokens: int = 128) -> bool:
+    """Generate greedily on a training prompt; True when the model ends its answer with EOS.
+
+    A model that never emits EOS rambles on when served ("generation never stops"): usually the
+    chat template or EOS token differs between training and serving.
+    """
+    import torch
+
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else []
+    eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(**{k: v.to(model.device) for k, v in prompt.items()}, max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    if was_training:
+        model.train()
+    new = out[0, prompt["input_ids"].shape[1]:].tolist()
+    return any(t in eos for t in new)
+
+
+def check_lengths(tokenizer, rows: list[list[dict]], max_length: int, where) -> None:
+    """Examples whose prompt alone fills max_length teach nothing (their answer is cut off): TRL drops
+    them. Say so, and refuse when that would be every example.
+
+    Raises:
+        TrainingError: no example's answer fits.
+    """
+    long = sum(
+        len(tokenizer.apply_chat_template(r[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)
+            ["input_ids"]) >= max_length for r in rows)
+    if long == len(rows):
+        raise TrainingError(f"{where}: every example's prompt is at least --max-length {max_length} tokens, so no "
+                            "answer would be trained on. Raise --max-length, or build the data with a smaller --k.")
+    if long:
+        log.warning("%d of %d examples in %s have prompts of %d+ tokens; they will be skipped", long, len(rows),
+                    where, max_length)
+
+
+def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Train on `cfg.train_file` and save the adapter to `<output_dir>/adapter`."""
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -123,93 +104,42 @@ def run(cfg: SFTRunConfig, callbacks: list | None = None) -> SFTResult:
     base = resolve(cfg.base_model)
     train_rows = read_messages_file(cfg.train_file)  # validates every line before any model loads
     eval_rows = read_messages_file(cfg.eval_file) if cfg.eval_file else None
-    _check_output(cfg)
+    check_output(cfg)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
 
     tokenizer = load_tokenizer(base)
-    model = load_model(base, quantization="4bit" if cfg.method == "qlora" else "none", training=True)
-    if cfg.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    check_lengths(tokenizer, train_rows, cfg.max_length, cfg.train_file)
+    markers = has_generation_markers(tokenizer)
+    if not markers:
+        log.warning("the chat template has no {%% generation %%} markers: training on each conversation's final "
+                    "answer only (earlier assistant turns are context)")
+    model = load_for(cfg, base)
+    prov = provenance(cfg, "sft", base, len(train_rows))
+    write_json(cfg.output_dir / "config.json", prov)
 
-    provenance = {
-        "stage": "sft",
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "base_model": model_info(base),
-        "train_sha256": file_sha256(cfg.train_file),
-        "train_examples": len(train_rows),
-        "eval_sha256": file_sha256(cfg.eval_file) if cfg.eval_file else None,
-        "dataset": _dataset_stats(cfg.train_file),
-        "versions": _versions(),
-    }
-    (cfg.output_dir / "config.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
+    args = SFTConfig(**trainer_args(cfg, bool(eval_rows), model), assistant_only_loss=markers,
+                     packing=bool(cfg.packing), padding_free=bool(cfg.packing))
+    sigterm = SigtermCheckpoint()
+    extra = []
+    if cfg.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
 
-    args = SFTConfig(
-        output_dir=str(cfg.output_dir / "checkpoints"),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        activation_checkpointing=cfg.gradient_checkpointing,
-        max_length=cfg.max_length,
-        assistant_only_loss=True,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        eval_strategy="epoch" if eval_rows else "no",
-        seed=cfg.seed,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        bf16=False,
-        use_cpu=not model.device.type == "cuda",
-        **cfg.extra,
-    )
-    peft_cfg = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules, task_type="CAUSAL_LM",
-    )
-    metrics = cfg.output_dir / "metrics.jsonl"
+        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list([{"messages": r} for r in train_rows]),
-        eval_dataset=Dataset.from_list([{"messages": r} for r in eval_rows]) if eval_rows else None,
-        processing_class=tokenizer,
-        peft_config=peft_cfg,
-        callbacks=[MetricsFile(metrics), *(callbacks or [])],
+        model=model, args=args, train_dataset=_dataset(train_rows, markers),
+        eval_dataset=_dataset(eval_rows, markers) if eval_rows else None, processing_class=tokenizer,
+        peft_config=peft_config(cfg), callbacks=[MetricsFile(cfg.output_dir / "metrics.jsonl"), sigterm, *tracker_callbacks(cfg), *extra,
+                                                 *(callbacks or [])],
     )
-    if cfg.method == "qlora" and model.device.type == "cpu":
-        # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); bf16 matmuls are ~18x slower on CPU.
-        for p in trainer.model.parameters():
-            if p.requires_grad:
-                p.data = p.data.float()
+    fp32_adapters_on_cpu(trainer, cfg)
     trainer.remove_callback(PrinterCallback)  # progress is reported through callbacks, not print()
-    last_ckpt = _last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None
-    out = trainer.train(resume_from_checkpoint=last_ckpt)
+    out = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None)
+    stopped = "sigterm" if sigterm.received else None
 
-    adapter_dir = cfg.output_dir / "adapter"
-    with publish_dir(adapter_dir) as tmp:
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(tmp)
-
-    losses = [r["loss"] for r in _read_jsonl(metrics) if "loss" in r]
-    evals = [r["eval_loss"] for r in _read_jsonl(metrics) if "eval_loss" in r]
-    result = SFTResult(
-        output_dir=cfg.output_dir, adapter_dir=adapter_dir, train_loss=out.training_loss,
-        first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-        eval_loss=evals[-1] if evals else None, steps=out.global_step, seconds=time.perf_counter() - t0,
-    )
-    provenance["result"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
-    (cfg.output_dir / "config.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-    return result
-
-
-def _last_checkpoint(folder: Path) -> str | None:
-    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if folder.exists() else []
-    return str(ckpts[-1]) if ckpts else None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    eos_ok = None
+    if cfg.check_eos and stopped is None:
+        eos_ok = check_eos(trainer.model, tokenizer, train_rows[0])
+        if not eos_ok:
+            log.warning("after training, the model did not end its answer to a training prompt with EOS; "
+                        "train longer, or check the chat template's end-of-turn token is the EOS token")
+    return finish(trainer, tokenizer, cfg, out, prov, t0, stopped, eos_ok)

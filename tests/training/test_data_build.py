@@ -181,7 +181,7 @@ def test_user_files_in_any_chat_format_join_the_training_split(workspace, tmp_pa
     assert not any(x["meta"]["rule"] == "user-file" for x in _rows(r.test_file))
 
 
-def test_dpo_pairs_good_answers_with_the_models_own(workspace, tiny_base):
+def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):
     fb = workspace / "feedback" / "feedback.jsonl"
     fb.parent.mkdir(exist_ok=True)
     prompt = [{"role": "user", "content": "How long do I have to return an item?"}]
@@ -191,7 +191,7 @@ def test_dpo_pairs_good_answers_with_the_models_own(workspace, tiny_base):
         {"id": "c", "messages": prompt, "response": "One week.", "rating": "down"},
     ]) + "\n")
     try:
-        r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(tiny_base), test_fraction=0))
+        r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0))
     finally:
         fb.unlink()
     rows = _rows(r.train_file)

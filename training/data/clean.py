@@ -208,8 +208,8 @@ def _is_empty(record: dict, kind: str) -> bool:
         return not record["text"].strip()
     if kind == "chat":
         answers = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
-    else:  # a blank *rejected* answer is a real failure worth training away; a blank chosen is not
-        answers = [m["content"] for m in record["chosen"]]
+    else:
+        answers = [m["content"] for k in ("chosen", "rejected") for m in record[k]]
         if not record["chosen"] or not record["rejected"]:
             return True
     return not answers or any(not a.strip() for a in answers)

@@ -40,8 +40,7 @@ def model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: in
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        # kept as generated (not stripped): a model that rambles blank lines should learn not to
-        out += [tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True) for g in gen]
+        out += [tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for g in gen]
         if progress:
             progress(len(out), len(prompts))
     return out
@@ -50,15 +49,15 @@ def model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: in
 def make_triples(examples: list[dict], rejected: list[str]) -> tuple[list[dict], dict]:
     """Turn chat examples (prompt + chosen answer) and the model's answers into triples.
 
-    Returns (triples, counts: pairs skipped because the model already answers right, and pairs
-    whose rejected side is blank).
+    Returns (triples, counts of pairs skipped: the model already answers right, or says nothing).
     """
     triples, counts = [], {"model-already-right": 0, "model-blank": 0}
     for ex, bad in zip(examples, rejected, strict=True):
         good = ex["messages"][-1]["content"]
-        if not bad.strip():  # still a pair: answering nothing is what DPO should train away
+        if not bad.strip():  # nothing to prefer against (an untrained model often says nothing)
             counts["model-blank"] += 1
-        elif _same(good, bad):
+            continue
+        if _same(good, bad):
             counts["model-already-right"] += 1
             continue
         triples.append({

@@ -1,0 +1,90 @@
+"""Continued pre-training: causal LM loss on the documents' own text, packed (TRL SFTTrainer on
+`{"text"}` records), with LoRA, QLoRA, DoRA, prefix tuning or a full fine-tune.
+
+    onboard train --stage cpt --data .onboard/data/cpt/train.jsonl --method lora
+
+Reads top to bottom: read the corpus, load the base for the method, pack the text into
+`max_length`-token sequences (no padding wasted), train, checkpoint, save, record the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from training.base_model import load_tokenizer, resolve
+from training.callbacks import MetricsFile, SigtermCheckpoint
+from training.errors import BadDataset, NoExamples
+from training.runs import (
+    TrainConfig,
+    TrainResult,
+    check_output,
+    finish,
+    fp32_adapters_on_cpu,
+    last_checkpoint,
+    load_for,
+    peft_config,
+    provenance,
+    tracker_callbacks,
+    trainer_args,
+    write_json,
+)
+
+
+def read_texts(path) -> list[str]:
+    """The `text` of every line of a CPT JSONL file.
+
+    Raises:
+        BadDataset: a line is not JSON or has no text (file:line).
+    """
+    texts = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadDataset(f"{path}:{n}: broken JSON ({e.msg}); fix or delete the line.") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
+                raise BadDataset(f"{path}:{n}: a CPT record needs a non-empty \"text\". Build one with "
+                                 "`onboard data build --kind cpt`.")
+            texts.append(rec["text"])
+    if not texts:
+        raise NoExamples(f"{path}: no text records.")
+    return texts
+
+
+def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Continue pre-training on `cfg.train_file`; save the adapter (or model) to `<output_dir>/adapter`."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    t0 = time.perf_counter()
+    base = resolve(cfg.base_model)
+    texts = read_texts(cfg.train_file)
+    evals = read_texts(cfg.eval_file) if cfg.eval_file else None
+    check_output(cfg)
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = load_tokenizer(base)
+    model = load_for(cfg, base)
+    prov = provenance(cfg, "cpt", base, len(texts))
+    write_json(cfg.output_dir / "config.json", prov)
+    packing = True if cfg.packing is None else cfg.packing
+    # "wrapped": documents are concatenated with EOS between them and cut into max_length blocks, the
+    # classic pre-training layout (no padding at all)
+    args = SFTConfig(**trainer_args(cfg, bool(evals), model), dataset_text_field="text", packing=packing,
+                     packing_strategy="wrapped", completion_only_loss=False)
+    sigterm = SigtermCheckpoint()
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
+        eval_dataset=Dataset.from_dict({"text": evals}) if evals else None, processing_class=tokenizer,
+        peft_config=peft_config(cfg), callbacks=[MetricsFile(cfg.output_dir / "metrics.jsonl"), sigterm, *tracker_callbacks(cfg),
+                                                 *(callbacks or [])],
+    )
+    fp32_adapters_on_cpu(trainer, cfg)
+    trainer.remove_callback(PrinterCallback)
+    out = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None)
+    return finish(trainer, tokenizer, cfg, out, prov, t0, "sigterm" if sigterm.received else None)
