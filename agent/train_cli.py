@@ -85,7 +85,12 @@ def train(
 
     from training.callbacks import Progress
 
+    from training.runs import is_main_process
+
     run = import_module(f"training.{stage}").run
+    if not is_main_process():  # other ranks of `--num-processes N` train quietly
+        run(cfg)
+        return
     with progress_bar(f"{stage} ({cfg.method})", show_loss=True) as update:
         r = run(cfg, callbacks=[Progress(update)])
     if r.stopped_by:
@@ -109,17 +114,18 @@ def _recipe_fields(path: Path) -> dict:
 
 
 def _launch(n: int, config: Path | None) -> int:
-    """Re-run this command under `accelerate launch` with n processes (DDP; gloo on CPU)."""
-    import torch
-
+    """Re-run this command in n processes: `accelerate launch --config_file` when given one (FSDP,
+    DeepSpeed, multi-node: deploy/accelerate/), else torch's elastic launcher, which sets the
+    RANK/WORLD_SIZE environment the Trainer's accelerate backend reads (DDP; gloo on CPU, NCCL on GPU)."""
     args = [a for a in sys.argv[1:] if not a.startswith("--num-processes")]
     if "--num-processes" in sys.argv:  # drop its value too
         i = sys.argv.index("--num-processes")
         args = sys.argv[1:i] + sys.argv[i + 2:]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
-    cmd += ["--config_file", str(config)] if config else ["--num_machines", "1", "--mixed_precision", "no"]
-    if not torch.cuda.is_available() and not config:
-        cmd += ["--cpu"]
-    cmd += ["-m", "agent.cli", *args]
+    if config:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+               "--num_processes", str(n), "-m", "agent.cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+               "-m", "agent.cli", *args]
     console.print(f"launching {n} processes: {' '.join(cmd[2:])}")
     return subprocess.call(cmd)

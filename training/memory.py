@@ -44,8 +44,15 @@ _CPU_TILE_TEMPS = 28
 _NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 CUDA_CONTEXT_GIB = 0.75
 """CUDA context, cuBLAS workspace and kernel images: 0.5-1 GiB that torch's allocator never reports."""
-ALLOCATOR_SLACK = 0.10
-"""Caching-allocator fragmentation, as a fraction of the memory that comes and goes each step."""
+CUDA_ALLOCATOR_SLACK = 0.10
+"""PyTorch's caching allocator: fragmentation, as a fraction of the memory that comes and goes each step."""
+CPU_RUNTIME_GIB = 0.125
+"""CPU: what the process grows by besides tensors once training starts (Trainer, tokenized dataset,
+autograd bookkeeping); measured by bench/memory_estimate.py."""
+GLIBC_CACHE = 0.6
+"""CPU: glibc keeps freed blocks below its mmap threshold (which rises to 32 MiB) for reuse, so RSS
+exceeds live tensors by about this fraction of what one step allocates (every layer's activations,
+checkpointed or not, and the loss tiles); 0.4-0.9 measured. MALLOC_MMAP_THRESHOLD_=65536 removes it."""
 
 # Bytes per token per decoder layer that autograd keeps, as coef_h * hidden + coef_i * intermediate
 # (plus 2 * kv_dim * e for K and V, 4 * (heads + 2) for SDPA's logsumexp and the norms' rsqrt, and for
@@ -213,7 +220,9 @@ class MemoryEstimate:
     transient: int
     """Other buffers that live during a step (DoRA's weight-norm workspace)."""
     overhead: int
-    """CUDA context and allocator slack (on CPU: slack only; the bench subtracts the runtime's own RSS)."""
+    """CUDA context; on CPU, the runtime's growth once training starts (the imports are not counted)."""
+    allocator: int
+    """Memory the allocator holds beyond live tensors (CUDA caching allocator; glibc's cache on CPU)."""
     method: str = ""
     seq_len: int = 0
     batch: int = 0
@@ -223,7 +232,7 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         return (self.weights + self.quantization + self.trainable + self.activations + self.logits + self.transient
-                + self.overhead)
+                + self.overhead + self.allocator)
 
     @property
     def total_gib(self) -> float:
@@ -231,7 +240,7 @@ class MemoryEstimate:
 
     def breakdown(self) -> dict[str, float]:
         """Each term in GiB, and the total."""
-        names = ("weights", "quantization", "trainable", "activations", "logits", "transient", "overhead")
+        names = ("weights", "quantization", "trainable", "activations", "logits", "transient", "overhead", "allocator")
         return {**{n: getattr(self, n) / GiB for n in names}, "total": self.total_gib}
 
     def __str__(self) -> str:
@@ -272,7 +281,8 @@ def estimate(shape: ModelShape, method: Method, seq_len: int, batch: int, lora_r
         seq_len, batch: tokens per sequence and sequences per step (per device).
         gradient_checkpointing: keep only each layer's input and recompute the rest in backward.
         dtype: bf16 (CUDA) or fp32 (CPU, where bf16 matmuls are slow).
-        optimizer: adamw (two fp32 states per trainable weight) or adamw_8bit (bitsandbytes, 2 bytes).
+        optimizer: adamw (torch AdamW: two moments in each trainable weight's dtype) or adamw_8bit
+            (bitsandbytes: 2 bytes per weight).
         device: cuda adds the CUDA context; cpu uses CPU dropout and the torch (not Triton) loss tiles.
         lora_dropout: LoRA dropout (> 0 gives each adapter its own copy of its input).
         logits: "chunked" for TRL's fused LM head (Onboard's trainer); "full" for a plain
@@ -338,10 +348,15 @@ def estimate(shape: ModelShape, method: Method, seq_len: int, batch: int, lora_r
     # and takes column norms: about in^2 + 2 x in x out for the widest linear (down_proj), one at a time.
     transient = (s.intermediate**2 + 2 * s.intermediate * s.hidden) * a if method == "dora" else 0
 
-    moving = activations + logit_bytes + transient + quant
-    overhead = ALLOCATOR_SLACK * moving + (CUDA_CONTEXT_GIB * GiB if device == "cuda" else 0)
+    if device == "cuda":
+        overhead = CUDA_CONTEXT_GIB * GiB
+        allocator = CUDA_ALLOCATOR_SLACK * (activations + logit_bytes + transient + quant)
+    else:
+        overhead = CPU_RUNTIME_GIB * GiB
+        allocator = GLIBC_CACHE * (tokens * (s.layers * layer + edges) + logit_bytes + transient + quant)
     return MemoryEstimate(int(weights), int(quant), int(trainable), int(activations), int(logit_bytes),
-                          int(transient), int(overhead), method, seq_len, batch, gradient_checkpointing, device)
+                          int(transient), int(overhead), int(allocator), method, seq_len, batch,
+                          gradient_checkpointing, device)
 
 
 @dataclass
@@ -434,8 +449,9 @@ def recommend(shape: ModelShape, method: Method, seq_len: int, gpu_memory_gib: f
     notes = [f"estimated peak {chosen.total_gib:.1f} GiB of a {budget / GiB:.1f} GiB budget "
              f"({gpu_memory_gib:g} GiB x {safety:g})"]
     if use_ckpt:
-        notes.append(f"gradient checkpointing on: without it only batch {plain} fits; it recomputes each layer's "
-                     f"forward in backward (~30 % more compute)")
+        without = f"only batch {plain} fits" if plain else "not even batch 1 fits"
+        notes.append(f"gradient checkpointing on: without it {without}; it recomputes each layer's forward in "
+                     f"backward (~30 % more compute)")
     if accum > 1:
         notes.append(f"gradient accumulation {accum} reaches the effective batch of {batch * accum}")
     notes += _method_notes(shape, method, seq_len, batch, use_ckpt, dtype, device, lora_r, optimizer, chosen)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -111,7 +112,14 @@ class TrainResult:
     """SFT: whether generation on a training prompt ended with EOS (None: not checked)."""
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed run (accelerate/torchrun set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def check_output(cfg: TrainConfig) -> None:
+    if not is_main_process():  # rank 0 checks and clears the run folder; the others only train
+        return
     refuse_overwrite(cfg.output_dir / "adapter", cfg.force or cfg.resume, " (a trained run; --resume continues it)")
     if cfg.force and not cfg.resume:
         shutil.rmtree(cfg.output_dir, ignore_errors=True)
@@ -247,6 +255,8 @@ def dataset_stats(train_file: Path) -> dict | None:
 
 
 def write_json(path: Path, data: dict) -> None:
+    if not is_main_process():
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     tmp.replace(path)
@@ -266,11 +276,16 @@ def finish(trainer, tokenizer, cfg: TrainConfig, out, prov: dict, t0: float, sto
 
     adapter_dir = cfg.output_dir / "adapter"
     if stopped_by is None:
-        with publish_dir(adapter_dir) as tmp:
-            trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(tmp)
+        if is_main_process():
+            with publish_dir(adapter_dir) as tmp:
+                trainer.save_model(str(tmp))
+                tokenizer.save_pretrained(tmp)
+        else:  # sharded setups (FSDP, ZeRO-3) gather weights on every rank; only rank 0 writes
+            trainer.save_model(str(adapter_dir.with_name(adapter_dir.name + ".tmp")))
+        trainer.accelerator.wait_for_everyone()
     metrics = read_jsonl(cfg.output_dir / "metrics.jsonl")
-    plot_losses(metrics, cfg.output_dir / "loss.png")
+    if is_main_process():
+        plot_losses(metrics, cfg.output_dir / "loss.png")
     losses = [r["loss"] for r in dedup_steps(metrics, "loss")]
     evals = [r["eval_loss"] for r in dedup_steps(metrics, "eval_loss")]
     result = TrainResult(

@@ -23,6 +23,7 @@ from training.runs import (
     check_output,
     finish,
     fp32_adapters_on_cpu,
+    is_main_process,
     last_checkpoint,
     load_for,
     peft_config,
@@ -137,7 +138,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     stopped = "sigterm" if sigterm.received else None
 
     eos_ok = None
-    if cfg.check_eos and stopped is None:
+    if cfg.check_eos and stopped is None and is_main_process():
         eos_ok = check_eos(trainer.model, tokenizer, train_rows[0])
         if not eos_ok:
             log.warning("after training, the model did not end its answer to a training prompt with EOS; "

@@ -2,22 +2,8 @@
 
     training/recipes/<family>/<method>-<gpu>.yaml     e.g. qwen2.5-7b/qlora-24gb.yaml, tiny/lora-cpu.yaml
 
-Each file's first line is the command that runs it. Batch size, accumulation and checkpointing come
-from `training.memory.recommend()` for that model on that memory (the file says with what inputs).
-Keys (every one optional except `method` and `stage`; flags passed to `onboard train` override them):
-
-    base_model                   Hub id or local folder (omit: the workspace's tiny base)
-    method                       lora | qlora | dora | prefix | full
-    stage                        sft | cpt | dpo
-    lora_r, lora_alpha, lora_dropout
-    max_length                   tokens per example (truncated; packed to this length with packing)
-    batch_size                   sequences per step per device
-    gradient_accumulation_steps  steps per optimizer update
-    learning_rate, epochs
-    gradient_checkpointing       recompute activations in backward (less memory, ~30 % slower)
-    packing                      pack several examples per sequence (padding-free)
-    bf16                         informational: Onboard computes in bf16 on CUDA and fp32 on CPU by itself
-    notes                        free text: what the recipe assumes and what was measured
+Each file's first line is the command that runs it; batch size, accumulation and checkpointing come
+from `training.memory.recommend()`. The keys and what they mean: README.md beside this file.
 """
 
 from __future__ import annotations
