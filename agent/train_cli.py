@@ -84,7 +84,6 @@ def train(
     from importlib import import_module
 
     from training.callbacks import Progress
-
     from training.runs import is_main_process
 
     run = import_module(f"training.{stage}").run

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from training.memory import GiB, PRESETS, DoesNotFit, ModelShape, estimate, recommend
+from training.memory import PRESETS, DoesNotFit, GiB, ModelShape, estimate, recommend
 
 QWEN7 = ModelShape.preset("qwen2.5-7b")
 
