@@ -140,12 +140,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return _child(json.loads(args.child))
+    with tempfile.TemporaryDirectory(prefix="onboard-mem-") as tmp:  # models and runs: gone afterwards
+        _bench(Path(tmp), args)
 
+
+def _bench(work: Path, args) -> None:
     from training.memory import GiB, ModelShape, estimate
     from training.tiny import TinyConfig
     from training.tiny import run as build_tiny
 
-    work = Path(tempfile.mkdtemp(prefix="onboard-mem-"))
     tiny = work / "tiny"
     build_tiny(TinyConfig(docs=ROOT / "examples" / "docs", out=tiny, steps=20))
     for d in ("tiny-data", "half-data"):

@@ -125,8 +125,11 @@ def load_model(name_or_path: str | Path, quantization: Quantization = "none", dt
     from transformers import AutoModelForCausalLM
 
     path = resolve(name_or_path)
-    device = "cuda" if cuda_available() else "cpu"
-    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+    import os
+
+    # each process of a distributed run (`--num-processes`) takes its own GPU
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda_available() else "cpu"
+    dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     log.info("loading %s (%s, %s) on %s", path, quantization, dtype, device)
     model = AutoModelForCausalLM.from_pretrained(
         path,

@@ -12,8 +12,8 @@ does, not a generic transformer: TRL's fused LM head computes the loss in tiles,
 adapters to bf16 on CUDA; `prepare_model_for_kbit_training` upcasts every weight bitsandbytes did not
 quantize (embeddings, LM head, norms) to fp32. The per-layer activation coefficients were measured by
 counting the tensors autograd keeps for backward (`torch.autograd.graph.saved_tensors_hooks`) in
-Qwen2 and Llama decoder layers of three shapes (exact on all three); bench/memory_estimate.py checks
-the whole estimate against measured peaks (bench/RESULTS.md, "Issue 5").
+Qwen2 and Llama decoder layers of three shapes (exact, or within 1 % under autocast);
+bench/memory_estimate.py checks the whole estimate against measured peaks (bench/RESULTS.md, "Issue 5").
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     check_lengths(tokenizer, train_rows, cfg.max_length, cfg.train_file)
     markers = has_generation_markers(tokenizer)
     if not markers:
-        log.warning("the chat template has no {%% generation %%} markers: training on each conversation's final "
+        log.warning("the chat template has no {% generation %} markers: training on each conversation's final "
                     "answer only (earlier assistant turns are context)")
     model = load_for(cfg, base)
     prov = provenance(cfg, "sft", base, len(train_rows))

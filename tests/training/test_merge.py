@@ -30,3 +30,26 @@ def test_merged_greedy_output_equals_adapter_on_base(merged_model, qlora_run, ti
 def test_merge_refuses_to_overwrite(merged_model, qlora_run):
     with pytest.raises(OutputExists, match="--force"):
         run(MergeConfig(run=qlora_run.output_dir, out=merged_model))
+
+
+def test_merge_reports_cosine_and_greedy_agreement(merged_model):
+    v = json.loads((merged_model / "onboard_model.json").read_text())["verification"]
+    assert v["min_logit_cosine"] > 0.9999 and v["greedy_match"] == 1.0
+
+
+def test_dora_merges_and_prefix_is_refused_with_what_to_do(tiny_base, workspace, tmp_path):
+    from training.errors import MergeVerificationFailed
+    from training.runs import TrainConfig
+    from training.sft import run as sft
+
+    data = workspace / "data" / "sft" / "train.jsonl"
+    common = {"max_steps": 2, "batch_size": 2, "report_to": "none", "check_eos": False, "learning_rate": 5e-3}
+    dora = sft(TrainConfig(base_model=str(tiny_base), train_file=data, output_dir=tmp_path / "dora", method="dora",
+                           **common))
+    r = run(MergeConfig(run=dora.output_dir, out=tmp_path / "dora-merged"))
+    assert r.top1_agreement >= 0.99 and r.logit_cosine > 0.999 and r.greedy_match == 1.0
+    prefix = sft(TrainConfig(base_model=str(tiny_base), train_file=data, output_dir=tmp_path / "prefix",
+                             method="prefix", **common))
+    with pytest.raises(MergeVerificationFailed, match="--method lora"):
+        run(MergeConfig(run=prefix.output_dir, out=tmp_path / "prefix-merged"))
+    assert not (tmp_path / "prefix-merged").exists()

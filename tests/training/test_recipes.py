@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.memory import PRESETS, GiB, estimate
+from training.memory import PRESETS, GiB, estimate, recommend
 from training.recipes import METHODS, RECIPES_DIR, STAGES, BadRecipe, list_recipes, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,17 @@ def test_gpu_recipes_fit_their_gpu_by_the_estimate(path):
     e = estimate(PRESETS[path.parent.name], r["method"], r["max_length"], r["batch_size"], r["lora_r"],
                  r["gradient_checkpointing"], "bf16" if r.get("bf16") else "fp32", lora_dropout=r["lora_dropout"])
     assert e.total <= gib * 0.9 * GiB
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if re.search(r"-\d+gb$", p.stem)],
+                         ids=lambda p: str(p.relative_to(RECIPES_DIR)))
+def test_gpu_recipes_hold_what_recommend_says(path):
+    """The recipes were written from training.memory.recommend(); a change to the estimate shows up here."""
+    r = load_recipe(path)
+    gib = int(re.search(r"-(\d+)gb$", path.stem).group(1))
+    plan = recommend(PRESETS[path.parent.name], r["method"], r["max_length"], gib, lora_r=r["lora_r"],
+                     lora_dropout=r["lora_dropout"], target_batch=r["batch_size"] * r["gradient_accumulation_steps"])
+    assert plan.recipe_values() == {k: r[k] for k in plan.recipe_values()}
 
 
 def test_unknown_key_is_named_with_the_file(tmp_path):
