@@ -197,13 +197,16 @@ def serve(
 def demo(
     workspace: WorkspaceOpt = Path(".onboard-demo"),
     docs: Annotated[Path | None, typer.Option(help="Documents [default: the bundled example shop].")] = None,
+    base: Annotated[str | None, typer.Option(help="A real base model (folder, Hub id or .gguf), e.g. the folder "
+                                                  "`onboard base fetch qwen2.5-coder-0.5b-instruct` prints; "
+                                                  "default: build the tiny one.")] = None,
     verbose: VerboseOpt = False,
 ):
     """Run the whole pipeline on the example shop: build base, ingest, data, train, merge, serve, ask."""
     setup(verbose)
     from agent.demo import DemoConfig, run
 
-    run(DemoConfig(workspace=workspace, docs=docs))
+    run(DemoConfig(workspace=workspace, docs=docs, base=base))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ class DemoConfig:
     epochs: float = 30.0
     """SFT epochs: the tiny model needs many passes to learn the answers."""
     learning_rate: float = 3e-3
+    base: str | None = None
+    """A real base model (folder, Hub id or .gguf) instead of building the tiny one; trained with LoRA on
+    its fp32 weights (the fast choice on CPU) for `base_epochs` at `base_learning_rate`."""
+    base_epochs: float = 2.0
+    base_learning_rate: float = 2e-4
     server_timeout: float = 180.0
 
     def __post_init__(self) -> None:
@@ -78,10 +83,18 @@ def run(cfg: DemoConfig) -> dict:
     shutil.rmtree(ws.root, ignore_errors=True)
     console.rule(f"Onboard demo: {cfg.docs} -> {ws.root}")
 
-    with progress_bar("1/6 base model: pre-training tiny Llama", cfg.base_steps, show_loss=True) as up:
-        info = _timed(timings, "base model", lambda: build_tiny(
-            TinyConfig(docs=cfg.docs, out=ws.tiny_base, steps=cfg.base_steps), lambda s, n, loss: up(s, n, loss)))
-    console.print(f"   {info['parameters']:,} parameters, pre-training loss {info['final_loss']}")
+    if cfg.base:
+        from training.base_model import resolve
+
+        base = _timed(timings, "base model", lambda: resolve(cfg.base))
+        console.print(f"1/6 base model: {base}")
+        method, epochs, lr = "lora", cfg.base_epochs, cfg.base_learning_rate
+    else:
+        with progress_bar("1/6 base model: pre-training tiny Llama", cfg.base_steps, show_loss=True) as up:
+            info = _timed(timings, "base model", lambda: build_tiny(
+                TinyConfig(docs=cfg.docs, out=ws.tiny_base, steps=cfg.base_steps), lambda s, n, loss: up(s, n, loss)))
+        console.print(f"   {info['parameters']:,} parameters, pre-training loss {info['final_loss']}")
+        base, method, epochs, lr = str(ws.tiny_base), "qlora", cfg.epochs, cfg.learning_rate
 
     with progress_bar("2/6 ingest: embedding chunks") as up:
         rep = _timed(timings, "ingest", lambda: rag_ingest(RagConfig(workspace=ws.root), cfg.docs,
@@ -91,11 +104,12 @@ def run(cfg: DemoConfig) -> dict:
     data = _timed(timings, "dataset", lambda: build_data(DataBuildConfig(workspace=ws.root)))
     console.print(f"3/6 dataset: {data.train} train / {data.test} test examples, by rule {data.by_rule}")
 
-    sft_cfg = SFTRunConfig(base_model=str(ws.tiny_base), train_file=data.train_file, eval_file=data.test_file,
-                           output_dir=ws.run_dir, method="qlora", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+    sft_cfg = SFTRunConfig(base_model=base, train_file=data.train_file, eval_file=data.test_file,
+                           output_dir=ws.run_dir, method=method, epochs=epochs, learning_rate=lr,
                            logging_steps=5, save_steps=1000)
-    with progress_bar("4/6 QLoRA fine-tuning (4-bit NF4 base)", show_loss=True) as up:
-        res = _timed(timings, "train (QLoRA)", lambda: sft(sft_cfg, callbacks=[Progress(up)]))
+    title = "QLoRA fine-tuning (4-bit NF4 base)" if method == "qlora" else "LoRA fine-tuning (fp32 base)"
+    with progress_bar(f"4/6 {title}", show_loss=True) as up:
+        res = _timed(timings, f"train ({method})", lambda: sft(sft_cfg, callbacks=[Progress(up)]))
     console.print(f"   {res.steps} steps, loss {res.first_loss:.3f} -> {res.last_loss:.3f}")
 
     mres = _timed(timings, "merge", lambda: merge(MergeConfig(run=ws.run_dir, out=ws.merged_model)))

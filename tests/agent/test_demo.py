@@ -19,5 +19,5 @@ def test_demo_answers_three_questions_from_the_documents_with_sources(tmp_path):
     assert "We accept Visa, Mastercard" in out
     assert "5 至 10 个工作日内退回原支付方式" in out
     assert "faq.md — Frequently Asked Questions" in out and "zh/常见问题.md" in out
-    assert "Stage timings" in out and "train (QLoRA)" in out
+    assert "Stage timings" in out and "train (qlora)" in out
     assert (tmp_path / "demo" / "models" / "merged" / "model.safetensors").exists()
