@@ -85,3 +85,16 @@ def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
         asked = {_text_sha(x["context"]) for x in server.script.requests}
         assert asked and not asked & done  # finished chunks were not asked for again
         assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()
+
+
+def test_dpo_prefers_the_teachers_answer_over_the_models(workspace, merged_model, teacher, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name in ("chroma", "bm25", "ingest.json"):
+        if (workspace / name).exists():
+            (ws / name).symlink_to(workspace / name)
+    r = run(DataBuildConfig(workspace=ws, kind="dpo", teacher=_cfg(teacher.url), base_model=str(merged_model),
+                            test_fraction=0))
+    rows = _rows(r.train_file)
+    taught = [x for x in rows if x["meta"]["rule"] == "teacher:scripted-vs-model"]
+    assert taught and all(x["chosen"][0]["content"] != x["rejected"][0]["content"] for x in taught)

