@@ -17,9 +17,9 @@ from agent.train_cli import train
 from agent.ui import console, handle_errors, progress_bar, setup, stage_bars
 from agent.workspace import Workspace
 
-app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True,
+app = typer.Typer(help="Onboard: turn a general LLM into your company's domain expert.", no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, add_completion=False)
-base_app = typer.Typer(help="Base models: build the embedded tiny default, or fetch a small real one.", no_args_is_help=True)
+base_app = typer.Typer(help="Base models: build the embedded tiny default, or fetch a small real one.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
 app.command()(handle_errors(train))
@@ -168,6 +168,40 @@ def merge(
     r = run(MergeConfig(run=run_dir or ws.run_dir, out=out or ws.merged_model, base_model=base, force=force))
     console.print(f"merged into {r.out}: top-1 agreement with adapter+base {r.top1_agreement:.1%}, "
                   f"max logit difference {r.max_logit_diff:.2e}")
+
+
+@app.command()
+@handle_errors
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="gguf (llama.cpp, Ollama, LM Studio) or onnx (onnxruntime).")],
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: WORKSPACE/models/merged].")] = None,
+    dtype: Annotated[str | None, typer.Option(help="GGUF weights: f32, f16 or q8_0 [default: f16]; "
+                                                   "ONNX is always f32.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output .gguf file or ONNX folder [default: beside the model, "
+                                                  "e.g. models/merged-f16.gguf, models/merged-onnx].")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
+    verbose: VerboseOpt = False,
+):
+    """Export the merged model to GGUF or ONNX, verified against it (token ids and next-token logits)."""
+    import logging
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # before setup() imports tqdm: the GGUF read-back draws its own bar
+    setup(verbose)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notes
+    from training.export import ExportConfig, default_out, run
+
+    if fmt == "onnx" and dtype not in (None, "f32"):
+        raise ValueError(f"--dtype {dtype}: ONNX export writes float32 only; drop --dtype, or use --format gguf.")
+    model = model or Workspace(workspace).merged_model
+    gguf_dtype = dtype or "f16"
+    r = run(ExportConfig(model=model, out=out or default_out(model, fmt, gguf_dtype), format=fmt,
+                         gguf_dtype=gguf_dtype, force=force))
+    console.print(f"exported {r.out} ({r.format} {r.dtype}, {r.size_bytes / 2**20:.1f} MiB, {r.seconds} s)", soft_wrap=True)
+    console.print(f"verified on {r.positions} positions: top-1 agreement {r.top1_agreement:.1%}, min logit cosine "
+                  f"{r.min_logit_cosine:.6f}, max logit difference {r.max_logit_diff:.2e}, "
+                  + ("tokenizer identical" if r.format == "gguf" else "tokenizer files copied"))
 
 
 @app.command()

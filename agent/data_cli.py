@@ -14,7 +14,7 @@ from agent.ui import console, handle_errors, setup, stage_bars
 from agent.workspace import Workspace
 from rag.prompt import DEFAULT_K
 
-data_app = typer.Typer(help="Datasets: build training data from the documents; check your own.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: build training data from the documents; check your own.", no_args_is_help=True, rich_markup_mode=None)
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="ONBOARD_WORKSPACE",
                                             help="Workspace folder for the index, datasets, runs and models.")]
