@@ -9,8 +9,10 @@ is that configuration's own) with 2 torch threads, one after the other. Tokens/s
 - baseline: `SFTTrainer(model=<path>, args=SFTConfig(output_dir, per_device_train_batch_size=4,
 X
   which on CPU include bf16 autocast and padding each batch to its longest example;
-- ours: `onboard train --method lora` defaults (fp32 on CPU; assistant-only loss), with and without
-  padding-free packing.
+- ours: what `onboard train --method lora` does by default: fp32 on CPU, assistant-only loss, gradient
+  checkpointing from 100M parameters, and the glibc allocator settings the CLI sets on CPU
+  (training.runs.CPU_MALLOC_ENV); then the same without the allocator settings, without checkpointing,
+  and with padding-free packing, to show what each part is worth.
 The tiny model is built on the spot; the 0.5B model is the one `onboard base fetch
 qwen2.5-coder-0.5b-instruct` converts (skipped when it is not in the cache).
 """
@@ -25,9 +27,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from training.runs import CPU_MALLOC_ENV  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 QWEN = Path(os.environ.get("ONBOARD_CACHE", Path.home() / ".cache" / "onboard" / "models")) / \
     "qwen2.5-coder-0.5b-instruct" / "hf"
+
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -51,7 +57,8 @@ else:
     from training.sft import run
     cfg = TrainConfig(base_model=model, train_file=data, output_dir=out, method="lora", epochs=1, batch_size=4,
                       max_length=int(max_length), report_to="none", check_eos=False, save_steps=10**6,
-                      packing=(kind == "ours+packing"))
+                      packing=(kind == "ours+packing"), extra={"bf16": True} if kind == "ours+bf16" else {},
+                      gradient_checkpointing=False if kind == "ours, no checkpointing" else None)
     run(cfg)
     logs = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
 tokens = max(x.get("num_tokens", 0) for x in logs)
@@ -79,7 +86,7 @@ def dataset(tmp: Path, n: int) -> Path:
 
 def measure(kind: str, model: str, data: Path, tmp: Path, max_length: int) -> dict:
     out = tmp / f"run-{kind}-{abs(hash(model))}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "TQDM_DISABLE": "1", **(CPU_MALLOC_ENV if kind == "ours" else {})}
     p = subprocess.run([sys.executable, "-c", CHILD, kind, model, str(data), str(out), str(max_length)], env=env,
                        capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
@@ -114,7 +121,7 @@ def main() -> None:
             sub = tmp / f"data-{n}.jsonl"
             sub.write_text("".join(data.read_text().splitlines(keepends=True)[:n]))
             base = measure("baseline", path, sub, tmp, args.max_length)
-            for kind in ("ours", "ours+packing"):
+            for kind in ("ours", "ours, default allocator", "ours, no checkpointing", "ours+packing"):
                 r = measure(kind, path, sub, tmp, args.max_length)
                 results.append((name, n, kind, r, r["tokens_per_s"] / base["tokens_per_s"]))
             results.append((name, n, "baseline (plain TRL)", base, 1.0))

@@ -29,6 +29,19 @@ log = logging.getLogger(__name__)
 Method = Literal["lora", "qlora", "dora", "prefix", "full"]
 METHODS = ("lora", "qlora", "dora", "prefix", "full")
 
+CHECKPOINTING_FROM = 100_000_000
+"""Parameter count from which gradient checkpointing is on by default."""
+
+CPU_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+"""glibc allocator settings `onboard train` runs with on CPU. By default glibc hands large freed
+blocks back to the kernel and page-faults them in again on the next step; keeping them (a 32 MiB mmap
+threshold, no trimming, 1 GiB top pad) cut system time by a quarter and raised 0.5B LoRA throughput
+11 % here (bench/RESULTS.md). Read by glibc at process start, so the CLI re-executes itself with them."""
+
 
 @dataclass
 class TrainConfig:
@@ -65,7 +78,9 @@ class TrainConfig:
     grad_accum: int = 1
     max_length: int = 1024
     """Examples longer than this (in tokens) are truncated."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in the backward pass. None: on for models of CHECKPOINTING_FROM parameters
+    or more (less memory, and on CPU also faster: see bench/RESULTS.md), off for smaller ones."""
     early_stopping_patience: int | None = None
     """Stop when eval loss has not improved for this many evaluations (needs eval_file)."""
     eval_steps: int | None = None
@@ -151,12 +166,15 @@ def on_cuda() -> bool:
 
 
 def load_for(cfg: TrainConfig, base: str):
-    """The base model as the method needs it: 4-bit for qlora, full precision otherwise."""
+    """The base model as the method needs it: 4-bit for qlora, full precision otherwise. Resolves
+    `cfg.gradient_checkpointing` when it is None (auto), from the model's size."""
     from peft import prepare_model_for_kbit_training
 
     from training.base_model import load_model
 
     model = load_model(base, quantization="4bit" if cfg.method == "qlora" else "none", training=True)
+    if cfg.gradient_checkpointing is None:
+        cfg.gradient_checkpointing = model.num_parameters() >= CHECKPOINTING_FROM
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     if cfg.method == "prefix":
