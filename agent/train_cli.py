@@ -56,7 +56,6 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ):
     """Fine-tune: CPT, SFT (loss on the answers only) or DPO, with the method and recipe you choose."""
-    _reexec_with_cpu_allocator_settings()
     setup(verbose)
     if num_processes > 1 and "LOCAL_RANK" not in os.environ:
         raise typer.Exit(_launch(num_processes, accelerate_config))
@@ -101,21 +100,6 @@ def train(
                   f"Adapter: {r.adapter_dir}  (loss curve: {r.output_dir / 'loss.png'})")
     if r.eos_ok is False:
         console.print("[yellow]warning:[/] the trained model did not stop (EOS) after a training answer.")
-
-
-def _reexec_with_cpu_allocator_settings() -> None:
-    """On CPU, restart this command once with training.runs.CPU_MALLOC_ENV (glibc reads it at start-up)."""
-    from training.runs import CPU_MALLOC_ENV
-
-    launched_as_cli = Path(sys.argv[0]).name == "onboard" or sys.argv[0].endswith(os.path.join("agent", "cli.py"))
-    if not launched_as_cli or os.environ.get("ONBOARD_NO_REEXEC") or all(k in os.environ for k in CPU_MALLOC_ENV):
-        return  # called in-process (tests, notebooks), told not to, or already done
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    env = {**os.environ, **CPU_MALLOC_ENV}
-    os.execve(sys.executable, [sys.executable, "-m", "agent.cli", *sys.argv[1:]], env)
 
 
 def _recipe_fields(path: Path) -> dict:

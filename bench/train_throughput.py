@@ -10,9 +10,8 @@ is that configuration's own) with 2 torch threads, one after the other. Tokens/s
 X
   which on CPU include bf16 autocast and padding each batch to its longest example;
 - ours: what `onboard train --method lora` does by default: fp32 on CPU, assistant-only loss, gradient
-  checkpointing from 100M parameters, and the glibc allocator settings the CLI sets on CPU
-  (training.runs.CPU_MALLOC_ENV); then the same without the allocator settings, without checkpointing,
-  and with padding-free packing, to show what each part is worth.
+  checkpointing from 100M parameters; then the same without checkpointing, and with padding-free
+  packing, to show what each part is worth.
 The tiny model is built on the spot; the 0.5B model is the one `onboard base fetch
 qwen2.5-coder-0.5b-instruct` converts (skipped when it is not in the cache).
 """
@@ -26,9 +25,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.runs import CPU_MALLOC_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 QWEN = Path(os.environ.get("ONBOARD_CACHE", Path.home() / ".cache" / "onboard" / "models")) / \
@@ -86,7 +82,7 @@ def dataset(tmp: Path, n: int) -> Path:
 
 def measure(kind: str, model: str, data: Path, tmp: Path, max_length: int) -> dict:
     out = tmp / f"run-{kind}-{abs(hash(model))}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "TQDM_DISABLE": "1", **(CPU_MALLOC_ENV if kind == "ours" else {})}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "TQDM_DISABLE": "1"}
     p = subprocess.run([sys.executable, "-c", CHILD, kind, model, str(data), str(out), str(max_length)], env=env,
                        capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
@@ -121,7 +117,7 @@ def main() -> None:
             sub = tmp / f"data-{n}.jsonl"
             sub.write_text("".join(data.read_text().splitlines(keepends=True)[:n]))
             base = measure("baseline", path, sub, tmp, args.max_length)
-            for kind in ("ours", "ours, default allocator", "ours, no checkpointing", "ours+packing"):
+            for kind in ("ours", "ours, no checkpointing", "ours+packing"):
                 r = measure(kind, path, sub, tmp, args.max_length)
                 results.append((name, n, kind, r, r["tokens_per_s"] / base["tokens_per_s"]))
             results.append((name, n, "baseline (plain TRL)", base, 1.0))

@@ -32,17 +32,6 @@ METHODS = ("lora", "qlora", "dora", "prefix", "full")
 CHECKPOINTING_FROM = 100_000_000
 """Parameter count from which gradient checkpointing is on by default."""
 
-CPU_MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "33554432",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "1073741824",
-}
-"""glibc allocator settings `onboard train` runs with on CPU. By default glibc hands large freed
-blocks back to the kernel and page-faults them in again on the next step; keeping them (a 32 MiB mmap
-threshold, no trimming, 1 GiB top pad) cut system time by a quarter and raised 0.5B LoRA throughput
-11 % here (bench/RESULTS.md). Read by glibc at process start, so the CLI re-executes itself with them."""
-
-
 @dataclass
 class TrainConfig:
     """One training run (CPT, SFT or DPO). Stage-specific fields say which stage reads them."""
