@@ -4,9 +4,9 @@
 
 No teacher (teacher time is the endpoint's, not ours). On the example docs every kind is built
 against a real index (ingest time excluded); DPO is reported with and without the base model's
-generation, which dominates it. The 10 MB corpus is this Python's standard library documentation
+generation, which dominates it. The 10 MB corpus is Python documentation: the standard library's
 written as Markdown (module docstring, then one `##` section per documented function or class,
-read with `ast`, nothing imported). It is built without an index: CPT, and SFT from the rules with
+read with `ast`, nothing imported). When the standard library runs out, installed packages' docstrings follow. It is built without an index: CPT, and SFT from the rules with
 `--no-rag-context` (retrieval costs per record what bench/query_latency.py measures).
 """
 
@@ -27,11 +27,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "docs"
 
 
 def stdlib_corpus(dest: Path, mb: float) -> int:
-    """Write Markdown files from stdlib docstrings until `mb` megabytes; return bytes written."""
+    """Write Markdown files from docstrings (the standard library, then installed packages) until `mb`
+    megabytes; return bytes written."""
     dest.mkdir(parents=True, exist_ok=True)
     total, limit = 0, int(mb * 1_000_000)
-    for src in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
-        if "test" in src.parts or "site-packages" in src.parts:
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    files = [(root, f) for root in roots for f in sorted(root.rglob("*.py"))]
+    for root, src in files:
+        if "test" in src.parts or "tests" in src.parts or (root == roots[0] and "site-packages" in src.parts):
             continue
         try:
             tree = ast.parse(src.read_text(encoding="utf-8"))
@@ -44,7 +47,7 @@ def stdlib_corpus(dest: Path, mb: float) -> int:
         if len(parts) < 2:
             continue
         text = "\n\n".join(parts) + "\n"
-        rel = src.relative_to(sysconfig.get_paths()["stdlib"]).with_suffix(".md")
+        rel = src.relative_to(root).with_suffix(".md")
         out = dest / str(rel).replace("/", "__")
         out.write_text(text, encoding="utf-8")
         total += len(text.encode())
@@ -99,7 +102,7 @@ def main() -> None:
         size = stdlib_corpus(corpus, args.mb)
         ws2 = tmp / "ws2"
         for kind, extra in (("cpt", {}), ("sft", {"rag_context": False})):
-            r = timed(f"{size / 1e6:.1f} MB stdlib docs: {kind}", DataBuildConfig(workspace=ws2, kind=kind, docs=corpus,
+            r = timed(f"{size / 1e6:.1f} MB Python docs: {kind}", DataBuildConfig(workspace=ws2, kind=kind, docs=corpus,
                                                                                   **extra))
             r["mb_s"] = size / 1e6 / r["seconds"]
             rows.append(r)
