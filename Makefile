@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx]"
 	touch $(STAMP)
 
 demo: setup
@@ -30,7 +30,8 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m ""
 
-BENCHES := bench/retrieval_quality.py bench/ingest_throughput.py bench/query_latency.py
+BENCHES := bench/retrieval_quality.py bench/ingest_throughput.py bench/query_latency.py bench/dedup_quality.py \
+           bench/data_build.py bench/train_throughput.py bench/memory_estimate.py
 
 bench: setup
 	for f in $(BENCHES); do $(BIN)/python $$f || exit 1; done
