@@ -110,3 +110,23 @@ def test_early_stopping_with_gradient_checkpointing(tiny_base, workspace, tmp_pa
     evals = [x["eval_loss"] for x in evals if "eval_loss" in x]
     assert r.steps < 20 and len(evals) == r.steps
     assert min(evals[-2:]) >= min(evals)  # stopped because eval loss stopped improving
+
+
+@pytest.mark.parametrize("method", ["qlora", "dora", "full"])
+def test_cpt_with_other_methods(method, tiny_base, workspace, tmp_path):
+    from training.cpt import run
+
+    data = build_data(DataBuildConfig(workspace=workspace, kind="cpt", block_tokens=128, test_fraction=0))
+    r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2, max_length=128))
+    saved = r.adapter_dir / ("model.safetensors" if method == "full" else "adapter_model.safetensors")
+    assert saved.exists() and r.steps == 2 and r.last_loss == r.last_loss  # trained, loss is a number
+
+
+@pytest.mark.parametrize("method", ["qlora", "dora", "full"])
+def test_dpo_with_other_methods(method, tiny_base, workspace, merged_model, tmp_path):
+    from training.dpo import run
+
+    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0))
+    r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2))
+    rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/margins" in x for x in rows) and r.steps == 2
