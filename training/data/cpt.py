@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 from rag.chunking import Chunk
 from rag.loaders import Document
+from training.data.rules import SENTENCE_END
 
 BOILERPLATE_MIN_DOCS = 3
 _BOILERPLATE = re.compile(
     r"(all rights reserved|copyright ©|©\s*\d{4}|skip to (main )?content|cookie (policy|settings)|"
     r"privacy policy \||版权所有|保留所有权利|返回顶部)", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 
 
 def boilerplate_lines(docs: list[Document]) -> set[str]:
@@ -50,7 +50,7 @@ def _pieces(para: str, count: Callable[[str], int], limit: int) -> list[tuple[st
     if n <= limit:
         return [(para, n)]
     pieces, cur, used = [], [], 0
-    for s in _SENTENCE_END.split(para):
+    for s in SENTENCE_END.split(para):
         k = count(s) + 1
         if cur and used + k > limit:
             pieces.append((" ".join(cur), used))

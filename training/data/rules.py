@@ -19,7 +19,8 @@ from rag.loaders import Document
 from training.data.faq import QAPair, extract_qa
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+"""Sentence boundaries in English and Chinese (a full stop inside "6.95" or an email is not one)."""
 
 _DEF_EN = [
     re.compile(r"^(?P<term>[A-Z][\w&'’-]*(?:\s+(?:[A-Z&][\w&'’-]*|of|and|for))*)\s+(?:is|are)\s+"
@@ -40,7 +41,7 @@ MAX_POLICY_SENTENCES = 4
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
+    return [s.strip() for line in text.splitlines() for s in SENTENCE_END.split(line) if s.strip()]
 
 
 def _clean_term(term: str) -> str:
