@@ -9,11 +9,12 @@ Reads top to bottom: read the corpus, load the base for the method, pack the tex
 
 from __future__ import annotations
 
-import json
 import time
 
 from training.base_model import load_tokenizer, resolve
 from training.callbacks import MetricsFile, SigtermCheckpoint
+from training.data.files import read_records
+from training.data.formats import BadRecord, to_canonical
 from training.errors import BadDataset, NoExamples
 from training.runs import (
     TrainConfig,
@@ -32,24 +33,20 @@ from training.runs import (
 
 
 def read_texts(path) -> list[str]:
-    """The `text` of every line of a CPT JSONL file.
+    """The text of every record of a CPT dataset (`{"text"}` JSONL, a JSON array, or a .txt file).
 
     Raises:
-        BadDataset: a line is not JSON or has no text (file:line).
+        BadDataset: a broken record, or one that is not text (file:line).
     """
     texts = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadDataset(f"{path}:{n}: broken JSON ({e.msg}); fix or delete the line.") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
-                raise BadDataset(f"{path}:{n}: a CPT record needs a non-empty \"text\". Build one with "
-                                 "`onboard data build --kind cpt`.")
-            texts.append(rec["text"])
+    for line, rec in read_records(path):
+        if isinstance(rec, BadRecord):
+            raise rec
+        canon = to_canonical(rec, f"{path}:{line}")
+        if "text" not in canon:
+            raise BadDataset(f"{path}:{line}: a CPT record needs a \"text\" field. Build one with "
+                             "`onboard data build --kind cpt`.")
+        texts.append(canon["text"])
     if not texts:
         raise NoExamples(f"{path}: no text records.")
     return texts
