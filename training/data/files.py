@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.data.formats import BadRecord, _json_type, to_messages
+from training.data.formats import BadRecord, _json_type, to_canonical, to_messages
 from training.errors import BadDataset, NoExamples
 
 _BOM = b"\xef\xbb\xbf"
@@ -233,4 +233,34 @@ def read_messages_file(path: str | Path) -> list[list[dict]]:
         rows.append(to_messages(record, f"{path}:{number}"))
     if not rows:
         raise NoExamples(f"{path}: no examples in the file. Add one JSON object per line, e.g. {{\"messages\": [...]}}.")
+    return rows
+
+
+SHAPES = {"chat": "messages", "preference": "chosen", "text": "text"}
+"""Canonical record shapes and the key that tells them apart."""
+
+
+def read_canonical(path: str | Path, shape: str | None = None) -> list[dict]:
+    """Every record of a dataset file in canonical form (see formats.py), optionally all of one shape.
+
+    Args:
+        shape: "chat", "preference" or "text"; None accepts any.
+
+    Raises:
+        BadDataset: a broken record, or one of another shape, named by file:line with what to do.
+        NoExamples: the file holds no records.
+    """
+    rows = []
+    for number, record in read_records(path):
+        if isinstance(record, BadRecord):
+            raise BadDataset(f"{record} Run `onboard data validate {path}` to see every problem.")
+        canon = to_canonical(record, f"{path}:{number}")
+        if shape and SHAPES[shape] not in canon:
+            has = next((s for s, key in SHAPES.items() if key in canon), "?")
+            raise BadDataset(f"{path}:{number}: this needs {shape} records and this one is {has}. "
+                             f"Check the file with `onboard data validate {path}`, or build one with "
+                             "`onboard data build --kind ...`.")
+        rows.append(canon)
+    if not rows:
+        raise NoExamples(f"{path}: no records. Add one JSON object per line.")
     return rows

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rag.loaders import detect_language
-from training.data.files import read_records
-from training.data.formats import to_canonical
-from training.errors import BadDataset, NoExamples
+from training.data.files import read_canonical
 
 
 def record_text(rec: dict) -> str:
@@ -29,19 +27,8 @@ def record_text(rec: dict) -> str:
 
 
 def load(path: str | Path) -> list[dict]:
-    """Every record of a dataset file, canonical.
-
-    Raises:
-        BadDataset: a malformed record (file:line; `onboard data validate` lists them all).
-    """
-    rows = []
-    for line, rec in read_records(Path(path)):
-        if isinstance(rec, Exception):
-            raise BadDataset(f"{rec} Run `onboard data validate {path}` to see every problem.")
-        rows.append(to_canonical(rec, f"{path}:{line}"))
-    if not rows:
-        raise NoExamples(f"{path}: no records.")
-    return rows
+    """Every record of a dataset file, canonical (file:line errors; `onboard data validate` lists them all)."""
+    return read_canonical(path)
 
 
 def _shape(rec: dict) -> str:
