@@ -53,8 +53,8 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def setup(verbose: bool = False) -> None:
-    """Process-wide settings for CLI runs: threads, offline hub, quiet third-party output."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """Process-wide settings for CLI runs: threads, quiet third-party output. The Hub stays reachable
+    (a Hub id as --base downloads once); HF_HUB_OFFLINE=1 keeps a run to the local cache."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

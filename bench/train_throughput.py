@@ -7,11 +7,12 @@ Each configuration trains one epoch over the same examples in its own subprocess
 is that configuration's own) with 2 torch threads, one after the other. Tokens/s counts real
 (non-padding) tokens, from TRL's `num_tokens`, divided by the trainer's train_runtime.
 - baseline: `SFTTrainer(model=<path>, args=SFTConfig(output_dir, per_device_train_batch_size=4,
-X
-  which on CPU include bf16 autocast and padding each batch to its longest example;
-- ours: what `onboard train --method lora` does by default: fp32 on CPU, assistant-only loss, gradient
-  checkpointing from 100M parameters; then the same without checkpointing, and with padding-free
-  packing, to show what each part is worth.
+  num_train_epochs=1, use_cpu=True), peft_config=LoraConfig(r=16, target_modules="all-linear"))`: TRL's
+  defaults, which on CPU include bf16 autocast and padding each batch to its longest example;
+- ours: what `onboard train --method lora` does by default: fp32 on CPU, assistant-only loss, the LM
+  head on the answer tokens only (training/lm_head.py), gradient checkpointing from 100M parameters;
+  then the same with TRL's own LM head, without checkpointing, and with padding-free packing, to show
+  what each part is worth.
 The tiny model is built on the spot; the 0.5B model is the one `onboard base fetch
 qwen2.5-coder-0.5b-instruct` converts (skipped when it is not in the cache).
 """
@@ -49,8 +50,11 @@ if kind == "baseline":
     r = t.train()
     logs = t.state.log_history
 else:
+    import training.sft
     from training.runs import TrainConfig
     from training.sft import run
+    if kind == "ours, TRL's LM head":
+        training.sft.compact_lm_head = lambda model: False
     cfg = TrainConfig(base_model=model, train_file=data, output_dir=out, method="lora", epochs=1, batch_size=4,
                       max_length=int(max_length), report_to="none", check_eos=False, save_steps=10**6,
                       packing=(kind == "ours+packing"), extra={"bf16": True} if kind == "ours+bf16" else {},
@@ -117,7 +121,7 @@ def main() -> None:
             sub = tmp / f"data-{n}.jsonl"
             sub.write_text("".join(data.read_text().splitlines(keepends=True)[:n]))
             base = measure("baseline", path, sub, tmp, args.max_length)
-            for kind in ("ours", "ours, no checkpointing", "ours+packing"):
+            for kind in ("ours", "ours, TRL's LM head", "ours, no checkpointing", "ours+packing"):
                 r = measure(kind, path, sub, tmp, args.max_length)
                 results.append((name, n, kind, r, r["tokens_per_s"] / base["tokens_per_s"]))
             results.append((name, n, "baseline (plain TRL)", base, 1.0))

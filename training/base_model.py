@@ -30,10 +30,9 @@ def resolve(name_or_path: str | Path) -> str:
     `~/.cache/onboard/models/...`) and that folder is returned; later calls reuse it.
 
     Raises:
-        ModelNotFound: it looks like a path (or the Hub is offline) and no model is there.
+        ModelNotFound: it looks like a path and no model is there, or it is a Hub id that is not in
+            the local Hugging Face cache while HF_HUB_OFFLINE=1.
     """
-    import os
-
     p = Path(name_or_path).expanduser()
     if p.suffix.lower() == ".gguf":
         if not p.is_file():
@@ -46,18 +45,44 @@ def resolve(name_or_path: str | Path) -> str:
             raise ModelNotFound(f"{p}: not a model folder (no config.json). Pass a Hugging Face model folder.")
         return str(p)
     looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1
-    if looks_like_path or os.environ.get("HF_HUB_OFFLINE") == "1":
+    if looks_like_path:
+        raise ModelNotFound(f"{name_or_path}: no model folder there. {_WHAT_TO_PASS}")
+    if hub_snapshot(str(name_or_path)) is None and _hub_offline():
         raise ModelNotFound(
-            f"{name_or_path}: no model folder there. Build the default with "
-            f"`onboard base build tiny --docs DOCS --out DIR`, fetch a small real one with "
-            f"`onboard base fetch qwen2.5-coder-0.5b-instruct`, or pass a local model folder or .gguf file."
-        )
+            f"{name_or_path}: not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it. "
+            f"With internet, run again with HF_HUB_OFFLINE=0 (it is downloaded once, then cached). {_WHAT_TO_PASS}")
     return str(name_or_path)
 
 
+_WHAT_TO_PASS = ("Build the default with `onboard base build tiny --docs DOCS --out DIR`, fetch a small real one with "
+                 "`onboard base fetch qwen2.5-coder-0.5b-instruct`, or pass a local model folder or .gguf file.")
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot folder of a Hub model (its `main` revision), or None when it is not cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(config).parent if isinstance(config, str) else None
+
+
 def model_info(path: str) -> dict:
-    """What a model folder says it is: its onboard_model.json if any, else its path/id."""
-    f = Path(path) / ONBOARD_MODEL_FILE
+    """What a model is: its folder's onboard_model.json if any; for a Hub id, the commit it was
+    loaded at (`hub_revision`), so the run can be repeated on exactly those weights."""
+    p = Path(path)
+    if not p.is_dir():
+        snapshot = hub_snapshot(path)
+        return {"name_or_path": path, "source": "hub", "hub_revision": snapshot.name if snapshot else None}
+    f = p / ONBOARD_MODEL_FILE
     info = json.loads(f.read_text()) if f.exists() else {}
     return {"name_or_path": path, **info}
 

@@ -14,6 +14,7 @@ import time
 from training.base_model import load_tokenizer, resolve
 from training.callbacks import MetricsFile, SigtermCheckpoint
 from training.data.files import read_canonical
+from training.lm_head import compact_lm_head
 from training.runs import (
     TrainConfig,
     TrainResult,
@@ -69,6 +70,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
                                                  *(callbacks or [])],
     )
     fp32_adapters_on_cpu(trainer, cfg)
+    compact_lm_head(trainer.model)  # the LM head on labelled positions only (training/lm_head.py)
     trainer.remove_callback(PrinterCallback)
     out = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None)
     return finish(trainer, tokenizer, cfg, out, prov, t0, "sigterm" if sigterm.received else None)

@@ -19,6 +19,7 @@ from training.callbacks import MetricsFile, SigtermCheckpoint
 from training.data.files import read_canonical
 from training.errors import BadDataset
 from training.io import publish_dir
+from training.lm_head import compact_lm_head
 from training.runs import (
     TrainConfig,
     TrainResult,
@@ -91,6 +92,8 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
                                                  *(callbacks or [])],
     )
     fp32_adapters_on_cpu(trainer, cfg)
+    for m in (trainer.model, trainer.ref_model):  # the LM head on the answers only (training/lm_head.py)
+        compact_lm_head(m)
     trainer.remove_callback(PrinterCallback)
     out = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None)
     return finish(trainer, tokenizer, cfg, out, prov, t0, "sigterm" if sigterm.received else None)

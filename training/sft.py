@@ -17,6 +17,7 @@ from training.base_model import load_tokenizer, resolve
 from training.callbacks import MetricsFile, SigtermCheckpoint
 from training.data.files import read_messages_file
 from training.errors import TrainingError
+from training.lm_head import compact_lm_head
 from training.runs import (
     TrainConfig,
     TrainResult,
@@ -133,6 +134,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
                                                  *(callbacks or [])],
     )
     fp32_adapters_on_cpu(trainer, cfg)
+    compact_lm_head(trainer.model)  # the LM head on labelled positions only (training/lm_head.py)
     trainer.remove_callback(PrinterCallback)  # progress is reported through callbacks, not print()
     out = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir / "checkpoints") if cfg.resume else None)
     stopped = "sigterm" if sigterm.received else None
