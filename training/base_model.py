@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -76,15 +77,53 @@ def hub_snapshot(repo_id: str) -> Path | None:
 
 
 def model_info(path: str) -> dict:
-    """What a model is: its folder's onboard_model.json if any; for a Hub id, the commit it was
-    loaded at (`hub_revision`), so the run can be repeated on exactly those weights."""
+    """What a model is, so a run can be repeated on exactly those weights: for a folder, its
+    onboard_model.json if any and `weights_sha256`; for a Hub id, the commit it was loaded at
+    (`hub_revision`)."""
     p = Path(path)
     if not p.is_dir():
         snapshot = hub_snapshot(path)
         return {"name_or_path": path, "source": "hub", "hub_revision": snapshot.name if snapshot else None}
     f = p / ONBOARD_MODEL_FILE
     info = json.loads(f.read_text()) if f.exists() else {}
-    return {"name_or_path": path, **info}
+    return {"name_or_path": path, **info, "weights_sha256": weights_sha256(p)}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_sha256(folder: Path) -> str | None:
+    """One sha256 over a model folder's weight files (each file's name and content sha256, in name
+    order), or None when it has none. Each file's hash is remembered in
+    `<models cache>/file-sha256.json` per (path, size, mtime), so a large model is read once."""
+    import hashlib
+
+    from training.gguf import models_cache, sha256_file
+
+    files = sorted(f for f in Path(folder).iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    if not files:
+        return None
+    memo_file = models_cache() / "file-sha256.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    total, changed = hashlib.sha256(), False
+    for f in files:
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in memo:
+            memo[key], changed = sha256_file(f), True
+        total.update(f"{f.name}\0{memo[key]}\n".encode())
+    if changed:
+        try:
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo, indent=0))
+            tmp.replace(memo_file)
+        except OSError as e:  # a read-only cache costs a re-hash next time, nothing more
+            log.warning("could not remember weight hashes in %s: %s", memo_file, e)
+    return total.hexdigest()
 
 
 def lora_target_modules(model) -> list[str]:

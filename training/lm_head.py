@@ -1,19 +1,21 @@
 """Score only the positions that carry a loss: the LM head on answer tokens, not on the whole prompt.
 
-TRL's SFTTrainer patches the model with a fused, chunked LM head (`trl.trainer.utils.add_fused_lm_head`)
-so the `(batch, seq, vocab)` logits are never built. On CUDA it projects only the positions whose label
-is not -100; everywhere else (CPU included) it projects *every* position, masks afterwards, and folds
-each 32k-wide vocabulary tile through several extra elementwise passes (entropy, top-1). With
-assistant-only loss on RAG prompts the answer is a small fraction of the tokens, and Qwen's vocabulary
-is 152k wide, so on CPU that head is most of a step: measured on the 0.5B model, 1,536 positions cost
-15 s forward+backward in TRL's head against 0.5 s for the 160 answer positions done plainly.
+TRL's SFT and DPO trainers patch the model with a fused, chunked LM head
+(`trl.trainer.utils.add_fused_lm_head`) so the `(batch, seq, vocab)` logits are never built. On
+CUDA/XPU it projects only the positions whose label is not -100, in Triton; everywhere else (CPU
+included) it projects *every* position, masks afterwards, and folds each 32k-wide vocabulary tile
+through several elementwise passes. With assistant-only loss on RAG prompts the answer is a small
+fraction of the tokens and Qwen's vocabulary is 152k wide, so on CPU that head is a third of a step:
+on the 0.5B model, 1,536 positions cost 15 s forward+backward in TRL's head against 0.5 s for 160
+answer positions done plainly.
 
-`compact_lm_head(trainer)` replaces the patched forward with one that keeps TRL's contract (a
-`FusedCausalLMOutput` with log_probs, entropy, is_top1 and label_mask, zero on ignored positions) but
-always gathers the labelled positions first, then projects them `CHUNK` tokens at a time. Chunks are
-recomputed in backward (activation checkpointing), so memory stays at one chunk's logits whatever the
-number of labelled tokens (CPT labels every token). A lone chunk is kept instead, saving the recompute.
-Entropy and top-1 are metrics only, computed without gradient.
+`compact_lm_head(model)` (off CUDA/XPU) replaces the patched forward with one that keeps TRL's
+contract (a `FusedCausalLMOutput` whose per-token fields are zero on ignored positions) but gathers
+the labelled positions first, then projects them `CHUNK` at a time, so memory stays at one chunk's
+logits however many positions are labelled (CPT labels every one). With a frozen head (every adapter
+method) the hidden-state gradient is formed in the forward, so nothing is recomputed; a trainable head
+(full fine-tune) recomputes each chunk in backward. Only the log-probabilities carry gradient; the
+other fields are metrics.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import functools
 import types
 
-CHUNK = 1024
-"""Labelled positions projected at once: 1024 x 152k fp32 logits is 0.6 GB."""
+CHUNK = 256
+"""Labelled positions projected at once: 256 x 152k fp32 logits is 156 MB, and a chunk holds about
+three such tensors at its peak."""
 
 
 FIELDS = ("log_probs", "entropy", "is_top1", "mean_logits", "log_sum_sq_probs")
@@ -30,36 +33,79 @@ FIELDS = ("log_probs", "entropy", "is_top1", "mean_logits", "log_sum_sq_probs")
 top-1 accuracy; DPO adds the mean logit and, for WPO weighting, log(sum p^2))."""
 
 
+def _metrics(logits, log_p, targets) -> tuple:
+    """entropy, is_top1, mean_logits, log_sum_sq_probs: the FIELDS after log_probs (no gradient)."""
+    import torch
+
+    p = log_p.exp()
+    return -(p * log_p).sum(-1), logits.argmax(-1) == targets, logits.mean(-1), torch.logsumexp(2 * log_p, -1)
+
+
 def _chunk_logprobs(hidden, weight, bias, targets):
-    """The FIELDS for one chunk of positions."""
+    """The FIELDS for one chunk of positions, through autograd (for a trainable head)."""
     import torch
     import torch.nn.functional as F
 
     logits = F.linear(hidden, weight, bias).float()
     log_probs = -F.cross_entropy(logits, targets, reduction="none")
     with torch.no_grad():
-        log_p = torch.log_softmax(logits, -1)
-        p = log_p.exp()
-        entropy = -(p * log_p).sum(-1)
-        is_top1 = logits.argmax(-1) == targets
-        mean_logits = logits.mean(-1)
-        log_sum_sq_probs = torch.logsumexp(2 * log_p, -1)
-    return log_probs, entropy, is_top1, mean_logits, log_sum_sq_probs
+        return (log_probs, *_metrics(logits, torch.log_softmax(logits, -1), targets))
 
 
-def score(hidden, weight, bias, targets, chunk: int | None = None):
-    """`_chunk_logprobs` over `chunk`-token slices (default CHUNK); every slice but a lone one is
-    recomputed in backward."""
+@functools.cache
+def _frozen_head():
+    """An autograd function for a frozen head (every adapter method): the gradient of each log-prob
+    with respect to its hidden state, (onehot - p) @ W, is computed in the forward, chunk by chunk,
+    and kept ([positions, hidden], small); backward only scales it. Nothing is recomputed and no
+    chunk's logits outlive the chunk."""
+    import torch
+    import torch.nn.functional as F
+
+    class FrozenHeadLogProbs(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, targets, chunk):
+            ctx.set_materialize_grads(False)
+            fields, jacobian = [], []
+            with torch.no_grad():
+                for i in range(0, hidden.shape[0], chunk):
+                    h, t = hidden[i:i + chunk], targets[i:i + chunk]
+                    logits = F.linear(h, weight, bias).float()
+                    log_p = torch.log_softmax(logits, -1)
+                    fields.append((log_p.gather(-1, t[:, None]).squeeze(-1), *_metrics(logits, log_p, t)))
+                    del logits
+                    d = log_p.exp_().neg_()  # reuses log_p's memory: -p
+                    d[torch.arange(len(t), device=d.device), t] += 1  # d log p_t / d logits = onehot(t) - p
+                    jacobian.append((d.to(weight.dtype) @ weight).to(hidden.dtype))
+            out = [torch.cat(f) for f in zip(*fields, strict=True)]
+            ctx.save_for_backward(torch.cat(jacobian))
+            ctx.mark_non_differentiable(*out[1:])
+            return tuple(out)
+
+        @staticmethod
+        def backward(ctx, grad_log_probs, *_):
+            (jacobian,) = ctx.saved_tensors
+            grad = None if grad_log_probs is None else grad_log_probs[:, None].to(jacobian.dtype) * jacobian
+            return grad, None, None, None, None
+
+    return FrozenHeadLogProbs
+
+
+def score(hidden, weight, bias, targets, chunk: int | None = None) -> tuple:
+    """The FIELDS for every row of `hidden` (the labelled positions), `chunk` rows at a time (default
+    CHUNK). A frozen head goes through `_frozen_head`; a trainable one (full fine-tune) through
+    autograd, each chunk but a lone one recomputed in backward."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
     chunk = chunk or CHUNK
+    if not (weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return _frozen_head().apply(hidden, weight, bias, targets, chunk)
     n = hidden.shape[0]
     if n <= chunk:
         return _chunk_logprobs(hidden, weight, bias, targets)
     parts = [checkpoint(_chunk_logprobs, hidden[i:i + chunk], weight, bias, targets[i:i + chunk], use_reentrant=False)
              for i in range(0, n, chunk)]
-    return tuple(torch.cat(p) for p in zip(*parts))
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
 
 def _fused(self, args, kwargs, labels, shift_labels, num_items_in_batch):
@@ -77,7 +123,7 @@ def _fused(self, args, kwargs, labels, shift_labels, num_items_in_batch):
     mask = labels != -100
     # masked_scatter keeps an all-ignored batch connected to the graph (a differentiable zero)
     fields = {name: x.new_zeros(mask.shape).masked_scatter(mask, x)
-              for name, x in zip(FIELDS, score(hidden[mask], head.weight, head.bias, labels[mask]))}
+              for name, x in zip(FIELDS, score(hidden[mask], head.weight, head.bias, labels[mask]), strict=True)}
     loss = -fields["log_probs"].sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
     return FusedCausalLMOutput(loss=loss, label_mask=mask, **fields)
 
@@ -102,8 +148,8 @@ def compact_lm_head(model) -> bool:
         return False
     model = model.get_base_model() if isinstance(model, PeftModel) else model
     trl_forward = model.__dict__.get("forward")  # set by add_fused_lm_head
-    if trl_forward is None or _unsupported(model):
-        return False
+    if trl_forward is None or _unsupported(model) or model.get_output_embeddings().weight.device.type in ("cuda", "xpu"):
+        return False  # on CUDA/XPU TRL's head already scores only the labelled positions, in Triton
 
     @functools.wraps(type(model).forward)  # generate() validates its kwargs against this signature
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):

@@ -7,8 +7,8 @@
     print(plan.batch_size, plan.gradient_accumulation_steps, plan.notes)
 
 The estimate models what Onboard's trainer (training/runs.py: TRL SFTTrainer, PEFT, bitsandbytes)
-does, not a generic transformer: TRL's fused LM head computes the loss in tiles, so the
-[batch, seq, vocab] logits never exist; PEFT keeps LoRA adapters in fp32 except that TRL casts QLoRA
+does, not a generic transformer: the loss is computed in tiles (TRL's fused LM head on CUDA,
+training/lm_head.py's chunks of labelled positions on CPU), so the [batch, seq, vocab] logits never exist; PEFT keeps LoRA adapters in fp32 except that TRL casts QLoRA
 adapters to bf16 on CUDA; `prepare_model_for_kbit_training` upcasts every weight bitsandbytes did not
 quantize (embeddings, LM head, norms) to fp32. The per-layer activation coefficients were measured by
 counting the tensors autograd keeps for backward (`torch.autograd.graph.saved_tensors_hooks`) in
@@ -36,9 +36,9 @@ METHODS = ("full", "lora", "qlora", "dora")
 # TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py): tiles of TOKEN_CHUNK_SIZE tokens x
 # _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries.
 _TOKEN_TILE, _VOCAB_TILE = 4096, 32768
-# On CPU (no Triton) the tile is folded with torch ops: about seven fp32 temporaries of tile size live
-# at once in the backward (y, z, log p, p, grad, the one-hot target mask, their product).
-_CPU_TILE_TEMPS = 28
+# On CPU Onboard replaces that head with training/lm_head.py: labelled positions in chunks of
+# lm_head.CHUNK, about three fp32 temporaries of [chunk, vocab] at a chunk's peak (logits, log p, p).
+_CPU_CHUNK_TEMPS = 12
 # NF4 with double quantization: 4 bits per weight, an 8-bit absmax per 64-weight block, and an fp32
 # absmax per 256 of those blocks (QLoRA paper, section 2).
 _NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -283,7 +283,7 @@ def estimate(shape: ModelShape, method: Method, seq_len: int, batch: int, lora_r
         dtype: bf16 (CUDA) or fp32 (CPU, where bf16 matmuls are slow).
         optimizer: adamw (torch AdamW: two moments in each trainable weight's dtype) or adamw_8bit
             (bitsandbytes: 2 bytes per weight).
-        device: cuda adds the CUDA context; cpu uses CPU dropout and the torch (not Triton) loss tiles.
+        device: cuda adds the CUDA context; cpu uses CPU dropout and training/lm_head.py's loss chunks.
         lora_dropout: LoRA dropout (> 0 gives each adapter its own copy of its input).
         logits: "chunked" for TRL's fused LM head (Onboard's trainer); "full" for a plain
             `model(labels=...)` loss, which holds [tokens, vocab] logits, their fp32 upcast and gradient.
@@ -333,13 +333,19 @@ def estimate(shape: ModelShape, method: Method, seq_len: int, batch: int, lora_r
     per_token = (s.layers * s.hidden * e + layer) if gradient_checkpointing else s.layers * layer
     activations = tokens * (per_token + edges)
 
-    # Logits. TRL's fused head projects [4096 tokens x 32768 vocab] tiles, never the whole [tokens, vocab];
-    # it accumulates the hidden-state gradient (and, for full, the LM head's) in fp32. A plain loss keeps
-    # the logits (e), their fp32 upcast (transformers' ForCausalLMLoss), the fp32 log-softmax for backward
-    # and the fp32 gradient: with a 150k vocabulary this is the largest activation of all.
+    # Logits. TRL's fused head (CUDA) projects [4096 tokens x 32768 vocab] tiles, never the whole
+    # [tokens, vocab]; it accumulates the hidden-state gradient (and, for full, the LM head's) in fp32.
+    # On CPU, training/lm_head.py projects chunks of CHUNK labelled positions (at most every token, as
+    # here) and keeps a [tokens, hidden] gradient. A plain loss keeps the logits (e), their fp32 upcast
+    # (transformers' ForCausalLMLoss), the fp32 log-softmax for backward and the fp32 gradient: with a
+    # 150k vocabulary this is the largest activation of all.
     if logits == "chunked":
-        tile = min(tokens, _TOKEN_TILE) * min(s.vocab, _VOCAB_TILE)
-        logit_bytes = tile * (e + (_CPU_TILE_TEMPS if device == "cpu" else 0)) + tokens * s.hidden * 4
+        if device == "cpu":
+            from training.lm_head import CHUNK
+
+            logit_bytes = min(tokens, CHUNK) * s.vocab * _CPU_CHUNK_TEMPS + 2 * tokens * s.hidden * 4
+        else:
+            logit_bytes = min(tokens, _TOKEN_TILE) * min(s.vocab, _VOCAB_TILE) * e + tokens * s.hidden * 4
         logit_bytes += s.vocab * s.hidden * 4 if method == "full" else 0
     else:
         logit_bytes = tokens * s.vocab * (e + (4 if e != 4 else 0) + 8)

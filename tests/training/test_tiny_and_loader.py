@@ -37,3 +37,21 @@ def test_build_refuses_to_overwrite(tiny_base, docs_dir):
 def test_loader_names_a_missing_model(tmp_path):
     with pytest.raises(ModelNotFound, match="onboard base build tiny"):
         load_model(tmp_path / "no-such-model")
+
+
+def test_model_info_fingerprints_the_weights(tiny_base, tmp_path, monkeypatch):
+    import shutil
+
+    from training.base_model import model_info
+
+    monkeypatch.setenv("ONBOARD_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_base, copy)
+    first = model_info(str(copy))["weights_sha256"]
+    assert first == model_info(str(tiny_base))["weights_sha256"], "same weights, same fingerprint"
+    assert (tmp_path / "cache" / "file-sha256.json").exists(), "file hashes are remembered"
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert model_info(str(copy))["weights_sha256"] != first
