@@ -60,8 +60,6 @@ _WHAT_TO_PASS = ("Build the default with `onboard base build tiny --docs DOCS --
 
 
 def _hub_offline() -> bool:
-    import os
-
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
@@ -95,8 +93,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 def weights_sha256(folder: Path) -> str | None:
     """One sha256 over a model folder's weight files (each file's name and content sha256, in name
     order), or None when it has none. Each file's hash is remembered in
-    `<models cache>/file-sha256.json` per (path, size, mtime), so a large model is read once."""
+    `<models cache>/file-sha256.json` per (path, size, mtime), so a large model is read once (with a
+    progress bar from 1 GiB)."""
     import hashlib
+
+    from tqdm.auto import tqdm
 
     from training.gguf import models_cache, sha256_file
 
@@ -108,14 +109,16 @@ def weights_sha256(folder: Path) -> str | None:
         memo = json.loads(memo_file.read_text())
     except (OSError, ValueError):
         memo = {}
-    total, changed = hashlib.sha256(), False
+    keys = {f: f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in files}
+    todo = [f for f in files if keys[f] not in memo]
+    size = sum(f.stat().st_size for f in todo)
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"fingerprinting {folder}", disable=size < 2**30) as bar:
+        for f in todo:
+            memo[keys[f]] = sha256_file(f, bar.update)
+    total = hashlib.sha256()
     for f in files:
-        st = f.stat()
-        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if key not in memo:
-            memo[key], changed = sha256_file(f), True
-        total.update(f"{f.name}\0{memo[key]}\n".encode())
-    if changed:
+        total.update(f"{f.name}\0{memo[keys[f]]}\n".encode())
+    if todo:
         try:
             memo_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")

@@ -50,11 +50,14 @@ def is_converted(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / ONBOARD_MODEL_FILE).is_file()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, progress=None) -> str:
+    """sha256 of a file; `progress(n)` (e.g. a tqdm bar's update) is called with each chunk's size."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+            if progress:
+                progress(len(chunk))
     return h.hexdigest()
 
 

@@ -92,15 +92,16 @@ def _frozen_head():
 
 def score(hidden, weight, bias, targets, chunk: int | None = None) -> tuple:
     """The FIELDS for every row of `hidden` (the labelled positions), `chunk` rows at a time (default
-    CHUNK). A frozen head goes through `_frozen_head`; a trainable one (full fine-tune) through
-    autograd, each chunk but a lone one recomputed in backward."""
+    CHUNK). A frozen head goes through `_frozen_head`; a trainable one (full fine-tune), or no rows
+    at all (an all-ignored batch: a differentiable zero), through autograd, each chunk but a lone one
+    recomputed in backward."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
     chunk = chunk or CHUNK
-    if not (weight.requires_grad or (bias is not None and bias.requires_grad)):
-        return _frozen_head().apply(hidden, weight, bias, targets, chunk)
     n = hidden.shape[0]
+    if n and not (weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return _frozen_head().apply(hidden, weight, bias, targets, chunk)
     if n <= chunk:
         return _chunk_logprobs(hidden, weight, bias, targets)
     parts = [checkpoint(_chunk_logprobs, hidden[i:i + chunk], weight, bias, targets[i:i + chunk], use_reentrant=False)

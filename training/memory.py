@@ -8,9 +8,10 @@
 
 The estimate models what Onboard's trainer (training/runs.py: TRL SFTTrainer, PEFT, bitsandbytes)
 does, not a generic transformer: the loss is computed in tiles (TRL's fused LM head on CUDA,
-training/lm_head.py's chunks of labelled positions on CPU), so the [batch, seq, vocab] logits never exist; PEFT keeps LoRA adapters in fp32 except that TRL casts QLoRA
-adapters to bf16 on CUDA; `prepare_model_for_kbit_training` upcasts every weight bitsandbytes did not
-quantize (embeddings, LM head, norms) to fp32. The per-layer activation coefficients were measured by
+training/lm_head.py's chunks of labelled positions on CPU), so the [batch, seq, vocab] logits never
+exist; PEFT keeps LoRA adapters in fp32 except that TRL casts QLoRA adapters to bf16 on CUDA;
+`prepare_model_for_kbit_training` upcasts every weight bitsandbytes did not quantize (embeddings, LM
+head, norms) to fp32. The per-layer activation coefficients were measured by
 counting the tensors autograd keeps for backward (`torch.autograd.graph.saved_tensors_hooks`) in
 Qwen2 and Llama decoder layers of three shapes (exact, or within 1 % under autocast);
 bench/memory_estimate.py checks the whole estimate against measured peaks (bench/RESULTS.md, "Issue 5").

@@ -76,3 +76,13 @@ def test_generation_is_untouched(tiny_base, workspace, tmp_path):
     assert lm_head.compact_lm_head(trainer.model)
     after = model.generate(input_ids=ids, max_new_tokens=5, do_sample=False)
     assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_no_labelled_position_gives_a_differentiable_zero(requires_grad):
+    hidden = torch.randn(0, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=requires_grad)
+    fields = lm_head.score(hidden, weight, None, torch.zeros(0, dtype=torch.long))
+    assert len(fields) == len(lm_head.FIELDS) and all(f.shape == (0,) for f in fields)
+    (-fields[0].sum()).backward()
+    assert hidden.grad is not None and hidden.grad.shape == (0, 8)
