@@ -109,9 +109,10 @@ def weights_sha256(folder: Path) -> str | None:
         memo = json.loads(memo_file.read_text())
     except (OSError, ValueError):
         memo = {}
-    keys = {f: f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in files}
+    stats = {f: f.stat() for f in files}
+    keys = {f: f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}" for f, st in stats.items()}
     todo = [f for f in files if keys[f] not in memo]
-    size = sum(f.stat().st_size for f in todo)
+    size = sum(stats[f].st_size for f in todo)
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"fingerprinting {folder}", disable=size < 2**30) as bar:
         for f in todo:
             memo[keys[f]] = sha256_file(f, bar.update)
