@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rag.errors import BadRagOption
+
 DEFAULT_COLLECTION = "onboard"
 
 
@@ -47,9 +49,9 @@ class RagConfig:
         self.chroma_url = self.chroma_url or os.environ.get("ONBOARD_CHROMA_URL") or None
         self.embedding_url = self.embedding_url or os.environ.get("ONBOARD_EMBEDDING_URL") or None
         if self.chunk_tokens < 32:
-            raise ValueError(f"chunk_tokens must be at least 32 (got {self.chunk_tokens})")
+            raise BadRagOption(f"chunk_tokens must be at least 32 (got {self.chunk_tokens})")
         if self.mode not in ("hybrid", "dense", "bm25"):
-            raise ValueError(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
+            raise BadRagOption(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
 
     @classmethod
     def from_workspace(cls, workspace: str | Path, **overrides) -> RagConfig:

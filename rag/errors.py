@@ -1,10 +1,32 @@
-"""Errors raised by the RAG layer. Each says what went wrong and what to do next."""
+"""The project's error base class, and the errors raised by the RAG layer.
+
+Every package's errors derive from `OnboardError` (each in that package's `errors.py`), so the CLI and
+the API can tell a user's mistake (one line, what to do next) from a bug (a traceback). `rag` holds the
+base class because every other package depends on `rag`.
+"""
 
 from __future__ import annotations
 
 
-class RagError(Exception):
+class OnboardError(Exception):
+    """Base class of every user-facing Onboard error: the message says what went wrong and what to do."""
+
+
+class BadOption(OnboardError, ValueError):
+    """An option, setting or config value is out of range or of the wrong kind; the message names it."""
+
+
+class BadContract(OnboardError):
+    """A contract file (model card, workspace record) is unreadable, of an unknown schema version, or
+    lacks a field; the message names the file."""
+
+
+class RagError(OnboardError):
     """Base class: a user-facing failure in loading, ingesting or retrieving documents."""
+
+
+class BadRagOption(RagError, BadOption):
+    pass
 
 
 class DocsNotFound(RagError):

@@ -7,13 +7,15 @@ of its values, and `tags` matches chunks carrying that tag (or any of a list of 
 
 from __future__ import annotations
 
+from rag.errors import BadRagOption
+
 FILTER_KEYS = ("source", "language", "tags", "doc_id", "kind", "page", "title")
 
 
 def _check(filters: dict) -> None:
     unknown = [k for k in filters if k not in FILTER_KEYS]
     if unknown:
-        raise ValueError(f"unknown filter key(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}.")
+        raise BadRagOption(f"unknown filter key(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}.")
 
 
 def to_chroma_where(filters: dict | None) -> dict | None:

@@ -11,6 +11,11 @@ DEFAULT_K = 3
 """Chunks retrieved per question, for serving and for training data alike: a model trained on
 prompts with k chunks should be served prompts with k chunks."""
 
+PROMPT_LAYOUT = "system-context-v1"
+"""Version of the layout below (system message, then `Context:` and numbered `[i] source — section`
+chunks). Recorded in every dataset and model card; change it whenever the layout changes, so a model
+trained on the old layout is known to be served a different one."""
+
 DEFAULT_SYSTEM = "You are a helpful assistant for our company. Answer from the context when it is relevant."
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from training.base_model import model_info
-from training.errors import TrainingError
+from training.errors import BadConfig, ExportError, ExportVerificationFailed
 from training.io import publish_dir, refuse_overwrite
 from training.merge import SAMPLE_PROMPTS
 
@@ -68,14 +68,6 @@ PRE_TOKENIZER_PROBE = (
     "make it, 'D you like some tea? We'Ve a'lL")
 
 
-class ExportError(TrainingError):
-    """The model cannot be exported in this format; the message says which models can, or what to install."""
-
-
-class ExportVerificationFailed(ExportError):
-    """The exported file does not reproduce the source model; nothing was kept."""
-
-
 @dataclass
 class ExportConfig:
     """What to export, to which format, and where."""
@@ -94,9 +86,9 @@ class ExportConfig:
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)
         if self.format not in ("gguf", "onnx"):
-            raise ValueError(f"--format {self.format!r}: choose gguf or onnx.")
+            raise BadConfig(f"--format {self.format!r}: choose gguf or onnx.")
         if self.gguf_dtype not in GGUF_THRESHOLDS:
-            raise ValueError(f"--dtype {self.gguf_dtype!r}: choose f32, f16 or q8_0.")
+            raise BadConfig(f"--dtype {self.gguf_dtype!r}: choose f32, f16 or q8_0.")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from training.errors import TrainingError
+from training.errors import BadConfig, DoesNotFit
 
 GiB = 1024**3
 Method = Literal["full", "lora", "qlora", "dora"]
@@ -72,10 +72,6 @@ _LAYER_COEFFS: dict[tuple[bool, int, int, bool], tuple[int, int]] = {
     (False, 2, 2, False): (16, 8), (False, 2, 2, True): (36, 10),
     (False, 2, 4, False): (26, 9), (False, 2, 4, True): (50, 13),
 }
-
-
-class DoesNotFit(TrainingError):
-    """Even batch 1 with gradient checkpointing exceeds the memory; the message lists what would fit."""
 
 
 @dataclass(frozen=True)
@@ -148,13 +144,13 @@ class ModelShape:
         """From a transformers `PretrainedConfig`, a config dict, or a config.json / model folder path.
 
         Raises:
-            ValueError: the config lacks a field this estimate needs (names it).
+            BadConfig: the config lacks a field this estimate needs (names it).
         """
         if isinstance(config, (str, Path)):
             p = Path(config).expanduser()
             p = p / "config.json" if p.is_dir() else p
             if not p.exists():
-                raise ValueError(f"{p}: no config.json there. Pass a model folder or its config.json.")
+                raise BadConfig(f"{p}: no config.json there. Pass a model folder or its config.json.")
             config = json.loads(p.read_text())
         c = config if isinstance(config, dict) else config.to_dict()
         c = c.get("text_config") or c  # multimodal configs nest the language model's
@@ -166,7 +162,7 @@ class ModelShape:
                 c.get("head_dim"), bool(c.get("attention_bias", c.get("model_type") == "qwen2")),
             )
         except KeyError as e:
-            raise ValueError(f"model config has no {e.args[0]!r}: memory estimates need a decoder-only "
+            raise BadConfig(f"model config has no {e.args[0]!r}: memory estimates need a decoder-only "
                              f"transformer config (hidden_size, num_hidden_layers, ...).") from None
 
     @classmethod
@@ -175,7 +171,7 @@ class ModelShape:
         try:
             return PRESETS[name.lower()]
         except KeyError:
-            raise ValueError(f"no preset {name!r}; known: {', '.join(PRESETS)}. "
+            raise BadConfig(f"no preset {name!r}; known: {', '.join(PRESETS)}. "
                              f"Or use ModelShape.from_config(MODEL_FOLDER).") from None
 
 
@@ -296,13 +292,13 @@ def estimate(shape: ModelShape, method: Method, seq_len: int, batch: int, lora_r
         The breakdown; `.total` and `.total_gib` are the peak.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)} (got {method!r})")
+        raise BadConfig(f"method must be one of {', '.join(METHODS)} (got {method!r})")
     if dtype not in ("bf16", "fp32"):
-        raise ValueError(f"dtype must be bf16 or fp32 (got {dtype!r})")
+        raise BadConfig(f"dtype must be bf16 or fp32 (got {dtype!r})")
     if optimizer not in ("adamw", "adamw_8bit"):
-        raise ValueError(f"optimizer must be adamw or adamw_8bit (got {optimizer!r})")
+        raise BadConfig(f"optimizer must be adamw or adamw_8bit (got {optimizer!r})")
     if seq_len < 1 or batch < 1:
-        raise ValueError(f"seq_len and batch must be positive (got {seq_len}, {batch})")
+        raise BadConfig(f"seq_len and batch must be positive (got {seq_len}, {batch})")
     s, e = shape, 2 if dtype == "bf16" else 4
     a = _adapter_bytes(method, e, device)
     tokens = seq_len * batch

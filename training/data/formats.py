@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from training.errors import BadDataset
+from training.errors import BadDataset, BadRecord
 
 ROLES = ("system", "user", "assistant")
 CHAT_FORMATS = ("messages", "alpaca", "sharegpt")
@@ -38,16 +38,6 @@ _ACCEPTED = (
     '{"messages": [...]}, alpaca {"instruction", "input", "output"}, sharegpt {"conversations": [...]}, '
     'preference {"prompt", "chosen", "rejected"} or {"text": ...}'
 )
-
-
-class BadRecord(BadDataset):
-    """One record is malformed; `code` names the kind of defect and `reason` says what to fix."""
-
-    def __init__(self, where: str, code: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.code = code
-        self.reason = reason
 
 
 def file_sha256(path: str | Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.errors import TrainingError
+from training.errors import BadRecipe
 
 RECIPES_DIR = Path(__file__).resolve().parent
 STAGES = ("sft", "cpt", "dpo")
@@ -20,10 +20,6 @@ _FLOAT = ("lora_dropout", "learning_rate", "epochs")
 _BOOL = ("gradient_checkpointing", "packing", "bf16")
 KEYS = ("base_model", "method", "stage", *_INT, *_FLOAT, *_BOOL, "notes")
 REQUIRED = ("method", "stage")
-
-
-class BadRecipe(TrainingError):
-    """A recipe file is unreadable or holds an unknown key or a bad value; the message names the file."""
 
 
 def load_recipe(path: str | Path) -> dict:

@@ -1,0 +1,61 @@
+"""Writing files so that a crash never leaves half of one: every file and folder Onboard publishes
+(datasets, run records, model cards, indexes, models) goes through these helpers.
+
+A file is written to a temporary sibling and renamed over the real name (`os.replace` is atomic on
+one filesystem); a folder is built in `<name>.tmp` and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, chunks: Iterable[str] | str, encoding: str = "utf-8") -> int:
+    """Write `chunks` (a string, or strings written one after another) to `path` atomically.
+
+    Returns:
+        The number of chunks written (1 for a string).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as f:
+            for n, chunk in enumerate([chunks] if isinstance(chunks, str) else chunks, 1):  # noqa: B007
+                f.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def atomic_write_json(path: str | Path, data, indent: int | None = 2) -> None:
+    """`data` as UTF-8 JSON (Chinese kept readable; paths and other objects as strings), atomically."""
+    atomic_write(path, json.dumps(data, indent=indent, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def publish_dir(out: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to write into; on success it replaces `out` in one rename,
+    so a crash midway never leaves a half-written folder under the real name. On failure the
+    temporary folder is removed."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
