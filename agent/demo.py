@@ -21,8 +21,9 @@ from pathlib import Path
 from rich.panel import Panel
 from rich.table import Table
 
+from agent.errors import DemoFailed
 from agent.ui import console, progress_bar
-from agent.workspace import Workspace
+from rag.workspace import Workspace
 
 EXAMPLE_DOCS = Path(__file__).resolve().parent.parent / "examples" / "docs"
 QUESTIONS = ["How long do I have to return an item?", "Which payment methods do you accept?", "退款多久能到账？"]
@@ -67,15 +68,9 @@ def _timed(timings: dict, name: str, fn: Callable):
 
 def run(cfg: DemoConfig) -> dict:
     """Run every stage; return the answers and stage timings."""
-    from rag import RagConfig
-    from rag import ingest as rag_ingest
+    from agent import pipeline
     from training.callbacks import Progress
     from training.data.build import DataBuildConfig
-    from training.data.build import run as build_data
-    from training.merge import MergeConfig
-    from training.merge import run as merge
-    from training.sft import SFTRunConfig
-    from training.sft import run as sft
     from training.tiny import TinyConfig
     from training.tiny import run as build_tiny
 
@@ -91,28 +86,26 @@ def run(cfg: DemoConfig) -> dict:
         method, epochs, lr = "lora", cfg.base_epochs, cfg.base_learning_rate
     else:
         with progress_bar("1/6 base model: pre-training tiny Llama", cfg.base_steps, show_loss=True) as up:
-            info = _timed(timings, "base model", lambda: build_tiny(
+            tiny = _timed(timings, "base model", lambda: build_tiny(
                 TinyConfig(docs=cfg.docs, out=ws.tiny_base, steps=cfg.base_steps), lambda s, n, loss: up(s, n, loss)))
-        console.print(f"   {info['parameters']:,} parameters, pre-training loss {info['final_loss']}")
+        console.print(f"   {tiny.parameters:,} parameters, pre-training loss {tiny.final_loss}")
         base, method, epochs, lr = str(ws.tiny_base), "qlora", cfg.epochs, cfg.learning_rate
 
     with progress_bar("2/6 ingest: embedding chunks") as up:
-        rep = _timed(timings, "ingest", lambda: rag_ingest(RagConfig(workspace=ws.root), cfg.docs,
-                                                           progress=lambda d, n: up(d, n)))
+        rep = _timed(timings, "ingest", lambda: pipeline.ingest(ws, cfg.docs, progress=lambda d, n: up(d, n)))
     console.print(f"   {rep.documents} documents -> {rep.chunks} chunks in Chroma")
 
-    data = _timed(timings, "dataset", lambda: build_data(DataBuildConfig(workspace=ws.root)))
+    data = _timed(timings, "dataset", lambda: pipeline.build_data(DataBuildConfig(workspace=ws.root)))
     console.print(f"3/6 dataset: {data.train} train / {data.test} test examples, by rule {data.by_rule}")
 
-    sft_cfg = SFTRunConfig(base_model=base, train_file=data.train_file, eval_file=data.test_file,
-                           output_dir=ws.run_dir, method=method, epochs=epochs, learning_rate=lr,
-                           logging_steps=5, save_steps=1000)
+    sft_cfg = pipeline.train_config(ws, {"base_model": base, "method": method, "epochs": epochs,
+                                         "learning_rate": lr, "logging_steps": 5, "save_steps": 1000})
     title = "QLoRA fine-tuning (4-bit NF4 base)" if method == "qlora" else "LoRA fine-tuning (fp32 base)"
     with progress_bar(f"4/6 {title}", show_loss=True) as up:
-        res = _timed(timings, f"train ({method})", lambda: sft(sft_cfg, callbacks=[Progress(up)]))
+        res = _timed(timings, f"train ({method})", lambda: pipeline.train(sft_cfg, callbacks=[Progress(up)]))
     console.print(f"   {res.steps} steps, loss {res.first_loss:.3f} -> {res.last_loss:.3f}")
 
-    mres = _timed(timings, "merge", lambda: merge(MergeConfig(run=ws.run_dir, out=ws.merged_model)))
+    mres = _timed(timings, "merge", lambda: pipeline.merge(ws))
     console.print(f"5/6 merge: {mres.out}, top-1 agreement with adapter+base {mres.top1_agreement:.1%}")
 
     console.print("6/6 serving: starting the API server and asking questions with the openai client")
@@ -135,25 +128,23 @@ def _serve_and_ask(cfg: DemoConfig, ws: Workspace) -> list[dict]:
     import httpx
     from openai import OpenAI
 
-    from serving.errors import ServingError
-
     port = free_port()
     cmd = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(ws.root), "--port", str(port)]
-    log = (ws.root / "server.log").open("w")
+    log = ws.server_log.open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             cwd=Path(__file__).resolve().parent.parent)
     try:
         deadline = time.monotonic() + cfg.server_timeout
         while True:
             if proc.poll() is not None:
-                raise ServingError(f"the server exited with code {proc.returncode}; see {ws.root / 'server.log'}")
+                raise DemoFailed(f"the server exited with code {proc.returncode}; see {ws.server_log}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise ServingError(f"the server did not start in {cfg.server_timeout:.0f} s; see {ws.root / 'server.log'}")
+                raise DemoFailed(f"the server did not start in {cfg.server_timeout:.0f} s; see {ws.server_log}")
             time.sleep(0.5)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="demo")
         model = client.models.list().data[0].id

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,30 +25,34 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's to fix: shown as one line, not a traceback."""
-    from rag.errors import RagError
-    from serving.errors import ServingError
-    from training.errors import TrainingError
-
-    return (RagError, TrainingError, ServingError, ValueError, FileNotFoundError)
-
-
 def handle_errors(fn: Callable) -> Callable:
-    """Turn a user-facing error into `error: ...` on stderr and exit code 1 (ONBOARD_DEBUG=1: traceback)."""
+    """The CLI's error boundary: a user's mistake (any `OnboardError`) prints `error: ...` and exits 1;
+    anything else is a bug in Onboard and prints one line saying so, exit 2. ONBOARD_DEBUG=1 re-raises,
+    showing the traceback. `typer.Exit` and `SystemExit` pass through."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rag.errors import OnboardError
+
         try:
             return fn(*args, **kwargs)
-        except user_errors() as e:
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+        except (SystemExit, click.exceptions.Exit, click.ClickException):
+            raise
+        except OnboardError as e:
             if os.environ.get("ONBOARD_DEBUG") == "1":
                 raise
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - the boundary: a bug must not reach the user as a traceback
+            if os.environ.get("ONBOARD_DEBUG") == "1":
+                raise
+            err_console.print(f"[bold red]bug:[/] {type(e).__name__}: {e}. This is a bug in Onboard, not "
+                              "something you did wrong; rerun with ONBOARD_DEBUG=1 for the traceback and report "
+                              "it with the command you ran.", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(2)
 
     return wrapper
 

@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.data.clean import CleanConfig, clean_records, near_duplicates, shingles  # noqa: E402
+from training.data.clean import CleanConfig, clean_records  # noqa: E402
+from training.data.dedup import near_duplicates, shingles  # noqa: E402
 
 SEED = 0
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)

@@ -25,6 +25,8 @@ from rag.io import atomic_write_json
 CARD_FILE = "onboard_model.json"
 SCHEMA_VERSION = 1
 
+DatasetKind = Literal["sft", "raft", "cpt", "dpo"]
+"""What `onboard data build --kind` makes (training/data/build.py)."""
 CardKind = Literal["onboard-tiny", "gguf-conversion", "onboard-merged"]
 
 
@@ -54,7 +56,7 @@ class DatasetCard(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     schema_version: int = SCHEMA_VERSION
-    kind: Literal["sft", "raft", "cpt", "dpo"]
+    kind: DatasetKind
     docs: str
     """The documents folder (or folders) the examples came from."""
     base_model: str | None = None

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from rag.errors import BadOption, OnboardError
 
-class ServingError(Exception):
-    """Base class: a user-facing serving failure."""
+
+class ServingError(OnboardError):
+    """Base class: a user-facing serving failure. `status_code` and `type` are what the API answers with."""
+
+    status_code = 500
+    type = "server_error"
+
+
+class BadSetting(ServingError, BadOption):
+    """A serving setting (argument or ONBOARD_* environment variable) is invalid; the message names it."""
 
     status_code = 500
     type = "server_error"
@@ -23,3 +32,17 @@ class BadRequest(ServingError):
 class UnknownModel(ServingError):
     status_code = 404
     type = "model_not_found"
+
+
+class UpstreamError(ServingError):
+    """The remote engine's upstream server failed, was unreachable, or answered out of contract."""
+
+    status_code = 502
+    type = "upstream_error"
+
+
+class TokenCountUnavailable(ServingError):
+    """The engine cannot count tokens exactly (a remote upstream without a /tokenize endpoint)."""
+
+    status_code = 501
+    type = "not_implemented"

@@ -113,6 +113,19 @@ class EmbeddingResponse(BaseModel):
     usage: EmbeddingUsage
 
 
+class TokenizeRequest(BaseModel):
+    """vLLM's `POST /tokenize` for chat messages (the subset Onboard serves)."""
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    """Counted as a chat request renders them: chat template and generation prompt included."""
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    """Prompt tokens, chat template included: what a chat request with these messages (and no RAG) costs."""
+
+
 class ErrorInfo(BaseModel):
     message: str
     type: str

@@ -16,12 +16,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from training.cache import models_cache, sha256_file
 from training.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
 
 Quantization = Literal["4bit", "8bit", "none"]
-ONBOARD_MODEL_FILE = "onboard_model.json"
 
 
 def resolve(name_or_path: str | Path) -> str:
@@ -74,19 +74,6 @@ def hub_snapshot(repo_id: str) -> Path | None:
     return Path(config).parent if isinstance(config, str) else None
 
 
-def model_info(path: str) -> dict:
-    """What a model is, so a run can be repeated on exactly those weights: for a folder, its
-    onboard_model.json if any and `weights_sha256`; for a Hub id, the commit it was loaded at
-    (`hub_revision`)."""
-    p = Path(path)
-    if not p.is_dir():
-        snapshot = hub_snapshot(path)
-        return {"name_or_path": path, "source": "hub", "hub_revision": snapshot.name if snapshot else None}
-    f = p / ONBOARD_MODEL_FILE
-    info = json.loads(f.read_text()) if f.exists() else {}
-    return {"name_or_path": path, **info, "weights_sha256": weights_sha256(p)}
-
-
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -98,8 +85,6 @@ def weights_sha256(folder: Path) -> str | None:
     import hashlib
 
     from tqdm.auto import tqdm
-
-    from training.gguf import models_cache, sha256_file
 
     files = sorted(f for f in Path(folder).iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
     if not files:

@@ -84,6 +84,12 @@ class SigtermCheckpoint(TrainerCallback):
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """Every row of a run's `metrics.jsonl` (none when the run logged nothing yet)."""
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def dedup_steps(rows: list[dict], key: str) -> list[dict]:
     """Rows holding `key`, one per step (the last written wins: a resumed run re-logs some steps)."""
     by_step = {r["step"]: r for r in rows if key in r}

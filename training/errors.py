@@ -5,8 +5,8 @@ All derive from `TrainingError`, itself an `rag.errors.OnboardError`: the CLI pr
 
 from __future__ import annotations
 
-from rag.errors import OnboardError
 from rag.errors import BadOption as _BadOption
+from rag.errors import OnboardError
 
 
 class TrainingError(OnboardError):

@@ -30,8 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.cache import models_cache, sha256_file
 from training.errors import FetchError
-from training.gguf import convert_gguf, is_converted, models_cache, sha256_file
+from training.gguf import convert_gguf, is_converted
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,15 @@ same network for Mistral 7B v0.2+ (no sliding window).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from training.base_model import ONBOARD_MODEL_FILE
+from rag.io import publish_dir
+from rag.model_card import CARD_FILE, ModelCard
+from training.cache import content_hash, models_cache, sha256_file
 from training.errors import FetchError
-from training.io import publish_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,42 +34,11 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end
 # when another exists, because padding is masked out of the loss and the model must still learn to
 # emit the stop token.
 PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|end_of_text|>", "<pad>", "<|pad|>", "<unk>")
-_CHUNK = 1 << 20
-
-
-def models_cache() -> Path:
-    """Where downloaded and converted models live: `$ONBOARD_CACHE`, else `~/.cache/onboard/models`."""
-    env = os.environ.get("ONBOARD_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "onboard" / "models"
 
 
 def is_converted(folder: Path) -> bool:
     """Whether `folder` is a finished conversion (published folders are complete by construction)."""
-    return (folder / "config.json").is_file() and (folder / ONBOARD_MODEL_FILE).is_file()
-
-
-def sha256_file(path: Path, progress=None) -> str:
-    """sha256 of a file; `progress(n)` (e.g. a tqdm bar's update) is called with each chunk's size."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            if progress:
-                progress(len(chunk))
-    return h.hexdigest()
-
-
-_hash_memo: dict[tuple[str, int, int], str] = {}
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for the life of the process: one run
-    resolves the same 500 MB GGUF for the tokenizer and again for the model, and should hash it once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _hash_memo:
-        _hash_memo[key] = sha256_file(path)
-    return _hash_memo[key]
+    return (folder / "config.json").is_file() and (folder / CARD_FILE).is_file()
 
 
 def cached_folder(gguf_path: Path) -> Path:
@@ -96,11 +63,12 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: Any = "float
     Args:
         dtype: torch dtype (or its name) of the saved weights; float32 is fastest on CPU.
         sha256: the file's hash if the caller already knows it (else computed), for provenance.
-        extra: more fields for onboard_model.json.
+        extra: more facts for the model card's provenance.
 
     Returns:
         `out_dir`, holding config.json, the weights, the tokenizer (with its chat template), a
-        generation_config that stops at the family's end-of-turn tokens, and onboard_model.json.
+        generation_config that stops at the family's end-of-turn tokens, and the model card
+        (`rag.model_card.ModelCard`, kind gguf-conversion).
 
     Raises:
         FetchError: the file is missing, not GGUF, or of an architecture transformers cannot read.
@@ -128,18 +96,14 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: Any = "float
     del gguf_model
     _set_stop_and_pad(model, tok)
 
-    info = {
-        "kind": "gguf-conversion",
-        "description": f"{meta['name'] or gguf_path.stem}, dequantized from GGUF by Onboard.",
+    provenance = {
         "source_gguf": str(gguf_path),
         "sha256": sha256 or sha256_file(gguf_path),
         "architecture": model.config.model_type,
         "gguf_architecture": meta["architecture"],
         "gguf_tensor_types": meta["tensor_types"],
         "dtype": str(dtype).removeprefix("torch."),
-        "parameters": sum(p.numel() for p in model.parameters()),
         "chat_template": tok.chat_template is not None,
-        "eos_token_id": model.generation_config.eos_token_id,
         "pad_token": tok.pad_token,
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": 0.0,
@@ -148,9 +112,13 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: Any = "float
     with publish_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        info["seconds"] = round(time.perf_counter() - t0, 1)
-        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
-    log.info("converted %s into %s in %.0f s", gguf_path, out_dir, info["seconds"])
+        provenance["seconds"] = round(time.perf_counter() - t0, 1)
+        ModelCard(kind="gguf-conversion",
+                  description=f"{meta['name'] or gguf_path.stem}, dequantized from GGUF by Onboard.",
+                  parameters=sum(p.numel() for p in model.parameters()),
+                  eos_token_ids=list(model.generation_config.eos_token_id),  # a list: _set_stop_and_pad
+                  provenance=provenance).write(tmp)
+    log.info("converted %s into %s in %.0f s", gguf_path, out_dir, provenance["seconds"])
     return out_dir
 
 

@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from training.config import METHODS as _ALL_METHODS
+from training.config import Method
 from training.errors import BadConfig, DoesNotFit
 
 GiB = 1024**3
-Method = Literal["full", "lora", "qlora", "dora"]
 Dtype = Literal["bf16", "fp32"]
 Device = Literal["cuda", "cpu"]
 Optimizer = Literal["adamw", "adamw_8bit"]
-METHODS = ("full", "lora", "qlora", "dora")
+METHODS = tuple(m for m in _ALL_METHODS if m != "prefix")
+"""The methods whose memory is modelled (prefix tuning's virtual tokens are not)."""
 
 # TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py): tiles of TOKEN_CHUNK_SIZE tokens x
 # _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries.

@@ -18,13 +18,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.base_model import ONBOARD_MODEL_FILE, load_model, load_tokenizer, model_info, resolve
-from training.errors import MergeVerificationFailed, ModelNotFound
-from training.io import publish_dir, refuse_overwrite
+from rag.io import publish_dir
+from rag.model_card import MergeVerification, ModelCard
+from training.base_model import load_model, load_tokenizer, resolve
+from training.compare import (
+    SAMPLE_PROMPTS,
+    chat_prompt_ids,
+    compare_logits,
+    greedy_continuations,
+    greedy_match,
+    next_token_logits,
+)
+from training.errors import CannotMerge, MergeVerificationFailed, ModelNotFound
+from training.io import refuse_overwrite
+from training.record import RUN_RECORD_FILE, RunRecord, base_ref
 
 log = logging.getLogger(__name__)
 
-SAMPLE_PROMPTS = ["How long do I have to return an item?", "退款多久能到账？"]
 GREEDY_TOKENS = 24
 
 
@@ -63,46 +73,23 @@ def _adapter_dir(run: Path) -> Path:
     raise ModelNotFound(f"{run}: no adapter found (no adapter_config.json). Pass a run folder made by `onboard train`.")
 
 
-def _greedy(model, tokenizer, prompts: list[str]) -> list[list[int]]:
-    import torch
-
-    outs = []
-    with torch.no_grad():
-        for p in prompts:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True).to(model.device)
-            g = model.generate(**ids, max_new_tokens=GREEDY_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            outs.append(g[0, ids["input_ids"].shape[1]:].tolist())
-    return outs
-
-
-def _logits(model, tokenizer, prompts: list[str]):
-    import torch
-
-    outs = []
-    with torch.no_grad():
-        for p in prompts:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-            outs.append(model(**ids).logits[0].float().cpu())
-    return outs
-
-
 def run(cfg: MergeConfig) -> MergeResult:
     """Merge and save; refuse to overwrite `cfg.out` unless `cfg.force`."""
-    import torch
     from peft import PeftModel
 
     t0 = time.perf_counter()
     out, run_dir = Path(cfg.out), Path(cfg.run)
     adapter = _adapter_dir(run_dir)
     refuse_overwrite(out, cfg.force)
+    record = RunRecord.read(run_dir) if (run_dir / RUN_RECORD_FILE).exists() else None
     if cfg.base_model:
         base = cfg.base_model
     elif (adapter / "adapter_config.json").exists():
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-    else:  # full fine-tune: the run records its base
-        base = json.loads((run_dir / "config.json").read_text())["config"]["base_model"]
+    elif record is not None:  # full fine-tune: the run records its base
+        base = record.config.base_model
+    else:
+        raise ModelNotFound(f"{run_dir}: a whole model without its run record; pass the base with --base.")
     base = resolve(base)
 
     tokenizer = load_tokenizer(base)
@@ -112,24 +99,20 @@ def run(cfg: MergeConfig) -> MergeResult:
     else:
         peft_type = json.loads((adapter / "adapter_config.json").read_text()).get("peft_type")
         if peft_type not in ("LORA", None):
-            raise MergeVerificationFailed(
+            raise CannotMerge(
                 f"{adapter}: a {peft_type} adapter cannot be folded into the base weights. Serve it on its base "
                 "(engines that take adapters), or train with --method lora/dora/qlora to get a mergeable model.")
         model = PeftModel.from_pretrained(load_model(base, quantization="none"), str(adapter))
         model.eval()
-        before = _logits(model, tokenizer, SAMPLE_PROMPTS)
-        greedy_before = _greedy(model, tokenizer, SAMPLE_PROMPTS)
+        before = next_token_logits(model, chat_prompt_ids(tokenizer, SAMPLE_PROMPTS))
+        greedy_before = greedy_continuations(model, tokenizer, SAMPLE_PROMPTS, GREEDY_TOKENS)
         merged = model.merge_and_unload()
     merged.eval()
-    after = _logits(merged, tokenizer, SAMPLE_PROMPTS)
-    greedy_after = _greedy(merged, tokenizer, SAMPLE_PROMPTS)
-    before = before or after
-    greedy_before = greedy_before or greedy_after
-    agree = torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(before, after, strict=True)]).mean().item()
-    max_diff = max((a - b).abs().max().item() for a, b in zip(before, after, strict=True))
-    cosine = min(torch.nn.functional.cosine_similarity(a, b, dim=-1).min().item()
-                 for a, b in zip(before, after, strict=True))
-    greedy = sum(a == b for a, b in zip(greedy_before, greedy_after, strict=True)) / len(SAMPLE_PROMPTS)
+    after = next_token_logits(merged, chat_prompt_ids(tokenizer, SAMPLE_PROMPTS))
+    greedy_after = greedy_continuations(merged, tokenizer, SAMPLE_PROMPTS, GREEDY_TOKENS)
+    check = compare_logits(before or after, after)
+    agree, max_diff, cosine = check.top1_agreement, check.max_logit_diff, check.min_logit_cosine
+    greedy = greedy_match(greedy_before or greedy_after, greedy_after)
     log.info("merge check: top-1 %.3f, min cosine %.6f, greedy match %.2f, max logit diff %.3g",
              agree, cosine, greedy, max_diff)
     if agree < 0.99 or cosine < 0.999:
@@ -140,17 +123,26 @@ def run(cfg: MergeConfig) -> MergeResult:
             f"report it with the run folder {run_dir}."
         )
 
-    run_cfg = run_dir / "config.json"
-    info = {
-        "kind": "onboard-merged",
-        "base_model": model_info(base),
-        "adapter": str(adapter.resolve()),
-        "training_run": json.loads(run_cfg.read_text()) if run_cfg.exists() else None,
-        "verification": {"top1_agreement": agree, "max_logit_diff": max_diff, "min_logit_cosine": cosine,
-                         "greedy_match": greedy, "greedy_tokens": GREEDY_TOKENS, "prompts": SAMPLE_PROMPTS},
-    }
+    eos = merged.generation_config.eos_token_id
+    card = ModelCard(
+        kind="onboard-merged",
+        description=f"{base} fine-tuned by Onboard ({record.stage} with {record.config.method})" if record
+        else f"{base} with the adapter {adapter} merged in by Onboard",
+        parameters=merged.num_parameters(),
+        eos_token_ids=eos if isinstance(eos, list) else [eos] if eos is not None else [],
+        base=base_ref(base),
+        run=record.run_ref(run_dir) if record else None,
+        rag=record.dataset.rag if record and record.dataset else None,
+        verification=MergeVerification(top1_agreement=agree, max_logit_diff=max_diff, min_logit_cosine=cosine,
+                                       greedy_match=greedy, greedy_tokens=GREEDY_TOKENS, prompts=SAMPLE_PROMPTS),
+        provenance={"adapter": str(adapter.resolve())},
+    )
+    if record and record.dataset is None:
+        log.warning("%s: the training data has no dataset card (not made by `onboard data build`), so the merged "
+                    "model does not record how many retrieved chunks its prompts held; serving will use its default",
+                    run_dir)
     with publish_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
+        card.write(tmp)
     return MergeResult(out, base, agree, max_diff, time.perf_counter() - t0, cosine, greedy)

@@ -11,7 +11,6 @@ code path as any real model.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -19,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.base_model import ONBOARD_MODEL_FILE
+from rag.io import publish_dir
+from rag.model_card import ModelCard
 from training.chat_template import CHATML_TEMPLATE, ENDOFTEXT, IM_END, PAD, SPECIAL_TOKENS
-from training.io import publish_dir, refuse_overwrite
+from training.io import refuse_overwrite
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,16 @@ class TinyConfig:
 
     def __post_init__(self) -> None:
         self.docs, self.out = Path(self.docs), Path(self.out)
+
+
+@dataclass
+class TinyResult:
+    out: Path
+    parameters: int
+    final_loss: float
+    """Pre-training loss at the last step (a random init scores about ln(vocab))."""
+    seconds: float
+    card: ModelCard
 
 
 def _train_tokenizer(texts: list[str], vocab_size: int):
@@ -93,8 +103,8 @@ def _blocks(tokenizer, texts: list[str], seq_len: int):
     return torch.tensor(ids)
 
 
-def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Build the tiny model into `cfg.out` and return what onboard_model.json records."""
+def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = None) -> TinyResult:
+    """Build the tiny model into `cfg.out` (weights, tokenizer with its chat template, model card)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -145,24 +155,20 @@ def run(cfg: TinyConfig, progress: Callable[[int, int, float], None] | None = No
             progress(step, cfg.steps, loss_val)
     model.eval()
 
-    info = {
-        "kind": "onboard-tiny",
-        "description": "Tiny Llama-style base model built by Onboard from the documents (not a general LLM).",
-        "docs": str(cfg.docs),
-        "docs_sha256": hashlib.sha256("\0".join(texts).encode()).hexdigest(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "pretrain_tokens": n_blocks * cfg.seq_len,
-        "final_loss": round(loss_val, 4),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-    }
-    model.generation_config = GenerationConfig(
-        eos_token_id=[mcfg.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)],
-        pad_token_id=tokenizer.pad_token_id,
+    eos = [mcfg.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    card = ModelCard(
+        kind="onboard-tiny",
+        description="Tiny Llama-style base model built by Onboard from the documents (not a general LLM).",
+        parameters=sum(p.numel() for p in model.parameters()), eos_token_ids=eos,
+        provenance={"docs": str(cfg.docs), "docs_sha256": hashlib.sha256("\0".join(texts).encode()).hexdigest(),
+                    "pretrain_tokens": n_blocks * cfg.seq_len, "final_loss": round(loss_val, 4),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}},
     )
     with publish_dir(cfg.out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / ONBOARD_MODEL_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False))
-    log.info("built tiny model in %s: %s", cfg.out, info)
-    return info
+        card.write(tmp)
+    log.info("built tiny model in %s: %s", cfg.out, card.provenance)
+    return TinyResult(cfg.out, card.parameters, card.provenance["final_loss"], card.provenance["seconds"], card)

@@ -1,10 +1,16 @@
-"""What every engine provides. The app talks only to this interface."""
+"""What every engine provides. The routes talk only to this interface.
+
+Engines are async: a generation never blocks the event loop (a local engine runs it in a thread, a
+remote one awaits the network), so /healthz and other requests are answered while a model generates.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
 
 
 @dataclass
@@ -20,20 +26,37 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
 
 
 @dataclass
 class Delta:
-    """A piece of streamed text; the last one carries the finish reason and token counts."""
+    """A piece of streamed text; the last one carries the finish reason and the token counts."""
 
     text: str
-    finish_reason: Literal["stop", "length"] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    """Set on the last delta; None when the engine cannot know (an upstream that reports no usage)."""
+    completion_tokens: int | None = None
 
 
 class Engine(Protocol):
-    def generate(self, messages: list[dict], params: SamplingParams) -> Generation: ...
+    """A chat model. Messages are OpenAI-style dicts (`role`, `content`), already holding any RAG context."""
 
-    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[Delta]: ...
+    async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
+        """The whole answer. Cancelling the awaiting task stops the generation."""
+        ...
+
+    def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The answer as it is generated (an async generator). Closing it, or cancelling the task that
+        iterates it (the client went away), stops the generation."""
+        ...
+
+    async def count_tokens(self, messages: list[dict]) -> int:
+        """Prompt tokens of `messages` as the model sees them (chat template and generation prompt
+        included), exactly, or `TokenCountUnavailable`: never an estimate."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model or the connection pool; the engine is unusable afterwards."""
+        ...

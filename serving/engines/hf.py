@@ -1,13 +1,17 @@
 """An engine on transformers' `generate`, for CPU and for when vLLM is not installed.
 
-One generation runs at a time (a lock): on a small CPU machine concurrent generations only thrash.
+`generate` is blocking, so it runs in a worker thread and the event loop keeps answering. One
+generation runs at a time (a lock taken in the worker): on a small CPU machine concurrent generations
+only thrash. Every generation carries a stopping criterion on a cancel event, so a request whose
+client went away stops at the next token and frees the lock for the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from serving.engines.base import Delta, Generation, SamplingParams
@@ -16,14 +20,26 @@ from serving.errors import ModelNotLoaded
 log = logging.getLogger(__name__)
 
 
+def require_model_folder(path: Path | None) -> Path:
+    """`path` if it is a model folder (it holds config.json).
+
+    Raises:
+        ModelNotLoaded: it is not; the message says how to get one.
+    """
+    if path is None or not (Path(path) / "config.json").exists():
+        raise ModelNotLoaded(f"{path}: not a model folder (no config.json). Train and merge first "
+                             "(`onboard train`, `onboard merge`) or pass --model DIR.")
+    return Path(path)
+
+
 class TransformersEngine:
-    def __init__(self, model_path: str | Path):
+    def __init__(self, model_path: str | Path, threads: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(model_path)
-        if not (path / "config.json").exists():
-            raise ModelNotLoaded(f"{path}: not a model folder (no config.json). Pass the folder `onboard merge` wrote.")
+        path = require_model_folder(Path(model_path))
+        if threads:
+            torch.set_num_threads(threads)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.chat_template is None:
@@ -36,95 +52,119 @@ class TransformersEngine:
         self._lock = threading.Lock()
         log.info("loaded %s on %s", path, self.device)
 
+    # ---- the Engine interface
+    async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
+        cancel = threading.Event()
+        try:
+            # asyncio.to_thread, not anyio's: cancelling the request must not wait for the thread to end.
+            return await asyncio.to_thread(self._generate, messages, params, cancel)
+        finally:
+            cancel.set()
+
+    async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item) -> None:  # called from the worker thread
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancel.set()
+
+        threading.Thread(target=self._stream, args=(messages, params, cancel, emit), daemon=True).start()
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # Closed or cancelled (the client went away) or done: stop generating at the next token.
+            # No await here: a cancelled task cannot wait, and the worker releases the lock itself.
+            cancel.set()
+
+    async def count_tokens(self, messages: list[dict]) -> int:
+        self._loaded()
+        return await asyncio.to_thread(lambda: int(self._inputs(messages)["input_ids"].shape[1]))
+
+    async def close(self) -> None:
+        # A generation still running holds its own reference and finishes; later ones are refused.
+        self.model = None
+
+    # ---- blocking work, in worker threads
     def _inputs(self, messages: list[dict]):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
 
-    def _kwargs(self, params: SamplingParams) -> dict:
+    def _kwargs(self, params: SamplingParams, cancel: threading.Event) -> dict:
         kw = {"max_new_tokens": params.max_new_tokens, "eos_token_id": sorted(self.eos_ids),
-              "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0]}
+              "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0],
+              "stopping_criteria": [lambda input_ids, scores, **_: cancel.is_set()]}
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
 
-    def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
+    def _loaded(self):
+        model = self.model
+        if model is None:
+            raise ModelNotLoaded("the engine is closed (the server is shutting down).")
+        return model
+
+    def _finish(self, new: list[int]) -> str:
+        return "stop" if new and new[-1] in self.eos_ids else "length"
+
+    def _generate(self, messages: list[dict], params: SamplingParams, cancel: threading.Event) -> Generation:
         import torch
 
         inputs = self._inputs(messages)
         n_prompt = inputs["input_ids"].shape[1]
         with self._lock, torch.no_grad():
-            out = self.model.generate(**inputs, **self._kwargs(params))
+            out = self._loaded().generate(**inputs, **self._kwargs(params, cancel))
         new = out[0, n_prompt:].tolist()
-        stopped = bool(new) and new[-1] in self.eos_ids
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Generation(text, n_prompt, len(new), "stop" if stopped else "length")
+        return Generation(self.tokenizer.decode(new, skip_special_tokens=True), n_prompt, len(new), self._finish(new))
 
-    def stream(self, messages: list[dict], params: SamplingParams) -> Iterator[Delta]:
+    def _stream(self, messages: list[dict], params: SamplingParams, cancel: threading.Event,
+                emit: Callable[[object], None]) -> None:
         import torch
 
-        inputs = self._inputs(messages)
-        n_prompt = inputs["input_ids"].shape[1]
-        streamer = _TokenQueue()
-        result: dict = {}
-
-        def work() -> None:
-            try:
-                with torch.no_grad():
-                    result["out"] = self.model.generate(
-                        **inputs, **self._kwargs(params), streamer=streamer, stopping_criteria=[streamer.stop_when_cancelled]
-                    )
-            finally:
-                streamer.end()
-
-        with self._lock:
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            ids: list[int] = []
-            sent = ""
-            try:
-                for tok in streamer:
-                    ids.append(tok)
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                    # A byte-level token can end mid-character: hold back until the character is complete.
-                    if text.endswith("\ufffd") or len(text) <= len(sent):
-                        continue
-                    yield Delta(text[len(sent):])
-                    sent = text
-            finally:
-                # The client may have gone away: stop generating before the next request gets the lock.
-                streamer.cancelled.set()
-                thread.join()
-        new = result["out"][0, n_prompt:].tolist()
-        stopped = bool(new) and new[-1] in self.eos_ids
-        yield Delta("", "stop" if stopped else "length", n_prompt, len(new))
+        try:
+            inputs = self._inputs(messages)
+            n_prompt = inputs["input_ids"].shape[1]
+            with self._lock, torch.no_grad():
+                if cancel.is_set():  # the client left while this request waited for the lock
+                    return
+                out = self._loaded().generate(**inputs, **self._kwargs(params, cancel),
+                                          streamer=_Detokenizer(self.tokenizer, emit))
+            new = out[0, n_prompt:].tolist()
+            emit(Delta("", self._finish(new), n_prompt, len(new)))
+        except BaseException as e:  # handed to the event loop, raised there in the request
+            emit(e)
+        finally:
+            emit(None)
 
 
-class _TokenQueue:
-    """A transformers streamer that hands generated token ids to another thread."""
+class _Detokenizer:
+    """A transformers streamer that turns token ids into text pieces, in the generating thread."""
 
-    def __init__(self):
-        import queue
-
-        self.q: queue.Queue = queue.Queue()
+    def __init__(self, tokenizer, emit: Callable[[object], None]):
+        self.tokenizer, self.emit = tokenizer, emit
         self.prompt_seen = False
-        self.cancelled = threading.Event()
-
-    def stop_when_cancelled(self, input_ids, scores, **kwargs) -> bool:
-        """A generate() stopping criterion: True once the consumer has stopped reading."""
-        return self.cancelled.is_set()
+        self.ids: list[int] = []
+        self.sent = ""
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() first puts the prompt
             self.prompt_seen = True
             return
-        for t in value.reshape(-1).tolist():
-            self.q.put(t)
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        # A byte-level token can end mid-character: hold back until the character is complete.
+        if text.endswith("\ufffd") or len(text) <= len(self.sent):
+            return
+        self.emit(Delta(text[len(self.sent):]))
+        self.sent = text
 
     def end(self) -> None:
-        self.q.put(None)
-
-    def __iter__(self):
-        while (t := self.q.get()) is not None:
-            yield t
+        pass

@@ -1,44 +1,20 @@
 """The API server as users meet it: a real uvicorn process, called with the official openai client."""
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from openai import NotFoundError, OpenAI
 
-from agent.demo import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serving.servers import serve_in_process
 
 
 @pytest.fixture(scope="module")
 def server(merged_model, workspace, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model),
-           "--port", str(port), "--max-new-tokens", "24"]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "ONBOARD_THREADS": "2"})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start:\n" + log.read_text()
-        time.sleep(0.3)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
+    env = {"ONBOARD_WORKSPACE": str(workspace), "ONBOARD_MODEL": str(merged_model), "ONBOARD_MAX_NEW_TOKENS": "24",
+           "ONBOARD_THREADS": "2"}
+    with serve_in_process(env, tmp_path_factory.mktemp("server") / "server.log") as base:
+        yield base
 
 
 @pytest.fixture()

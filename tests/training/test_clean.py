@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from training.data.clean import CleanConfig, clean_records, near_duplicates
+from training.data.clean import CleanConfig, clean_records
+from training.data.dedup import near_duplicates
 from training.errors import BadDataset
 
 EN_A = ("You can return most items within 30 days of delivery for a full refund. Items must be unused, in "
@@ -250,3 +251,19 @@ def test_ten_thousand_records_of_500_characters_in_well_under_a_minute():
     out, _ = clean_records(records, CleanConfig(mask_pii=True))
     assert time.perf_counter() - t0 < 30
     assert len(out) > 9_000
+
+
+def test_mojibake_inside_other_text_is_found_and_stray_c1_controls_are_only_stripped():
+    records = [{"text": "退货政策说明：\n" + "Café résumé".encode().decode("cp1252") + "\n正常文本"},
+               {"text": "price 5\x80 and \x85 more"}]
+    out, report = clean_records(records)
+    assert texts(out) == ["price 5 and  more"]
+    assert step(report, "utf8").detail["mojibake"] == 1
+
+
+def test_config_errors_are_bad_config():
+    from training.errors import BadConfig
+
+    for kw in ({"near_dup_threshold": 1.5}, {"near_dup_threshold": 0.99}, {"num_perm": 8}, {"shingle_size": 0}):
+        with pytest.raises(BadConfig):
+            CleanConfig(**kw)

@@ -6,7 +6,10 @@ import pytest
 
 from rag import RagConfig, Retriever, build_rag_messages
 from rag.embeddings import Embedder
+from rag.model_card import DatasetCard
+from rag.prompt import PROMPT_LAYOUT
 from rag.store import get_collection
+from rag.workspace import Workspace
 from training.data.build import DataBuildConfig, run
 from training.errors import NoExamples
 
@@ -47,11 +50,11 @@ def test_sft_examples_trace_to_indexed_chunks_and_carry_the_serving_context(work
         else:  # the question is the document's own
             assert msgs[1]["content"] in text, meta
         assert "Context:\n[1] " in msgs[0]["content"]
-    stats = json.loads((workspace / "data" / "sft" / "stats.json").read_text())
-    assert stats["by_language"]["zh"] >= 5 and stats["by_language"]["en"] >= 5
-    assert {"qa-markers", "question-heading", "definition", "policy"} <= set(stats["by_rule"])
-    assert stats["context_chunks"] == 3
-    assert [s["name"] for s in stats["clean"]["steps"]][:3] == ["utf8", "empty", "exact-dedup"]
+    stats = DatasetCard.read(Workspace(workspace).dataset_card("sft"))
+    assert stats.by_language["zh"] >= 5 and stats.by_language["en"] >= 5
+    assert {"qa-markers", "question-heading", "definition", "policy"} <= set(stats.by_rule)
+    assert stats.rag.context_chunks == 3 and stats.rag.prompt_layout == PROMPT_LAYOUT
+    assert [s["name"] for s in stats.model_extra["clean"]["steps"]][:3] == ["utf8", "empty", "exact-dedup"]
 
 
 def test_rule_pairs_in_both_languages(workspace):
@@ -116,16 +119,8 @@ def test_raft_uses_the_retrievers_hard_negatives_and_the_serving_layout(workspac
             assert meta["chunk_id"] not in meta["retrieved"] and not answer.endswith("]")
     share = with_oracle / len(rows)
     assert 0.6 <= share < 1.0, share  # P = 0.8, some examples without the oracle
-    assert raft_data.stats["context_chunks"] == 4
+    assert raft_data.stats.rag.context_chunks == 4
     assert hard_total >= 0.7 * sum(len(r["meta"]["distractors"]) for r in rows)  # mostly the retriever's
-
-
-def test_serving_uses_as_many_chunks_as_the_model_was_trained_with(tmp_path):
-    from serving.config import ServeConfig
-
-    (tmp_path / "onboard_model.json").write_text(json.dumps({"training_run": {"dataset": {"context_chunks": 4}}}))
-    assert ServeConfig(model=tmp_path).rag_k == 4
-    assert ServeConfig(model=tmp_path, rag_k=2).rag_k == 2
 
 
 def test_cpt_corpus_drops_boilerplate_and_packs_blocks(tmp_path, docs_dir, embedder):
@@ -147,7 +142,7 @@ def test_cpt_corpus_drops_boilerplate_and_packs_blocks(tmp_path, docs_dir, embed
     col = get_collection(RagConfig(workspace=ws), embedder.name)
     ids = [i for x in rows for i in x["meta"]["chunk_ids"]]
     assert ids and len(col.get(ids=sorted(set(ids)))["ids"]) == len(set(ids))
-    assert r.stats["cpt"]["boilerplate_lines_dropped"] >= 4
+    assert r.stats.model_extra["cpt"]["boilerplate_lines_dropped"] >= 4
 
 
 def test_pii_is_masked_when_asked(workspace):
@@ -204,4 +199,4 @@ def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):
     fb_pairs = {(x["chosen"][0]["content"], x["rejected"][0]["content"]) for x in rows
                 if x["meta"]["rule"].startswith("feedback")}
     assert fb_pairs == {("30 days.", "7 days."), ("30 days from delivery.", "7 days.")}
-    assert r.stats["dpo"]["feedback"]["pairs"] == {"feedback-correction": 1, "feedback-pair": 1}
+    assert r.stats.model_extra["dpo"]["feedback"]["pairs"] == {"feedback-correction": 1, "feedback-pair": 1}

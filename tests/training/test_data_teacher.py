@@ -13,7 +13,8 @@ import pytest
 
 from tests.training.teacher_server import TeacherServer
 from training.data.build import DataBuildConfig, run
-from training.data.teacher import TeacherConfig, _text_sha
+from training.data.teacher import TeacherConfig
+from training.data.teacher_cache import text_sha
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +83,7 @@ def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
         r = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(server.url)))
         assert r.stats["teacher"]["chunks_from_cache"] == len(done) > 0
         assert r.stats["teacher"]["chunks_generated"] > 0
-        asked = {_text_sha(x["context"]) for x in server.script.requests}
+        asked = {text_sha(x["context"]) for x in server.script.requests}
         assert asked and not asked & done  # finished chunks were not asked for again
         assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()
 

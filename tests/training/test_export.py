@@ -148,7 +148,7 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
 
 
 def test_a_file_that_fails_verification_is_not_kept(tmp_path, models, monkeypatch):
-    import training.export as ex
+    import training.export.gguf as ex
 
     real = ex._permute
     monkeypatch.setattr(ex, "_permute", lambda w, n: real(real(w, n), n))  # the wrong rotary order
@@ -159,7 +159,7 @@ def test_a_file_that_fails_verification_is_not_kept(tmp_path, models, monkeypatc
 
 
 def test_a_gguf_tokenizer_that_splits_differently_is_not_kept(tmp_path, models, monkeypatch):
-    import training.export as ex
+    import training.export.gguf as ex
 
     monkeypatch.setattr(ex, "_pre_tokenizer", lambda folder: "llama-bpe")  # Llama 3's regex for a GPT-2-style BPE
     with pytest.raises(ExportVerificationFailed, match="splits text differently"):

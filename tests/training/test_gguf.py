@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.model_card import ModelCard
 from training.base_model import load_model, load_tokenizer, lora_target_modules, resolve
 from training.errors import FetchError
 from training.fetch import KnownModel, assemble, fetch
@@ -158,9 +159,9 @@ def test_gguf_converts_once_to_a_folder_with_the_same_logits(tmp_path, cache, fa
     src = write_tiny_gguf(tmp_path / f"{family}.gguf", family)
     folder = Path(resolve(tmp_path / f"{family}.gguf"))
     assert folder.parent == cache and folder.name.startswith("gguf-")
-    info = json.loads((folder / "onboard_model.json").read_text())
-    assert info["sha256"] == hashlib.sha256((tmp_path / f"{family}.gguf").read_bytes()).hexdigest()
-    assert info["kind"] == "gguf-conversion" and info["gguf_tensor_types"]["Q8_0"] > 0
+    card = ModelCard.read(folder)
+    assert card.provenance["sha256"] == hashlib.sha256((tmp_path / f"{family}.gguf").read_bytes()).hexdigest()
+    assert card.kind == "gguf-conversion" and card.provenance["gguf_tensor_types"]["Q8_0"] > 0
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
 
     model, tok = load_model(folder), load_tokenizer(folder)
@@ -178,9 +179,10 @@ def test_gguf_converts_once_to_a_folder_with_the_same_logits(tmp_path, cache, fa
     assert lora_target_modules(model) == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
 
     # A second resolve, even from a new process, reuses the conversion (keyed by content).
+    import training.cache as c
     import training.gguf as g
 
-    monkeypatch.setattr(g, "_hash_memo", {})
+    monkeypatch.setattr(c, "_hash_memo", {})
     monkeypatch.setattr(g, "convert_gguf", lambda *a, **k: pytest.fail("converted twice"))
     assert Path(resolve(tmp_path / f"{family}.gguf")) == folder
 

@@ -1,10 +1,9 @@
-import json
-
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rag.model_card import ModelCard
 from training.errors import OutputExists
 from training.merge import MergeConfig, run
 
@@ -23,8 +22,8 @@ def test_merged_greedy_output_equals_adapter_on_base(merged_model, qlora_run, ti
     assert torch.equal(out_m, out_p)
     with torch.no_grad():
         assert not torch.allclose(merged(**ids).logits, base_only(**ids).logits), "the adapter changed the model"
-    info = json.loads((merged_model / "onboard_model.json").read_text())
-    assert info["verification"]["top1_agreement"] == 1.0
+    card = ModelCard.read(merged_model)
+    assert card.verification.top1_agreement == 1.0
 
 
 def test_merge_refuses_to_overwrite(merged_model, qlora_run):
@@ -33,12 +32,12 @@ def test_merge_refuses_to_overwrite(merged_model, qlora_run):
 
 
 def test_merge_reports_cosine_and_greedy_agreement(merged_model):
-    v = json.loads((merged_model / "onboard_model.json").read_text())["verification"]
-    assert v["min_logit_cosine"] > 0.9999 and v["greedy_match"] == 1.0
+    v = ModelCard.read(merged_model).verification
+    assert v.min_logit_cosine > 0.9999 and v.greedy_match == 1.0
 
 
 def test_dora_merges_and_prefix_is_refused_with_what_to_do(tiny_base, workspace, tmp_path):
-    from training.errors import MergeVerificationFailed
+    from training.errors import CannotMerge
     from training.runs import TrainConfig
     from training.sft import run as sft
 
@@ -50,6 +49,6 @@ def test_dora_merges_and_prefix_is_refused_with_what_to_do(tiny_base, workspace,
     assert r.top1_agreement >= 0.99 and r.logit_cosine > 0.999 and r.greedy_match == 1.0
     prefix = sft(TrainConfig(base_model=str(tiny_base), train_file=data, output_dir=tmp_path / "prefix",
                              method="prefix", **common))
-    with pytest.raises(MergeVerificationFailed, match="--method lora"):
+    with pytest.raises(CannotMerge, match="--method lora"):
         run(MergeConfig(run=prefix.output_dir, out=tmp_path / "prefix-merged"))
     assert not (tmp_path / "prefix-merged").exists()

@@ -25,7 +25,7 @@ def test_qlora_trains_loss_falls_and_provenance_is_kept(qlora_run):
     assert all(v.dtype == torch.float32 for v in adapter.values()), "fp32 adapters on CPU"
     cfg = json.loads((qlora_run.output_dir / "config.json").read_text())
     assert cfg["config"]["method"] == "qlora" and len(cfg["train_sha256"]) == 64
-    assert cfg["base_model"]["kind"] == "onboard-tiny"
+    assert cfg["base_model"]["card"]["kind"] == "onboard-tiny"
     assert qlora_run.eval_loss is not None
 
 

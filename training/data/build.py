@@ -12,19 +12,21 @@ server uses, so a model is trained on exactly the prompt it will be served.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
 from rag import DEFAULT_K, RagConfig, Retriever, build_rag_messages
 from rag.chunking import chunk_document
 from rag.embeddings import embedder_for
 from rag.ingest import last_ingest
 from rag.loaders import load_documents
+from rag.model_card import DatasetCard, DatasetKind, RagContract
+from rag.prompt import PROMPT_LAYOUT
+from rag.workspace import Workspace
 from training.data import cpt, dpo, raft
 from training.data.clean import CleanConfig, clean_records
 from training.data.feedback import feedback_triples
@@ -32,12 +34,12 @@ from training.data.files import read_canonical
 from training.data.formats import write_jsonl
 from training.data.seeds import Seed, rule_seeds, teacher_seeds
 from training.data.split import split_by_document
-from training.errors import NoExamples
+from training.errors import BadConfig, NoExamples
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["sft", "raft", "cpt", "dpo"]
-KINDS = ("sft", "raft", "cpt", "dpo")
+Kind = DatasetKind
+KINDS: tuple[str, ...] = get_args(DatasetKind)
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total)"""
 
@@ -85,15 +87,19 @@ class DataBuildConfig:
         self.docs = Path(self.docs) if self.docs else None
         self.extra_files = [Path(p) for p in self.extra_files]
         if self.kind not in KINDS:
-            raise ValueError(f"--kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
+            raise BadConfig(f"--kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
         if not 0 <= self.test_fraction < 1:
-            raise ValueError(f"--test-fraction must be in [0, 1) (got {self.test_fraction})")
+            raise BadConfig(f"--test-fraction must be in [0, 1) (got {self.test_fraction})")
         if not 0 <= self.raft_p <= 1:
-            raise ValueError(f"--raft-p must be in [0, 1] (got {self.raft_p})")
+            raise BadConfig(f"--raft-p must be in [0, 1] (got {self.raft_p})")
+
+    @property
+    def ws(self) -> Workspace:
+        return Workspace(self.workspace)
 
     @property
     def out_dir(self) -> Path:
-        return self.workspace / "data" / self.kind
+        return self.ws.data_dir(self.kind)
 
 
 @dataclass
@@ -105,23 +111,16 @@ class DataBuildResult:
     test: int
     by_rule: dict
     by_language: dict
-    stats: dict
-
-
-def _base_model(cfg: DataBuildConfig) -> str | None:
-    if cfg.base_model:
-        return cfg.base_model
-    tiny = cfg.workspace / "base" / "tiny"
-    return str(tiny) if (tiny / "config.json").exists() else None
+    stats: DatasetCard
+    """The dataset card written beside the files (typed contract fields, plus the counts and cleaning report)."""
 
 
 def _token_counter(base: str | None, fallback: Callable[[str], int]) -> Callable[[str], int]:
     if base is None:
         return fallback
-    from training.base_model import load_tokenizer
+    from training.chat_checks import text_counter
 
-    tok = load_tokenizer(base)
-    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+    return text_counter(base)
 
 
 def _read_extra(path: Path, kind: str) -> list[dict]:
@@ -159,7 +158,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     docs = load_documents(docs_path).documents
     chunks = {d.id: chunk_document(d, embedder.count_tokens, rag_cfg.chunk_tokens, rag_cfg.chunk_overlap_sentences)
               for d in docs}
-    base = _base_model(cfg)
+    base = cfg.base_model or cfg.ws.default_base()
     count_tokens = _token_counter(base, embedder.count_tokens)
     stats: dict = {"kind": cfg.kind, "docs": str(docs_path), "base_model": base}
 
@@ -168,7 +167,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     else:
         seeds = rule_seeds(docs, chunks) if cfg.rules else []
         if cfg.teacher is not None:
-            more, tres = teacher_seeds(docs, chunks, cfg.teacher, cfg.out_dir.parent / "teacher" / "cache.jsonl",
+            more, tres = teacher_seeds(docs, chunks, cfg.teacher, cfg.ws.teacher_cache,
                                        progress=(lambda d, n: progress("teacher", d, n)) if progress else None)
             seeds += more
             stats["teacher"] = tres.summary() if hasattr(tres, "summary") else {}
@@ -179,13 +178,16 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             pool = [raft.chunk_hit(c) for cs in chunks.values() for c in cs]
             examples = [raft.make_example(s, retriever, cfg.raft_distractors, cfg.raft_p, cfg.seed, pool)
                         for s in seeds]
-            stats["context_chunks"] = cfg.raft_distractors + 1
+            context_chunks = cfg.raft_distractors + 1
             stats["raft"] = {"p": cfg.raft_p, "distractors": cfg.raft_distractors,
                              "oracle_in_context": sum(e["meta"]["oracle_in_context"] for e in examples),
                              "random_distractors": sum(e["meta"]["random_distractors"] for e in examples)}
         else:
             examples = [_sft_example(s, retriever if cfg.rag_context else None, cfg.k) for s in seeds]
-            stats["context_chunks"] = cfg.k if cfg.rag_context else 0
+            context_chunks = cfg.k if cfg.rag_context else 0
+        stats["rag"] = RagContract(context_chunks=context_chunks, prompt_layout=PROMPT_LAYOUT,
+                                   embedding_model=embedder.name, collection=rag_cfg.collection,
+                                   embedding_languages=rag_cfg.embedding_languages)
         if cfg.kind == "dpo":
             examples, stats["dpo"] = _dpo(cfg, base, examples, progress)
 
@@ -194,13 +196,13 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     if not examples and not extra:
         raise _no_pairs(docs_path) if cfg.kind != "dpo" else NoExamples(
             "no DPO pairs: the model already gives every answer, or no answers were found. Add feedback "
-            f"({cfg.workspace}/feedback/feedback.jsonl), configure a teacher, or pass --extra FILE.jsonl.")
+            f"({cfg.ws.feedback_file}), configure a teacher, or pass --extra FILE.jsonl.")
     train, test = split_by_document(examples, cfg.test_fraction, cfg.seed)
     train += extra
 
-    out = cfg.out_dir
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
+    train_file, test_file = cfg.ws.train_file(cfg.kind), cfg.ws.test_file(cfg.kind)
+    write_jsonl(train_file, train)
+    write_jsonl(test_file, test)
     everything = train + test
     stats.update({
         "train": len(train), "test": len(test),
@@ -211,10 +213,11 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
         "clean": report.as_dict(),
         "clean_extra": extra_report.as_dict() if extra_report else None,
     })
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
-    log.info("dataset %s: %d train / %d test, by rule %s", cfg.kind, len(train), len(test), stats["by_rule"])
-    return DataBuildResult(cfg.kind, out / "train.jsonl", out / "test.jsonl", len(train), len(test),
-                           stats["by_rule"], stats["by_language"], stats)
+    card = DatasetCard(**stats)
+    card.write(cfg.ws.dataset_card(cfg.kind))
+    log.info("dataset %s: %d train / %d test, by rule %s", cfg.kind, len(train), len(test), card.by_rule)
+    return DataBuildResult(cfg.kind, train_file, test_file, len(train), len(test),
+                           card.by_rule, card.by_language, card)
 
 
 def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress: Progress | None):
@@ -224,11 +227,11 @@ def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress:
     if examples:
         if base is None:
             raise NoExamples("DPO needs the model whose answers it will improve: pass --base MODEL "
-                             f"(or build the tiny base into {cfg.workspace}/base/tiny).")
+                             f"(or build the tiny base into {cfg.ws.tiny_base}).")
         answers = dpo.model_answers(base, [e["messages"][:-1] for e in examples],
                                     progress=(lambda d, n: progress("model answers", d, n)) if progress else None)
         triples, info["model_answers"] = dpo.make_triples(examples, answers)
-    fb = cfg.feedback or cfg.workspace / "feedback" / "feedback.jsonl"
+    fb = cfg.feedback or cfg.ws.feedback_file
     if fb.exists():
         res = feedback_triples(fb)
         triples += res.triples

@@ -13,11 +13,10 @@ retrieved context there, so shared context would make distinct questions look al
 that differ only in context are the same lesson. Length counts the whole record, system included,
 because that is what the model reads.
 
-Near-duplicates are found with MinHash LSH (datasketch) over character shingles, so Chinese, which has
-no spaces, is compared as well as English: 5 characters of English, 2 of Chinese (a Chinese character
-carries about as much as 2.5 English ones; see `shingles`). Shingles are taken from the text
-casefolded, with punctuation removed and whitespace collapsed, so punctuation and case edits do not
-hide a copy.
+Near-duplicates are found with MinHash LSH over character shingles (training/data/dedup.py), so
+Chinese, which has no spaces, is compared as well as English. Broken text is found with ftfy: a string
+that ftfy would repair by re-decoding it as UTF-8 is mojibake ("é" read as "Ã©", "中文" as "ä¸­æ–‡").
+Record shapes and their text fields are training/data/formats.py's (`record_kind`, `map_strings`).
 """
 
 from __future__ import annotations
@@ -26,21 +25,19 @@ import logging
 import math
 import re
 import unicodedata
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
+from training.data.dedup import lsh_index, near_duplicates
+from training.data.formats import map_strings, model_texts, record_kind, record_strings
 from training.data.pii import mask_pii
-from training.errors import BadDataset
+from training.errors import BadConfig
 
 log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff]")  # C0/C1 controls but \t \n; stray BOMs
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_PUNCT = re.compile(r"[^\w\s]+|_+")
 
 
 @dataclass
@@ -69,18 +66,23 @@ class CleanConfig:
     """Removed records quoted per step in the report."""
 
     def __post_init__(self) -> None:
+        """Refuse bad values now, with the field's name, rather than midway through a build.
+
+        Raises:
+            BadConfig: (a ValueError) a value is out of range, or datasketch cannot index the threshold.
+        """
         t = self.near_dup_threshold
         if t is not None and not 0 < t <= 1:
-            raise ValueError(f"near_dup_threshold must be in (0, 1] or None to disable (got {t}).")
+            raise BadConfig(f"near_dup_threshold must be in (0, 1] or None to disable (got {t}).")
         if self.num_perm < 16:
-            raise ValueError(f"num_perm must be at least 16 (got {self.num_perm}); 128 is the usual choice.")
+            raise BadConfig(f"num_perm must be at least 16 (got {self.num_perm}); 128 is the usual choice.")
         if self.shingle_size < 1 or self.shingle_size_zh < 1:
-            raise ValueError(f"shingle_size and shingle_size_zh must be at least 1 "
-                             f"(got {self.shingle_size}, {self.shingle_size_zh}).")
+            raise BadConfig(f"shingle_size and shingle_size_zh must be at least 1 "
+                            f"(got {self.shingle_size}, {self.shingle_size_zh}).")
         if self.max_tokens is not None and self.max_tokens < self.min_tokens:
-            raise ValueError(f"max_tokens ({self.max_tokens}) is below min_tokens ({self.min_tokens}).")
+            raise BadConfig(f"max_tokens ({self.max_tokens}) is below min_tokens ({self.min_tokens}).")
         if t is not None:
-            _lsh(t, self.num_perm)
+            lsh_index(t, self.num_perm)
 
 
 @dataclass
@@ -121,63 +123,7 @@ class CleanReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- record shapes
-
-
-def record_kind(record: object, index: int) -> str:
-    """'text', 'chat' or 'preference'.
-
-    Raises:
-        BadDataset: the record has none of the three shapes, or a message is malformed (names the index).
-    """
-    if not isinstance(record, dict):
-        raise BadDataset(f"record {index}: expected a JSON object, got {type(record).__name__}.")
-    if not isinstance(record.get("meta", {}), dict):
-        raise BadDataset(f"record {index}: 'meta' must be an object (got {type(record['meta']).__name__}).")
-    if "text" in record:
-        if not isinstance(record["text"], str):
-            raise BadDataset(f"record {index}: 'text' must be a string.")
-        return "text"
-    if "messages" in record:
-        _check_messages(record["messages"], f"record {index}: 'messages'")
-        return "chat"
-    if {"prompt", "chosen", "rejected"} <= record.keys():
-        for key in ("prompt", "chosen", "rejected"):
-            _check_messages(record[key], f"record {index}: '{key}'")
-        return "preference"
-    raise BadDataset(
-        f"record {index}: unknown shape (keys: {', '.join(sorted(record)) or 'none'}). "
-        'Use {"text": ...}, {"messages": [...]} or {"prompt": [...], "chosen": [...], "rejected": [...]}.'
-    )
-
-
-def _check_messages(msgs: object, where: str) -> None:
-    if not isinstance(msgs, list):
-        raise BadDataset(f"{where} must be a list of {{role, content}} objects.")
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or "role" not in m:
-            raise BadDataset(f"{where}[{i}] needs a 'role' and a string 'content'.")
-
-
-def _message_keys(kind: str) -> tuple[str, ...]:
-    return {"chat": ("messages",), "preference": ("prompt", "chosen", "rejected")}.get(kind, ())
-
-
-def _strings(record: dict, kind: str) -> list[str]:
-    """Every text string of the record, system messages included."""
-    if kind == "text":
-        return [record["text"]]
-    return [m["content"] for key in _message_keys(kind) for m in record[key]]
-
-
-def _map_strings(record: dict, kind: str, fn: Callable[[str], str]) -> dict:
-    """A new record with `fn` applied to every text string; other keys (meta included) shared."""
-    out = dict(record)
-    if kind == "text":
-        out["text"] = fn(record["text"])
-    for key in _message_keys(kind):
-        out[key] = [{**m, "content": fn(m["content"])} for m in record[key]]
-    return out
+# ---------------------------------------------------------------- what decides duplicates and emptiness
 
 
 def _dedup_parts(record: dict, kind: str) -> list[tuple[str, str]]:
@@ -193,14 +139,6 @@ def _dedup_parts(record: dict, kind: str) -> list[tuple[str, str]]:
 
 def _dedup_text(record: dict, kind: str) -> str:
     return "\n".join(c for _, c in _dedup_parts(record, kind))
-
-
-def _model_texts(record: dict, kind: str) -> list[str]:
-    """What the model reads: the whole record; a preference record gives prompt+chosen and prompt+rejected."""
-    if kind == "preference":
-        prompt = [m["content"] for m in record["prompt"]]
-        return ["\n".join(prompt + [m["content"] for m in record[k]]) for k in ("chosen", "rejected")]
-    return ["\n".join(_strings(record, kind))]
 
 
 def _is_empty(record: dict, kind: str) -> bool:
@@ -223,27 +161,17 @@ def _preview(record: dict, kind: str, n: int = 80) -> str:
 # ---------------------------------------------------------------- text checks
 
 
-def _mojibake_pattern() -> tuple[re.Pattern, dict[str, int]]:
-    """UTF-8 bytes that were decoded as cp1252/latin-1 ("é" -> "Ã©", "中文" -> "ä¸­æ–‡")."""
-    to_byte: dict[str, int] = {}
-    for b in range(0x80, 0x100):
-        try:
-            to_byte.setdefault(bytes([b]).decode("cp1252"), b)
-        except UnicodeDecodeError:
-            pass
-        to_byte.setdefault(chr(b), b)
+def _is_mojibake(text: str) -> bool:
+    """True when ftfy would repair the text by encoding it back to bytes and decoding them as UTF-8:
+    UTF-8 that was read as cp1252 or latin-1, in the whole string or in part of it. A plan that only
+    reinterprets C1 control characters is not mojibake (those controls are stripped by `_fix_text`)."""
+    import ftfy
 
-    def cls(lo: int, hi: int) -> str:
-        return "[" + "".join(re.escape(c) for c, b in to_byte.items() if lo <= b <= hi) + "]"
-
-    cont = cls(0x80, 0xBF)
-    pat = re.compile(f"{cls(0xC2, 0xDF)}{cont}|{cls(0xE0, 0xEF)}{cont}{{2}}|{cls(0xF0, 0xF4)}{cont}{{3}}")
-    return pat, to_byte
-
-
-_MOJIBAKE, _TO_BYTE = _mojibake_pattern()
-# What double-decoded text turns back into: Latin letters, punctuation, currency, CJK, full-width forms.
-_PLAUSIBLE = re.compile(r"[\u00a0-\u024f\u2000-\u206f\u20a0-\u20cf\u3000-\u9fff\uff00-\uffef]")
+    if text.isascii():
+        return False
+    _, plan = ftfy.fix_encoding_and_explain(text)
+    return any((step == "decode" and arg.startswith("utf-8")) or (step, arg) == ("apply", "decode_inconsistent_utf8")
+               for step, arg in plan or ())
 
 
 def _broken(text: str) -> str | None:
@@ -252,92 +180,16 @@ def _broken(text: str) -> str | None:
         return "replacement-char"
     if _SURROGATE.search(text):
         return "surrogate"
-    for m in _MOJIBAKE.finditer(text):
-        try:
-            fixed = bytes(_TO_BYTE[c] for c in m.group(0)).decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if _PLAUSIBLE.fullmatch(fixed):
-            return "mojibake"
+    if _is_mojibake(text):
+        return "mojibake"
     return None
 
 
 def _fix_text(text: str) -> str:
+    """NFC, \\n line ends, no control characters but tab and newline: invisible differences that would
+    otherwise split duplicates apart and reach the tokenizer as junk tokens."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", unicodedata.normalize("NFC", text))
-
-
-def shingles(text: str, k: int = 5, k_zh: int = 2) -> list[bytes]:
-    """Distinct character shingles of the casefolded text without punctuation, as UTF-32 bytes.
-
-    A shingle is `k` characters of English (or any spaced script) or `k_zh` Chinese characters, and
-    in mixed text a window of the same weight (a Chinese character counts k / k_zh). Five English
-    characters are about one word; five Chinese ones span about three words (a word is 1-3
-    characters), so one changed word would break far more of the shingles. With 2-character Chinese
-    shingles a changed word costs about the same similarity in both languages (bench/dedup_quality.py).
-    """
-    norm = " ".join(_PUNCT.sub("", text).casefold().split()) or text.strip()
-    data = norm.encode("utf-32-le")  # fixed 4 bytes per character: a shingle is a plain slice
-    points = np.frombuffer(data, dtype="<u4")
-    cjk = ((points >= 0x3400) & (points <= 0x9FFF)) | ((points >= 0xF900) & (points <= 0xFAFF))
-    # Integer weights: k_zh per other character, k per Chinese one; a window weighs k * k_zh.
-    weight = np.where(cjk, k, k_zh)
-    cum = np.concatenate(([0], np.cumsum(weight)))
-    ends = np.searchsorted(cum, cum[:-1] + k * k_zh)  # first end where the window is heavy enough
-    full = ends <= len(points)
-    if not full.any():
-        return [data]
-    starts = (4 * np.flatnonzero(full)).tolist()
-    return list({data[a:b] for a, b in zip(starts, (4 * ends[full]).tolist(), strict=True)})
-
-
-def _lsh(threshold: float, num_perm: int):
-    """An empty MinHashLSH index; a ValueError naming the config fields when datasketch refuses them."""
-    from datasketch import MinHashLSH
-
-    try:
-        return MinHashLSH(threshold=threshold, num_perm=num_perm)
-    except ValueError as e:  # e.g. "number of bands too small" at thresholds near 1
-        raise ValueError(
-            f"near_dup_threshold {threshold} with num_perm {num_perm} cannot be indexed ({e}). "
-            "Lower near_dup_threshold (exact copies are removed anyway) or raise num_perm."
-        ) from None
-
-
-def near_duplicates(
-    texts: Sequence[str],
-    threshold: float = 0.85,
-    num_perm: int = 128,
-    shingle_size: int = 5,
-    shingle_size_zh: int = 2,
-    seed: int = 1,
-) -> list[tuple[int, float] | None]:
-    """Find texts that nearly repeat an earlier kept text.
-
-    Each text is compared (MinHash LSH, candidates confirmed by their estimated Jaccard) with the
-    texts kept so far only, so every removed text has a kept one at least `threshold` similar;
-    chains (A ~ B ~ C with A and C far apart) cannot remove C.
-
-    Returns:
-        For each text, None when it is kept, else (index of the kept text it repeats, estimated Jaccard).
-    """
-    from datasketch import MinHash
-
-    # crc32 (C, deterministic) instead of the default SHA-1: the hash is most of the cost.
-    shingled = (shingles(t, shingle_size, shingle_size_zh) for t in texts)
-    sigs = MinHash.bulk(shingled, num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
-    lsh = _lsh(threshold, num_perm)
-    out: list[tuple[int, float] | None] = []
-    for i, sig in enumerate(sigs):
-        best: tuple[int, float] | None = None
-        for j in lsh.query(sig):
-            sim = sig.jaccard(sigs[j])
-            if sim >= threshold and (best is None or sim > best[1]):
-                best = (j, sim)
-        if best is None:
-            lsh.insert(i, sig, check_duplication=False)
-        out.append(best)
-    return out
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -367,12 +219,12 @@ def _removed(gone: list[_Row], cfg: CleanConfig, **extra) -> dict:
 def _clean_utf8(rows: list[_Row], cfg: CleanConfig) -> tuple[list[_Row], dict]:
     keep, gone, why = [], [], Counter()
     for r in rows:
-        reasons = [x for x in map(_broken, _strings(r.record, r.kind)) if x]
+        reasons = [x for x in map(_broken, record_strings(r.record, r.kind)) if x]
         if reasons:
             why[reasons[0]] += 1
             gone.append(r)
         else:
-            keep.append(_Row(r.index, r.kind, _map_strings(r.record, r.kind, _fix_text)))
+            keep.append(_Row(r.index, r.kind, map_strings(r.record, r.kind, _fix_text)))
     return keep, _removed(gone, cfg, **dict(sorted(why.items())))
 
 
@@ -403,7 +255,7 @@ def _length_filter(rows: list[_Row], cfg: CleanConfig, count_tokens: Callable[[s
     count = count_tokens or (lambda s: math.ceil(len(s) / 4))
     keep, gone, short, long = [], [], 0, 0
     for r in rows:
-        n = max(count(t) for t in _model_texts(r.record, r.kind))
+        n = max(count(t) for t in model_texts(r.record, r.kind))
         if n < cfg.min_tokens:
             short += 1
         elif cfg.max_tokens is not None and n > cfg.max_tokens:
@@ -442,7 +294,7 @@ def _mask(rows: list[_Row]) -> tuple[list[_Row], dict]:
             found.update(c)
             return masked
 
-        r.record = _map_strings(r.record, r.kind, one)
+        r.record = map_strings(r.record, r.kind, one)
         changed += bool(found)
         total.update(found)
     return rows, {"records_changed": changed, **{k: total[k] for k in ("email", "phone", "id", "card")}}

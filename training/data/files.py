@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.data.formats import BadRecord, _json_type, to_canonical, to_messages
-from training.errors import BadDataset, NoExamples
+from training.data.formats import _json_type, to_canonical, to_messages
+from training.errors import BadDataset, BadRecord, NoExamples
 
 _BOM = b"\xef\xbb\xbf"
 _DOCUMENT_SUFFIXES = {".pdf", ".md", ".markdown", ".docx", ".doc", ".html", ".htm", ".rst", ".odt", ".rtf"}

@@ -11,7 +11,7 @@ Record formats a user file may use (one per file; any record may carry a "meta" 
 
 Canonical shapes (what training reads): chat `{"messages": [...]}` for the first three,
 TRL's conversational preference `{"prompt": [...], "chosen": [...], "rejected": [...]}` for the two
-preference formats, and `{"text": str}`.
+preference formats, and `{"text": str}`. `record_kind`, `record_strings` and `map_strings` walk them.
 
 Files: JSONL (one object per line), a `.json` array of objects, or a `.txt` file (one text record
 per paragraph). Every defect is reported as `file:line: reason` so the user can fix the line.
@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
+from itertools import chain
 from pathlib import Path
 
-from training.errors import BadDataset, BadRecord
+from rag.io import atomic_write
+from training.errors import BadConfig, BadDataset, BadRecord
 
 ROLES = ("system", "user", "assistant")
+PAIR_KEYS = ("prompt", "chosen", "rejected")  # a preference record's keys, in every format
 CHAT_FORMATS = ("messages", "alpaca", "sharegpt")
 PREFERENCE_FORMATS = ("preference", "preference-messages")
 FORMATS = CHAT_FORMATS + PREFERENCE_FORMATS + ("text",)
@@ -41,6 +42,7 @@ _ACCEPTED = (
 
 
 def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks: run records pin the exact dataset they trained on."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -51,35 +53,15 @@ def file_sha256(path: str | Path) -> str:
 # ---------------------------------------------------------------- writing files
 
 
-def _atomic_write(path: str | Path, chunks: Iterable[str], head: str = "", tail: str = "") -> int:
-    """Write text through a temp file and a rename, so a crash never leaves a half-written dataset.
-    Returns the number of chunks written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(head)
-            for n, chunk in enumerate(chunks, 1):  # noqa: B007 (n is the count)
-                f.write(chunk)
-            f.write(tail)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n
-
-
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows as JSONL, atomically. Returns the number of rows."""
-    return _atomic_write(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    """Write rows as JSONL, atomically (a crash never leaves half a dataset). Returns the number of rows."""
+    return atomic_write(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_json_array(path: str | Path, rows: Iterable[dict]) -> int:
     """Write rows as a JSON array, one record per line, atomically. Returns the number of rows."""
     items = ((",\n" if i else "\n") + json.dumps(r, ensure_ascii=False) for i, r in enumerate(rows))
-    return _atomic_write(path, items, head="[", tail="\n]\n")
+    return atomic_write(path, chain(["["], items, ["\n]\n"])) - 2  # the head and tail are not rows
 
 
 # ---------------------------------------------------------------- records: detect and check
@@ -98,7 +80,7 @@ def detect_format(record: object) -> str | None:
     if "conversations" in record:
         return "sharegpt"
     if "chosen" in record or "rejected" in record:
-        parts = [record.get(k) for k in ("prompt", "chosen", "rejected")]
+        parts = [record.get(k) for k in PAIR_KEYS]
         return "preference-messages" if any(isinstance(p, list) for p in parts) else "preference"
     if "instruction" in record or "output" in record:
         return "alpaca"
@@ -210,7 +192,7 @@ def _pair(prompt: list[dict], chosen: list[dict], rejected: list[dict], where: s
 
 
 def _canon_preference(record: dict, where: str) -> dict:
-    _require(record, ("prompt", "chosen", "rejected"), where, "preference")
+    _require(record, PAIR_KEYS, where, "preference")
     prompt = [{"role": "user", "content": _text(record["prompt"], where, "'prompt'")}]
     chosen = [{"role": "assistant", "content": _text(record["chosen"], where, "'chosen'")}]
     rejected = [{"role": "assistant", "content": _text(record["rejected"], where, "'rejected'")}]
@@ -218,7 +200,7 @@ def _canon_preference(record: dict, where: str) -> dict:
 
 
 def _canon_preference_messages(record: dict, where: str) -> dict:
-    _require(record, ("prompt", "chosen", "rejected"), where, "preference")
+    _require(record, PAIR_KEYS, where, "preference")
     prompt = _messages(record["prompt"], where, "prompt")
     chosen = _messages(record["chosen"], where, "chosen")
     rejected = _messages(record["rejected"], where, "rejected")
@@ -296,13 +278,13 @@ def _as_alpaca(record: dict) -> dict:
 
 
 def _as_preference(record: dict) -> dict:
-    shape = [[m["role"] for m in record[k]] for k in ("prompt", "chosen", "rejected")]
+    shape = [[m["role"] for m in record[k]] for k in PAIR_KEYS]
     if shape != [["user"], ["assistant"], ["assistant"]]:
         raise BadDataset(
             "this pair has a system prompt or several turns; the string preference format holds one prompt and "
             "two answers. Keep it as preference-messages."
         )
-    return {k: record[k][0]["content"] for k in ("prompt", "chosen", "rejected")}
+    return {k: record[k][0]["content"] for k in PAIR_KEYS}
 
 
 _FROM_CANONICAL: dict[str, Callable[[dict], dict]] = {
@@ -310,7 +292,7 @@ _FROM_CANONICAL: dict[str, Callable[[dict], dict]] = {
     "alpaca": _as_alpaca,
     "sharegpt": lambda r: {"conversations": [{"from": _TO_SHAREGPT[m["role"]], "value": m["content"]} for m in r["messages"]]},
     "preference": _as_preference,
-    "preference-messages": lambda r: {k: _copy(r[k]) for k in ("prompt", "chosen", "rejected")},
+    "preference-messages": lambda r: {k: _copy(r[k]) for k in PAIR_KEYS},
     "text": lambda r: {"text": r["text"]},
 }
 
@@ -325,11 +307,11 @@ def from_canonical(record: dict, fmt: str) -> dict:
     are not kept.
 
     Raises:
-        ValueError: `fmt` is not one of FORMATS.
+        BadConfig: (a ValueError) `fmt` is not one of FORMATS.
         BadDataset: the record cannot be said in `fmt` (a multi-turn chat as alpaca, chat as text...).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise BadConfig(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     have = "chat" if "messages" in record else "preference" if "chosen" in record else "text"
     if fmt not in {"chat": CHAT_FORMATS, "preference": PREFERENCE_FORMATS, "text": ("text",)}[have]:
         raise BadDataset(f"a {have} record cannot be written as {fmt}.")
@@ -337,3 +319,74 @@ def from_canonical(record: dict, fmt: str) -> dict:
     if "meta" in record:
         out["meta"] = record["meta"]
     return out
+
+
+# ---------------------------------------------------------------- canonical records: kind and text fields
+
+
+def record_kind(record: object, index: int) -> str:
+    """The canonical shape of a record: 'text', 'chat' or 'preference' (shapes in the module docstring).
+
+    Lenient where `to_canonical` is strict (any role, empty content): cleaning drops and counts such
+    records rather than refusing the dataset. Only what would break code walking the record is refused.
+
+    Raises:
+        BadDataset: the record has none of the three shapes, or a message is malformed (names the index).
+    """
+    if not isinstance(record, dict):
+        raise BadDataset(f"record {index}: expected a JSON object, got {type(record).__name__}.")
+    if not isinstance(record.get("meta", {}), dict):
+        raise BadDataset(f"record {index}: 'meta' must be an object (got {type(record['meta']).__name__}).")
+    if "text" in record:
+        if not isinstance(record["text"], str):
+            raise BadDataset(f"record {index}: 'text' must be a string.")
+        return "text"
+    if "messages" in record:
+        _check_messages(record["messages"], f"record {index}: 'messages'")
+        return "chat"
+    if set(PAIR_KEYS) <= record.keys():
+        for key in PAIR_KEYS:
+            _check_messages(record[key], f"record {index}: '{key}'")
+        return "preference"
+    raise BadDataset(
+        f"record {index}: unknown shape (keys: {', '.join(sorted(record)) or 'none'}). "
+        'Use {"text": ...}, {"messages": [...]} or {"prompt": [...], "chosen": [...], "rejected": [...]}.'
+    )
+
+
+def _check_messages(msgs: object, where: str) -> None:
+    if not isinstance(msgs, list):
+        raise BadDataset(f"{where} must be a list of {{role, content}} objects.")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or "role" not in m:
+            raise BadDataset(f"{where}[{i}] needs a 'role' and a string 'content'.")
+
+
+def message_keys(kind: str) -> tuple[str, ...]:
+    """The keys holding message lists in a record of this kind (none for text)."""
+    return {"chat": ("messages",), "preference": PAIR_KEYS}.get(kind, ())
+
+
+def record_strings(record: dict, kind: str) -> list[str]:
+    """Every text string of a canonical record, system messages included, in order."""
+    if kind == "text":
+        return [record["text"]]
+    return [m["content"] for key in message_keys(kind) for m in record[key]]
+
+
+def map_strings(record: dict, kind: str, fn: Callable[[str], str]) -> dict:
+    """A new record with `fn` applied to every text string; other keys (meta included) are shared."""
+    out = dict(record)
+    if kind == "text":
+        out["text"] = fn(record["text"])
+    for key in message_keys(kind):
+        out[key] = [{**m, "content": fn(m["content"])} for m in record[key]]
+    return out
+
+
+def model_texts(record: dict, kind: str) -> list[str]:
+    """What the model reads: the whole record; a preference record gives prompt+chosen and prompt+rejected."""
+    if kind == "preference":
+        prompt = [m["content"] for m in record["prompt"]]
+        return ["\n".join(prompt + [m["content"] for m in record[k]]) for k in ("chosen", "rejected")]
+    return ["\n".join(record_strings(record, kind))]

@@ -8,12 +8,13 @@ asks for N questions the chunk answers, then one request per question asks for a
     ##Reason: ... ##begin_quote## <a sentence copied from the chunk> ##end_quote## ... ##Answer: <short answer>
 
 Prompts live in `training/prompts/` (`questions_en.txt`, `answer_zh.txt`, ...); the chunk's language picks
-EN or ZH. An answer is kept only when it is grounded: all its quotes occur in the chunk (ignoring case,
-whitespace and punctuation), or else at least `min_support` of its content words do. Empty answers,
-refusals ("I cannot answer ...") and ungrounded answers are dropped with a reason.
+EN or ZH. An answer is kept only when it is grounded (training/data/grounding.py): all its quotes occur in
+the chunk (ignoring case, whitespace and punctuation), or else at least `min_support` of its content words
+do. Empty answers, refusals ("I cannot answer ...") and ungrounded answers are dropped with a reason.
+Replies are read by training/data/teacher_parse.py; this module is the client and the orchestration.
 
-Resumable: every finished chunk is appended to a JSONL cache (flushed and fsynced) with the teacher's raw
-replies. A rerun skips chunks already there for the same model, prompts and questions_per_chunk, so a
+Resumable: every finished chunk is appended to a JSONL cache (training/data/teacher_cache.py, flushed and
+fsynced) with the teacher's raw replies. A rerun skips chunks already there for the same model, prompts and questions_per_chunk, so a
 crash loses only the chunks in flight. Grounding is recomputed from the raw replies on every run.
 """
 
@@ -22,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import logging
 import os
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,13 +34,20 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.loaders import detect_language
-from training.errors import TeacherError
+from training.data.grounding import MIN_SUPPORT, check_grounded, content_tokens
+from training.data.teacher_cache import CACHE_VERSION, CacheWriter, read_cache, text_sha
+from training.data.teacher_parse import parse_answer, parse_questions, strip_think
+from training.errors import BadConfig, TeacherError
+
+__all__ = [  # check_grounded, content_tokens and the parsers live elsewhere; importable here as before
+    "CACHE_VERSION", "PROMPT_FILES", "ChunkLike", "TeacherConfig", "TeacherItem", "TeacherResult", "agenerate",
+    "check_grounded", "content_tokens", "generate", "load_prompt", "parse_answer", "parse_questions",
+    "prompt_version", "render",
+]
 
 log = logging.getLogger(__name__)
 
 PROMPT_FILES = ("questions_en.txt", "questions_zh.txt", "answer_en.txt", "answer_zh.txt")
-CACHE_VERSION = 1
-"""Bumped when the cache line layout changes; lines of another version are ignored (redone)."""
 
 
 class ChunkLike(Protocol):
@@ -71,19 +77,24 @@ class TeacherConfig:
     """Seconds to wait for one reply before it counts as a failed (retried) attempt."""
     temperature: float = 0.3
     """Sampling temperature for both questions and answers."""
-    min_support: float = 0.6
+    min_support: float = MIN_SUPPORT
     """Share of the answer's content words that must occur in the chunk when its quotes do not."""
 
     def __post_init__(self) -> None:
+        """Refuse bad values before any request is sent, naming the setting to fix.
+
+        Raises:
+            BadConfig: (a ValueError) an empty URL or model, or a value out of range.
+        """
         if not self.base_url:
-            raise ValueError("base_url is empty: set ONBOARD_TEACHER_BASE_URL (e.g. http://localhost:8000/v1).")
+            raise BadConfig("base_url is empty: set ONBOARD_TEACHER_BASE_URL (e.g. http://localhost:8000/v1).")
         if not self.model:
-            raise ValueError("model is empty: set ONBOARD_TEACHER_MODEL to a model the endpoint serves.")
+            raise BadConfig("model is empty: set ONBOARD_TEACHER_MODEL to a model the endpoint serves.")
         for name, least in (("questions_per_chunk", 1), ("concurrency", 1), ("max_retries", 0)):
             if getattr(self, name) < least:
-                raise ValueError(f"{name} must be at least {least} (got {getattr(self, name)})")
+                raise BadConfig(f"{name} must be at least {least} (got {getattr(self, name)})")
         if not 0 <= self.min_support <= 1:
-            raise ValueError(f"min_support must be in [0, 1] (got {self.min_support})")
+            raise BadConfig(f"min_support must be in [0, 1] (got {self.min_support})")
 
     @classmethod
     def from_env(cls, **overrides) -> TeacherConfig | None:
@@ -185,109 +196,6 @@ def render(template: str, **values: object) -> str:
     return re.sub(r"\{(context|n|question)\}", lambda m: str(values[m[1]]), template)
 
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)  # reasoning models (Qwen3, R1) may echo their thoughts
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+\s*[.)、:：]|[(（]\d+[)）]|Q\d*\s*[:.：]|问题?\s*\d*\s*[:：])\s*")
-_QUOTE = re.compile(r"##\s*begin_quote\s*##(.*?)##\s*end_quote\s*##", re.S | re.I)
-_ANSWER = re.compile(r"(?:##\s*Answer|<ANSWER>)\s*[:：]", re.I)
-_REASON = re.compile(r"^\s*##\s*Reason\s*[:：]\s*", re.I)
-_CANNOT = re.compile(
-    r"\b(?:cannot|can ?not|can't|unable to) (?:be )?(?:answer|determine|find)|\bnot (?:mentioned|stated|specified)"
-    r"|\bdoes(?:n't| not) (?:say|mention|specify|contain|provide)|\bno information\b|\bnot enough information"
-    r"|\bi don'?t know\b|无法(?:根据|回答|确定|判断)|没有(?:提到|提及|相关信息|说明)|未(?:提及|提到|说明)|不知道",
-    re.I,
-)
-
-
-def _strip_think(text: str | None) -> str:
-    return _THINK.sub("", text or "").strip()
-
-
-def _json_list(text: str) -> list[str] | None:
-    start, end = text.find("["), text.rfind("]")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(text[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, list):
-        return None
-    out = [d.get("question", "") if isinstance(d, dict) else d for d in data]
-    return [str(q) for q in out]
-
-
-def parse_questions(text: str | None, n: int) -> list[str]:
-    """Questions from a reply: a JSON list, or numbered/bulleted lines. Lines that are not questions
-    (no final ? or ？) are dropped, duplicates too; at most n are kept."""
-    text = _strip_think(text)
-    candidates = _json_list(text)
-    if candidates is None:
-        candidates = [_BULLET.sub("", line) for line in text.splitlines()]
-    out: list[str] = []
-    for q in candidates:
-        q = q.strip().strip("\"'“”‘’「」*`,").strip()
-        if len(q) > 3 and q.endswith(("?", "？")) and q not in out:
-            out.append(q)
-    return out[:n]
-
-
-def parse_answer(text: str | None) -> tuple[str, list[str], str]:
-    """Split a RAFT reply into (reason, quotes, answer). Without an ##Answer: marker the whole reply,
-    quote markers removed, is the answer."""
-    text = _strip_think(text)
-    quotes = [q.strip() for q in _QUOTE.findall(text) if q.strip()]
-    m = _ANSWER.search(text)
-    reason, answer = (text[: m.start()], text[m.end() :]) if m else ("", text)
-    answer = re.sub(r"##\s*(?:begin|end)_quote\s*##", "", answer, flags=re.I)
-    return _REASON.sub("", reason).strip(), quotes, answer.strip()
-
-
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_EN_STOP = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
-    "these those there their they them you your we our us he she his her i me my not no yes do does did can "
-    "could should would will may might must have has had than then so such which who whom what when where why "
-    "how all any each about into over under after before also only just more most very".split()
-)
-
-
-def _normalise(text: str) -> str:
-    """Lower-case letters and digits only: quotes match across whitespace, punctuation and width changes."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return "".join(c for c in text if unicodedata.category(c)[0] in "LN")
-
-
-def content_tokens(text: str) -> set[str]:
-    """English words (stop words removed) and numbers; for Chinese, character bigrams (no segmenter
-    needed, and a bigram that is not in the chunk is a fair sign of invented content)."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    tokens = {w for w in re.findall(r"[a-z0-9]+(?:[.,:][0-9]+)*", text) if w not in _EN_STOP and (len(w) > 1 or w.isdigit())}
-    for run in _CJK_RUN.findall(text):
-        if len(run) == 1:
-            tokens.add(run)
-        else:
-            tokens.update(run[i : i + 2] for i in range(len(run) - 1))
-    return tokens
-
-
-def check_grounded(answer: str, quotes: list[str], chunk_text: str, min_support: float) -> tuple[str | None, float]:
-    """(why_dropped or None, support) for one answer against its chunk."""
-    chunk_tokens = content_tokens(chunk_text)
-    answer_tokens = content_tokens(answer)
-    support = len(answer_tokens & chunk_tokens) / len(answer_tokens) if answer_tokens else 0.0
-    if not answer.strip():
-        return "empty-answer", support
-    if _CANNOT.search(answer):
-        return "cannot-answer", support
-    chunk_norm = _normalise(chunk_text)
-    normed = [_normalise(q) for q in quotes]
-    if normed and all(len(q) >= 4 and q in chunk_norm for q in normed):
-        return None, support
-    if answer_tokens and support >= min_support:
-        return None, support
-    return "not-grounded", support
-
-
 def _items_from_record(rec: dict, chunk_text: str, cfg: TeacherConfig) -> list[TeacherItem]:
     items = []
     for qa in rec["answers"]:
@@ -295,60 +203,10 @@ def _items_from_record(rec: dict, chunk_text: str, cfg: TeacherConfig) -> list[T
         why, support = check_grounded(answer, quotes, chunk_text, cfg.min_support)
         items.append(TeacherItem(
             chunk_id=rec["chunk_id"], question=qa["question"], reason=reason, quote="\n".join(quotes),
-            answer=answer, raft=_strip_think(qa["reply"]), language=rec["language"], model=rec["model"],
+            answer=answer, raft=strip_think(qa["reply"]), language=rec["language"], model=rec["model"],
             grounded=why is None, why_dropped=why, support=round(support, 3),
         ))
     return items
-
-
-def _text_sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _read_cache(path: Path, cfg: TeacherConfig, version: str) -> dict[tuple[str, str], dict]:
-    """Finished chunks in the cache for this model, prompt version and questions_per_chunk, by (chunk id,
-    text hash). Unreadable lines (a write torn by a crash) are skipped: their chunks are simply redone."""
-    done: dict[tuple[str, str], dict] = {}
-    if not path.exists():
-        return done
-    torn = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            key = (rec["chunk_id"], rec["text_sha"])
-            same = (rec["v"], rec["model"], rec["prompt_version"], rec["questions_per_chunk"]) == (
-                CACHE_VERSION, cfg.model, version, cfg.questions_per_chunk)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            torn += 1
-            continue
-        if same:
-            done[key] = rec
-    if torn:
-        log.warning("%s: skipped %d unreadable line(s), left by an interrupted run; those chunks are redone", path, torn)
-    return done
-
-
-class _CacheWriter:
-    """Append-only JSONL; each line is flushed and fsynced so a crash keeps every finished chunk."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = path.open("a", encoding="utf-8")
-        if self._f.tell() > 0:
-            with path.open("rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":  # a torn last line: start ours on a fresh line
-                    self._f.write("\n")
-
-    def append(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
 
 
 async def _ask(client, cfg: TeacherConfig, prompt: str, counter: Counter) -> str:
@@ -395,7 +253,7 @@ async def _generate_chunk(client, cfg: TeacherConfig, chunk: ChunkLike, version:
     for question in parse_questions(reply, n):
         prompt = render(load_prompt("answer", language), context=chunk.text, question=question)
         answers.append({"question": question, "reply": await _ask(client, cfg, prompt, counter)})
-    return {"v": CACHE_VERSION, "chunk_id": chunk.id, "text_sha": _text_sha(chunk.text), "model": cfg.model,
+    return {"v": CACHE_VERSION, "chunk_id": chunk.id, "text_sha": text_sha(chunk.text), "model": cfg.model,
             "prompt_version": version, "questions_per_chunk": n, "language": language,
             "questions_reply": reply, "answers": answers}
 
@@ -423,8 +281,8 @@ async def agenerate(
 
     cache_path = Path(cache_path)
     version = prompt_version()
-    unique = {(c.id, _text_sha(c.text)): c for c in chunks if c.text.strip()}  # keeps first-seen order
-    records = _read_cache(cache_path, cfg, version)
+    unique = {(c.id, text_sha(c.text)): c for c in chunks if c.text.strip()}  # keeps first-seen order
+    records = read_cache(cache_path, cfg.model, version, cfg.questions_per_chunk)
     from_cache = sum(1 for k in unique if k in records)
     todo = [c for k, c in unique.items() if k not in records]
     log.info("teacher %s at %s: %d chunks, %d already in %s, %d to generate",
@@ -435,7 +293,7 @@ async def agenerate(
         progress(done, len(unique))
     if todo:
         pending = iter(todo)  # shared by the workers: each takes the next chunk when it is free
-        writer = _CacheWriter(cache_path)
+        writer = CacheWriter(cache_path)
         client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "none",
                                     max_retries=cfg.max_retries, timeout=cfg.timeout_s)
 

@@ -24,14 +24,13 @@ from pathlib import Path
 
 from training.data.files import read_records, sniff_container
 from training.data.formats import (
-    BadRecord,
     detect_format,
     from_canonical,
     to_canonical,
     write_json_array,
     write_jsonl,
 )
-from training.errors import BadDataset, NoExamples
+from training.errors import BadDataset, BadRecord, NoExamples
 
 log = logging.getLogger(__name__)
 

@@ -3,23 +3,29 @@
     training/recipes/<family>/<method>-<gpu>.yaml     e.g. qwen2.5-7b/qlora-24gb.yaml, tiny/lora-cpu.yaml
 
 Each file's first line is the command that runs it; batch size, accumulation and checkpointing come
-from `training.memory.recommend()`. The keys and what they mean: README.md beside this file.
+from `training.memory.recommend()`. A recipe is a partial `training.config.TrainConfig`: its keys are
+that class's fields (those a recipe may set) plus `notes`, checked with the same types and ranges.
+README.md beside this file lists them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from training.errors import BadRecipe
+from training.config import METHODS, STAGES, check_value, recipe_fields
+from training.errors import BadConfig, BadRecipe
 
 RECIPES_DIR = Path(__file__).resolve().parent
-STAGES = ("sft", "cpt", "dpo")
-METHODS = ("lora", "qlora", "dora", "prefix", "full")
-_INT = ("lora_r", "lora_alpha", "max_length", "batch_size", "gradient_accumulation_steps")
-_FLOAT = ("lora_dropout", "learning_rate", "epochs")
-_BOOL = ("gradient_checkpointing", "packing", "bf16")
-KEYS = ("base_model", "method", "stage", *_INT, *_FLOAT, *_BOOL, "notes")
+NOTES = "notes"
+"""The one recipe key that is not a TrainConfig field: what the recipe assumes and what was measured."""
 REQUIRED = ("method", "stage")
+
+__all__ = ["METHODS", "RECIPES_DIR", "STAGES", "BadRecipe", "keys", "list_recipes", "load_recipe"]
+
+
+def keys() -> tuple[str, ...]:
+    """Every key a recipe may hold."""
+    return (*recipe_fields(), NOTES)
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -41,38 +47,25 @@ def load_recipe(path: str | Path) -> dict:
         raise BadRecipe(f"{path}: not valid YAML ({e}).") from None
     if not isinstance(data, dict):
         raise BadRecipe(f"{path}: a recipe is a YAML mapping of keys to values.")
-    unknown = sorted(set(data) - set(KEYS))
+    unknown = sorted(set(data) - set(keys()))
     if unknown:
-        raise BadRecipe(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}. "
-                        f"Known keys: {', '.join(KEYS)}.")
+        raise BadRecipe(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))}. "
+                        f"Known keys: {', '.join(keys())}.")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise BadRecipe(f"{path}: missing {', '.join(missing)} (e.g. `method: qlora`, `stage: sft`).")
-    return {k: _check(path, k, v) for k, v in data.items()}
-
-
-def _check(path: Path, key: str, value):
-    def bad(what: str) -> BadRecipe:
-        return BadRecipe(f"{path}: {key} must be {what} (got {value!r}).")
-
-    if key == "method" and value not in METHODS:
-        raise bad(" | ".join(METHODS))
-    if key == "stage" and value not in STAGES:
-        raise bad(" | ".join(STAGES))
-    if key in _BOOL and not isinstance(value, bool):
-        raise bad("true or false")
-    if key in _INT and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-        raise bad("a positive integer")
-    if key in _FLOAT:
-        try:  # YAML reads 2e-4 (no dot) as a string: accept it as the number it is meant to be
-            value = float(value)
-        except (TypeError, ValueError):
-            raise bad("a number") from None
-        if value < 0 or (key != "lora_dropout" and value == 0):
-            raise bad("a positive number")
-    if key in ("base_model", "notes") and not isinstance(value, str):
-        raise bad("a string")
-    return value
+    out = {}
+    for k, v in data.items():
+        if k == NOTES:
+            if not isinstance(v, str):
+                raise BadRecipe(f"{path}: notes must be a string (got {v!r}).")
+            out[k] = v
+            continue
+        try:
+            out[k] = check_value(k, v)
+        except BadConfig as e:
+            raise BadRecipe(f"{path}: {e}") from None
+    return out
 
 
 def list_recipes() -> list[Path]:

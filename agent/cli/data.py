@@ -10,43 +10,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from agent.cli.common import DEFAULT_WS, BaseOpt, VerboseOpt, WorkspaceOpt
 from agent.ui import console, handle_errors, setup, stage_bars
-from agent.workspace import Workspace
 from rag.prompt import DEFAULT_K
+from rag.workspace import Workspace
 
 data_app = typer.Typer(help="Datasets: build training data from the documents; check your own.", no_args_is_help=True, rich_markup_mode=None)
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="ONBOARD_WORKSPACE",
-                                            help="Workspace folder for the index, datasets, runs and models.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (INFO level).")]
-BaseOpt = Annotated[str | None, typer.Option("--base", help="Target model (folder or Hub id): its tokenizer counts "
-                                                            "tokens [default: WORKSPACE/base/tiny when built].")]
-DEFAULT_WS = Path(".onboard")
-
-
 def _default_base(workspace: Path, base: str | None) -> str | None:
-    tiny = Workspace(workspace).tiny_base
-    return base or (str(tiny) if (tiny / "config.json").exists() else None)
-
-
-def _record_counter(base: str | None):
-    """(count_tokens(canonical record), the model's context length), or (None, None) without a model."""
-    if base is None:
-        return None, None
-    from transformers import AutoConfig
-
-    from training.base_model import load_tokenizer, resolve
-
-    tok = load_tokenizer(base)
-    ctx = getattr(AutoConfig.from_pretrained(resolve(base)), "max_position_embeddings", None) or tok.model_max_length
-
-    def count(rec: dict) -> int:
-        if "text" in rec:
-            return len(tok(rec["text"], add_special_tokens=False)["input_ids"])
-        msgs = rec["messages"] if "messages" in rec else [*rec["prompt"], *rec["chosen"]]
-        return len(tok.apply_chat_template(msgs, tokenize=True, return_dict=True)["input_ids"])
-
-    return count, ctx
+    return base or Workspace(workspace).default_base()
 
 
 @data_app.command("build")
@@ -76,7 +48,8 @@ def build(
 ):
     """Build WORKSPACE/data/KIND/{train,test}.jsonl and stats.json from the ingested documents."""
     setup(verbose)
-    from training.data.build import DataBuildConfig, run
+    from agent.pipeline import build_data
+    from training.data.build import DataBuildConfig
     from training.data.clean import CleanConfig
     from training.data.teacher import TeacherConfig
 
@@ -87,14 +60,15 @@ def build(
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
                           base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens)
     with stage_bars() as update:
-        r = run(cfg, progress=update)
+        r = build_data(cfg, progress=update)
     console.print(f"{r.train} train / {r.test} test {kind} examples -> {r.train_file.parent}")
     console.print(f"  by rule: {r.by_rule}\n  by language: {r.by_language}")
-    if r.stats.get("teacher"):
-        console.print(f"  teacher: {r.stats['teacher']}")
-    console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in r.stats["clean"]["steps"]))
+    extra = r.stats.model_extra or {}
+    if extra.get("teacher"):
+        console.print(f"  teacher: {extra['teacher']}")
+    console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in extra["clean"]["steps"]))
     if r.test:
-        console.print(f"  held out (whole documents): {', '.join(r.stats['test_sources'])}")
+        console.print(f"  held out (whole documents): {', '.join(extra['test_sources'])}")
 
 
 @data_app.command("validate")
@@ -111,9 +85,11 @@ def validate(
     """Detect the format and report every bad record by line. Exits 1 when there are problems
     (unless --fix wrote a clean copy)."""
     setup(verbose)
+    from training.chat_checks import record_counter
     from training.data.validate import fix_file, validate_file
 
-    count, ctx = _record_counter(_default_base(workspace, base))
+    model = _default_base(workspace, base)
+    count, ctx = record_counter(model) if model else (None, None)
     if fix:
         report, path, n = fix_file(file, out, count_tokens=count, max_tokens=ctx)
     else:
@@ -132,7 +108,7 @@ def validate(
 
 
 def _default_file(workspace: Path, kind: str, file: Path | None) -> Path:
-    return file or Workspace(workspace).root / "data" / kind / "train.jsonl"
+    return file or Workspace(workspace).train_file(kind)
 
 
 @data_app.command("preview")
@@ -186,10 +162,9 @@ def stats(
     model = _default_base(workspace, base)
     count = None
     if model:
-        from training.base_model import load_tokenizer
+        from training.chat_checks import text_counter
 
-        tok = load_tokenizer(model)
-        count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+        count = text_counter(model)
     s = dataset_stats(path, count, png or path.with_suffix(".lengths.png"))
     if as_json:
         console.print_json(json.dumps(s, ensure_ascii=False))

@@ -1,0 +1,68 @@
+"""`onboard ingest` and `onboard search`: the document index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.cli.common import DEFAULT_WS, ChromaOpt, CollectionOpt, VerboseOpt, WorkspaceOpt
+from agent.ui import console, handle_errors, progress_bar, setup
+from rag.workspace import Workspace
+
+
+@handle_errors
+def ingest(
+    docs: Annotated[Path, typer.Argument(help="Folder (or file): .md .txt .html .pdf .docx, FAQ .csv/.jsonl.")],
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    collection: CollectionOpt = "onboard",
+    chroma_url: ChromaOpt = None,
+    sync: Annotated[bool, typer.Option(help="Also remove chunks of files deleted from DOCS.")] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
+    verbose: VerboseOpt = False,
+):
+    """Load, chunk, embed and store documents in the workspace's index (incremental, idempotent)."""
+    setup(verbose)
+    from agent import pipeline
+
+    with progress_bar("embedding chunks") as update:
+        r = pipeline.ingest(Workspace(workspace), docs, collection=collection or "onboard", chroma_url=chroma_url,
+                            sync=sync, strict=strict, progress=lambda d, n: update(d, n))
+    console.print(
+        f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
+        f"({r.total_in_store} in the index, {r.seconds:.1f} s)"
+    )
+    if r.skipped:
+        table = Table("skipped file", "reason", title=f"{len(r.skipped)} file(s) skipped", title_style="yellow")
+        for s in r.skipped:
+            table.add_row(s.path, s.reason)
+        console.print(table)
+
+
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid (dense + BM25), dense or bm25.")] = "hybrid",
+    source: Annotated[list[str] | None, typer.Option(help="Only these source files; repeatable.")] = None,
+    language: Annotated[str | None, typer.Option(help="Only chunks in this language (en, zh).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only chunks with this tag; repeatable (any).")] = None,
+    reranker: Annotated[Path | None, typer.Option(help="Cross-encoder folder to re-rank with.")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    collection: CollectionOpt = None,
+    chroma_url: ChromaOpt = None,
+    verbose: VerboseOpt = False,
+):
+    """Search the index and show the hits with their sources."""
+    setup(verbose)
+    from agent import pipeline
+
+    filters = {k_: v for k_, v in {"source": source, "language": language, "tags": tag}.items() if v}
+    hits = pipeline.search(Workspace(workspace), query, k, filters, collection=collection, chroma_url=chroma_url,
+                           mode=mode, reranker=str(reranker) if reranker else None)
+    table = Table("score", "source", "page", "section", "snippet")
+    for h in hits:
+        table.add_row(f"{h.score:.3f}", h.source, str(h.page or ""), h.heading_path, h.snippet)
+    console.print(table)

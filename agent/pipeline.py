@@ -1,0 +1,187 @@
+"""The pipeline's steps as library functions: what `onboard <verb>` and the interviewing agent both call.
+
+Each step takes typed inputs and returns a result object; the defaults and rules live here, not in a
+front end: which base model a workspace trains on, where data and runs go, how a recipe and explicit
+values combine, and the batch size a machine can hold (`plan_hardware`). The CLI only parses, calls
+and prints (agent/cli/); the agent's tools will call the same functions.
+
+    ws = Workspace(".onboard")
+    ingest(ws, Path("docs"))
+    build_data(DataBuildConfig(workspace=ws.root))
+    cfg = train_config(ws, {"method": "lora", "epochs": 2})
+    result = train(cfg)
+    merge(ws)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EFFECTIVE_BATCH = 4
+"""Sequences per optimizer step when neither --batch-size nor --gradient-accumulation-steps is given
+(TrainConfig's defaults: 4 x 1). `plan_hardware` keeps it and lowers the per-step batch only when 4
+does not fit the machine's memory."""
+
+
+# ---------------------------------------------------------------- documents and data
+
+def ingest(ws: Workspace, docs: Path, collection: str = "onboard", chroma_url: str | None = None,
+           sync: bool = False, strict: bool = False, progress: Callable[[int, int], None] | None = None):
+    """Load, chunk, embed and store `docs` in the workspace's index. Returns `rag.IngestReport`."""
+    from rag import RagConfig
+    from rag import ingest as run
+
+    cfg = RagConfig(workspace=ws.root, collection=collection, chroma_url=chroma_url)
+    return run(cfg, docs, progress=progress, sync=sync, strict=strict)
+
+
+def search(ws: Workspace, query: str, k: int = 5, filters: dict | None = None, **overrides) -> list:
+    """Hybrid search over the index as it was ingested; `overrides` are RagConfig fields (mode, reranker...)."""
+    from rag import RagConfig, Retriever
+
+    return Retriever(RagConfig.from_workspace(ws.root, **overrides)).search(query, k, filters=filters or None)
+
+
+def build_data(cfg, progress: Callable[[str, int, int], None] | None = None):
+    """`onboard data build`: a `training.data.build.DataBuildConfig` in, a `DataBuildResult` out."""
+    from training.data.build import run
+
+    return run(cfg, progress=progress)
+
+
+# ---------------------------------------------------------------- hardware and training
+
+@dataclass
+class HardwarePlan:
+    """What `plan_hardware` decided, and why."""
+
+    batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool | None
+    """True when the plan needs checkpointing to fit; None leaves TrainConfig's own rule."""
+    device: str
+    memory_gib: float
+    notes: list[str] = field(default_factory=list)
+
+
+def machine_memory_gib() -> tuple[str, float]:
+    """("cuda", the first GPU's memory) or ("cpu", the machine's RAM), in GiB."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_properties(0).total_memory / 2**30
+    return "cpu", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def plan_hardware(base: str, method: str, seq_len: int, effective_batch: int = DEFAULT_EFFECTIVE_BATCH,
+                  lora_r: int = 16) -> HardwarePlan | None:
+    """The per-step batch and accumulation that reach `effective_batch` within this machine's memory,
+    from `training.memory.recommend`. None when the model's shape cannot be read (a Hub id not yet
+    downloaded) or the method's memory is not modelled (prefix): TrainConfig's defaults then apply.
+
+    Raises:
+        DoesNotFit: not even batch 1 with checkpointing fits; the message says what would.
+    """
+    from training.base_model import resolve
+    from training.memory import METHODS, ModelShape, recommend
+
+    folder = Path(resolve(base))
+    if method not in METHODS or not (folder / "config.json").exists():
+        return None
+    device, gib = machine_memory_gib()
+    plan = recommend(ModelShape.from_config(folder), method, seq_len, gib, target_batch=effective_batch,
+                     lora_r=lora_r, device=device)
+    return HardwarePlan(plan.batch_size, plan.gradient_accumulation_steps,
+                        True if plan.gradient_checkpointing else None, device, gib, plan.notes)
+
+
+def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: bool = True):
+    """The run's `TrainConfig`: explicit `values` (field name -> value; None means not given) over the
+    recipe's, over the workspace's defaults (tiny base, data/STAGE/, runs/STAGE), with the batch from
+    `plan_hardware` when neither batch size nor accumulation was given anywhere.
+
+    Raises:
+        BadConfig / BadRecipe: a value or recipe key is wrong; the flag or key is named.
+    """
+    from training.config import TrainConfig
+    from training.recipes import NOTES, load_recipe
+
+    fields = {k: v for k, v in (load_recipe(recipe) if recipe else {}).items() if k != NOTES}
+    fields.update({k: v for k, v in values.items() if v is not None})
+    stage = fields.setdefault("stage", "sft")
+    fields.setdefault("base_model", str(ws.tiny_base))
+    fields.setdefault("train_file", ws.train_file(stage))
+    fields.setdefault("output_dir", ws.run_dir(stage))
+    if "eval_file" not in fields:
+        test = ws.test_file(stage)
+        fields["eval_file"] = test if test.exists() and test.stat().st_size else None
+    cfg = TrainConfig.make(**fields)
+    if plan and "batch_size" not in fields and "gradient_accumulation_steps" not in fields:
+        hw = plan_hardware(cfg.base_model, cfg.method, cfg.max_length, lora_r=cfg.lora_r)
+        if hw is not None:
+            cfg.batch_size, cfg.gradient_accumulation_steps = hw.batch_size, hw.gradient_accumulation_steps
+            if cfg.gradient_checkpointing is None and hw.gradient_checkpointing:
+                cfg.gradient_checkpointing = True
+            log.info("batch %d x accumulation %d for %.0f GiB of %s memory", hw.batch_size,
+                     hw.gradient_accumulation_steps, hw.memory_gib, hw.device)
+    return cfg
+
+
+def train(cfg, callbacks: list | None = None):
+    """Run the config's stage (`training.sft`, `cpt` or `dpo`). Returns `training.runs.TrainResult`."""
+    from training import cpt, dpo, sft
+
+    return {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.stage](cfg, callbacks=callbacks)
+
+
+# ---------------------------------------------------------------- models
+
+def merge(ws: Workspace, run: Path | None = None, out: Path | None = None, base: str | None = None,
+          force: bool = False):
+    """Merge a run's adapter (default: the workspace's SFT run) into a standalone, verified model."""
+    from training.merge import MergeConfig
+    from training.merge import run as merge_run
+
+    return merge_run(MergeConfig(run=run or ws.run_dir("sft"), out=out or ws.merged_model, base_model=base,
+                                 force=force))
+
+
+def export(model: Path, fmt: str, dtype: str | None = None, out: Path | None = None, force: bool = False):
+    """The merged model as GGUF (f32/f16/q8_0, default f16) or ONNX (f32 only), verified against it."""
+    from training.errors import BadConfig
+    from training.export import ExportConfig, default_out
+    from training.export import run as export_run
+
+    if fmt == "onnx" and dtype not in (None, "f32"):
+        raise BadConfig(f"--dtype {dtype}: ONNX export writes float32 only; drop --dtype, or use --format gguf.")
+    gguf_dtype = dtype or "f16"
+    return export_run(ExportConfig(model=model, out=out or default_out(model, fmt, gguf_dtype), format=fmt,
+                                   gguf_dtype=gguf_dtype, force=force))
+
+
+# ---------------------------------------------------------------- serving
+
+def serve_settings(ws: Workspace, model: Path | None = None, **values):
+    """`serving.settings.ServeSettings` for this workspace: its merged model and its index (when there
+    is one); `values` are further settings (host, port, rag_k, max_new_tokens...), None meaning unset.
+    Settings not given here come from ONBOARD_* environment variables."""
+    from serving.settings import ServeSettings
+
+    given = {k: v for k, v in values.items() if v is not None}
+    return ServeSettings(model=model or ws.merged_model, workspace=ws.root if ws.has_index else None, **given)
+
+
+def serve(ws: Workspace, model: Path | None = None, **values) -> None:
+    """Serve until interrupted (uvicorn); see `serve_settings`."""
+    from serving.app import run
+
+    run(serve_settings(ws, model, **values))

@@ -1,0 +1,47 @@
+"""What the routes need, as `Annotated[..., Depends(...)]` aliases: all of it lives on `app.state`,
+put there by the app's lifespan (`serving.app`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rag.embeddings import Embedder, OpenAIEmbedder
+from rag.retrieval import Retriever
+from serving.engines.base import Engine
+from serving.settings import ServeSettings
+
+
+def get_settings(request: Request) -> ServeSettings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_retriever(request: Request) -> Retriever | None:
+    """None when the server runs without RAG (no workspace, or k = 0)."""
+    return request.app.state.retriever
+
+
+def get_rag_k(request: Request) -> int:
+    """Chunks per request, resolved at start-up (`serving.settings.resolve_rag_k`)."""
+    return request.app.state.rag_k
+
+
+def get_embedder(request: Request) -> Embedder | OpenAIEmbedder:
+    """The retriever's embedding model, or the default one when serving without RAG; loaded on first use.
+    A sync dependency, so FastAPI runs the first (slow) load in its thread pool."""
+    state = request.app.state
+    if getattr(state, "embedder", None) is None:
+        state.embedder = state.retriever.embedder if state.retriever is not None else Embedder()
+    return state.embedder
+
+
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+RetrieverDep = Annotated[Retriever | None, Depends(get_retriever)]
+RagKDep = Annotated[int, Depends(get_rag_k)]
+EmbedderDep = Annotated[Embedder | OpenAIEmbedder, Depends(get_embedder)]

@@ -1,0 +1,146 @@
+"""Serving settings: one declaration, read from arguments and from ONBOARD_* environment variables.
+
+    ServeSettings(workspace=".onboard", port=8000)          # arguments win over the environment
+    ONBOARD_ENGINE=remote ONBOARD_REMOTE_URL=http://gpu:8000/v1 ...  ServeSettings()
+
+Constructing settings does no I/O. What needs the disk (the RAG k recorded in the model card) is read
+by `resolve_rag_k`, which start-up calls explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.errors import BadSetting
+
+ENV_PREFIX = "ONBOARD_"
+
+
+class ServeSettings(BaseSettings):
+    """What to serve and how. Every field can be set as `ONBOARD_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    engine: Literal["transformers", "remote"] = Field(
+        "transformers",
+        description="transformers: run the model in this process (CPU or one GPU). remote: forward every "
+        "generation to an OpenAI-compatible server at remote_url (vLLM, llama.cpp, another Onboard).")
+    model: Path | None = Field(
+        None,
+        description="Model folder (a merged model or any Hugging Face causal LM folder); default: "
+        "WORKSPACE/models/merged. With engine=remote it is optional and only read for its model card "
+        "(the RAG k) and its name.")
+    model_name: str | None = Field(
+        None,
+        description="Model id reported by /v1/models and accepted in requests; default: the model folder's "
+        "name, else remote_model.")
+    workspace: Path | None = Field(
+        None, description="Workspace whose index feeds RAG; None serves without retrieval.")
+    collection: str | None = Field(
+        None, description="Chroma collection; default: the one the workspace was ingested into.")
+    rag_k: int | None = Field(
+        None, ge=0,
+        description="Chunks retrieved per request and put in the system prompt (0 disables RAG). None: as "
+        "many as the model was trained with (its model card), else rag.DEFAULT_K.")
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    max_new_tokens: int = Field(256, ge=1, description="Default and ceiling for a request's max_tokens.")
+    max_request_bytes: int = Field(1_000_000, ge=1, description="Larger request bodies are refused with 413.")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for the transformers engine; None leaves torch's default.")
+    remote_url: str | None = Field(
+        None,
+        description="engine=remote: the upstream's OpenAI API base, with its /v1 (e.g. http://127.0.0.1:8001/v1).")
+    remote_model: str | None = Field(
+        None,
+        description="engine=remote: the model id sent upstream (checked against its /v1/models at start-up); "
+        "None lets the upstream choose (vLLM and llama.cpp serve one model).")
+    remote_api_key: SecretStr | None = Field(
+        None, description="engine=remote: bearer token for the upstream; never logged or echoed.")
+    remote_timeout: float = Field(
+        600.0, gt=0, description="engine=remote: seconds to wait for the upstream's answer (a long generation).")
+
+    def __init__(self, **values) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise BadSetting(_describe(e)) from None
+        self._check()
+
+    @field_validator("remote_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("remote_api_key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value() else None
+
+    def _check(self) -> None:
+        """Rules across fields. Pure: no file is opened."""
+        if self.engine == "transformers":
+            if self.model is None and self.workspace is None:
+                raise BadSetting("model: the transformers engine needs a model folder; pass model (env "
+                                 "ONBOARD_MODEL) or a workspace whose models/merged it serves.")
+            if self.model is None:
+                from rag.workspace import Workspace
+
+                self.model = Workspace(self.workspace).merged_model
+        else:
+            if self.remote_url is None:
+                raise BadSetting("remote_url: engine 'remote' needs the upstream's OpenAI API base, e.g. "
+                                 "http://127.0.0.1:8001/v1 (env ONBOARD_REMOTE_URL).")
+            if not (self.model_name or self.model or self.remote_model):
+                raise BadSetting("model_name: engine 'remote' needs a name to serve under; set model_name "
+                                 "(env ONBOARD_MODEL_NAME) or remote_model (env ONBOARD_REMOTE_MODEL).")
+
+    @property
+    def served_name(self) -> str:
+        """The model id this server reports and accepts."""
+        if self.model_name:
+            return self.model_name
+        if self.model is not None:
+            return self.model.resolve().name
+        assert self.remote_model is not None  # _check guarantees one of the three
+        return self.remote_model
+
+
+def resolve_rag_k(settings: ServeSettings) -> int:
+    """Chunks to retrieve per request: `settings.rag_k` when set, else as many as the model's training
+    prompts held (its model card's RAG contract; 0 when it was trained without context), else
+    `rag.DEFAULT_K` (no model folder, no card, or a card without a RAG contract).
+
+    Raises:
+        BadContract: the model card is unreadable or of an unknown schema version.
+    """
+    from rag.model_card import ModelCard
+    from rag.prompt import DEFAULT_K
+
+    if settings.rag_k is not None:
+        return settings.rag_k
+    card = ModelCard.read(settings.model) if settings.model is not None else None
+    if card is not None and card.rag is not None:
+        return card.rag.context_chunks
+    return DEFAULT_K
+
+
+def _describe(e: ValidationError) -> str:
+    """One line per invalid setting, naming it and its environment variable (never echoing a secret)."""
+    lines = []
+    for err in e.errors():
+        name = ".".join(str(x) for x in err["loc"]) or "settings"
+        field = str(err["loc"][0]) if err["loc"] else ""
+        where = f" (env {ENV_PREFIX}{field.upper()})" if field in ServeSettings.model_fields else ""
+        got = "" if "key" in field or err["type"] == "extra_forbidden" else f"; got {err.get('input')!r}"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}{where}: {msg}{got}")
+    return "; ".join(lines)

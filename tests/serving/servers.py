@@ -1,0 +1,72 @@
+"""Real servers for the serving tests: our app under uvicorn, in a thread of the test process (to reach
+its engine) or in a subprocess started as `serving.app.run` is (to test start-up as users meet it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = "from serving.app import run; from serving.settings import ServeSettings; run(ServeSettings())"
+"""What a deployment runs: every setting from ONBOARD_* environment variables."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """Run `app` under uvicorn on a free loopback port in a daemon thread; yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive(), "the server did not start; its log is above"
+        assert time.monotonic() < deadline, "the server did not start in 120 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def serve_in_process(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`run(ServeSettings())` in a subprocess configured by `env` (ONBOARD_*); yield its base URL."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-c", RUN], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**clean, **env, "ONBOARD_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start:\n" + log.read_text()
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

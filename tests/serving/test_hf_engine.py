@@ -1,0 +1,114 @@
+"""The transformers engine: async, one generation at a time, and a generation nobody waits for stops."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from serving.app import create_app
+from serving.engines.base import SamplingParams
+from serving.engines.hf import TransformersEngine
+from serving.errors import ModelNotLoaded
+from serving.settings import ServeSettings
+from tests.serving.servers import serve_in_thread
+
+MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
+
+
+@pytest.fixture(scope="module")
+def engine(merged_model):
+    return TransformersEngine(merged_model)
+
+
+@pytest.fixture()
+def generated(engine, monkeypatch) -> list[int]:
+    """Tokens each generation produced, with EOS suppressed: only a stop can end one before max_new_tokens."""
+    counts: list[int] = []
+    original = engine.model.generate
+
+    def generate(**kw):
+        kw["min_new_tokens"] = kw["max_new_tokens"]
+        out = original(**kw)
+        counts.append(out.shape[1] - kw["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(engine.model, "generate", generate)
+    return counts
+
+
+async def _wait_for(counts: list[int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not counts and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def test_a_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(ModelNotLoaded, match="no config.json"):
+        TransformersEngine(tmp_path)
+
+
+def test_stream_and_generate_agree(engine):
+    async def both():
+        full = await engine.generate(MSGS, SamplingParams(max_new_tokens=12))
+        deltas = [d async for d in engine.stream(MSGS, SamplingParams(max_new_tokens=12))]
+        return full, deltas
+
+    full, deltas = asyncio.run(both())
+    assert "".join(d.text for d in deltas) == full.text
+    last = deltas[-1]
+    assert (last.finish_reason, last.prompt_tokens, last.completion_tokens) == (
+        full.finish_reason, full.prompt_tokens, full.completion_tokens)
+    assert asyncio.run(engine.count_tokens(MSGS)) == full.prompt_tokens
+
+
+def test_closing_a_stream_stops_the_generation(engine, generated):
+    async def read_one_then_close():
+        stream = engine.stream(MSGS, SamplingParams(max_new_tokens=400))
+        await anext(stream)
+        await stream.aclose()
+        await _wait_for(generated)
+
+    asyncio.run(read_one_then_close())
+    assert generated and generated[0] < 100, generated  # EOS suppressed: 400 tokens unless stopped
+
+
+def test_cancelling_generate_stops_it(engine, generated):
+    async def start_then_cancel():
+        task = asyncio.create_task(engine.generate(MSGS, SamplingParams(max_new_tokens=400)))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _wait_for(generated)
+
+    asyncio.run(start_then_cancel())
+    assert generated and generated[0] < 100, generated
+
+
+def test_one_generation_at_a_time_and_the_next_one_runs_after_a_cancelled_one(engine):
+    async def two():
+        stream = engine.stream(MSGS, SamplingParams(max_new_tokens=400))
+        await anext(stream)
+        await stream.aclose()
+        a, b = await asyncio.gather(engine.generate(MSGS, SamplingParams(max_new_tokens=8)),
+                                    engine.generate(MSGS, SamplingParams(max_new_tokens=8)))
+        return a, b
+
+    a, b = asyncio.run(two())
+    assert a == b and a.completion_tokens <= 8
+
+
+def test_a_client_that_disconnects_stops_the_generation(engine, generated, no_onboard_env, merged_model):
+    app = create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=400), engine=engine)
+    with serve_in_thread(app) as base:
+        body = {"messages": MSGS, "max_tokens": 400, "stream": True}
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break  # the first piece of text: hang up
+        deadline = time.monotonic() + 60
+        while not generated and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    assert generated and generated[0] < 100, generated

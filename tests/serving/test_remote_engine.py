@@ -1,0 +1,151 @@
+"""The remote engine for real: our app with the transformers engine on the tiny merged model is the
+upstream; a second Onboard started as deployments start it (`run(ServeSettings())`, engine=remote, no
+model folder) forwards to it; the official openai client talks to the second."""
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from openai import NotFoundError, OpenAI
+
+from serving.app import create_app
+from serving.engines import load_engine
+from serving.engines.base import SamplingParams
+from serving.engines.remote import RemoteEngine
+from serving.errors import ModelNotLoaded, TokenCountUnavailable, UpstreamError
+from serving.settings import ServeSettings
+from tests.serving.servers import free_port, serve_in_process, serve_in_thread
+
+MSGS = [{"role": "user", "content": "退款多久能到账？"}]
+
+
+@pytest.fixture(scope="module")
+def upstream(merged_model):
+    app = create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=400))
+    with serve_in_thread(app) as base:
+        yield base, app
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream, tmp_path_factory):
+    env = {"ONBOARD_ENGINE": "remote", "ONBOARD_REMOTE_URL": f"{upstream[0]}/v1", "ONBOARD_REMOTE_MODEL": "merged",
+           "ONBOARD_REMOTE_API_KEY": "sk-test-key", "ONBOARD_MAX_NEW_TOKENS": "400"}
+    log = tmp_path_factory.mktemp("proxy") / "proxy.log"
+    with serve_in_process(env, log) as base:
+        yield base
+    assert "sk-test-key" not in log.read_text()
+
+
+def _client(base: str) -> OpenAI:
+    return OpenAI(base_url=f"{base}/v1", api_key="test", max_retries=0)
+
+
+def test_openai_client_gets_the_upstreams_answer(upstream, proxy):
+    direct = _client(upstream[0]).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
+    relayed = _client(proxy).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
+    assert relayed.choices[0].message.content == direct.choices[0].message.content  # greedy: the same text
+    assert relayed.choices[0].finish_reason == direct.choices[0].finish_reason
+    assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens
+    assert relayed.usage.completion_tokens == direct.usage.completion_tokens <= 16
+    assert relayed.model == "merged" and relayed.model_extra["sources"] == []
+    assert [m.id for m in _client(proxy).models.list().data] == ["merged"]
+
+
+def test_streaming_through_the_remote_engine(upstream, proxy):
+    direct = _client(upstream[0]).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
+    stream = _client(proxy).chat.completions.create(model="merged", messages=MSGS, max_tokens=16, stream=True)
+    parts, finish = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert "".join(parts) == direct.choices[0].message.content
+    assert finish == direct.choices[0].finish_reason
+    with httpx.stream("POST", f"{proxy}/v1/chat/completions",
+                      json={"messages": MSGS, "max_tokens": 4, "stream": True}) as r:
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]" and json.loads(data[0])["choices"][0]["delta"]["role"] == "assistant"
+
+
+def test_errors_keep_the_one_shape(proxy):
+    with pytest.raises(NotFoundError, match="not served here"):
+        _client(proxy).chat.completions.create(model="gpt-9", messages=MSGS)
+    r = httpx.post(f"{proxy}/v1/chat/completions", json={"messages": [{"role": "wizard", "content": "hi"}]})
+    assert r.status_code == 400 and "messages.0.role" in r.json()["error"]["message"]
+
+
+def test_count_tokens_is_exact_or_refused(upstream):
+    base, app = upstream
+    engine = RemoteEngine(f"{base}/v1", "merged")
+    local = app.state.engine
+
+    async def counts():
+        try:
+            return await engine.count_tokens(MSGS), await local.count_tokens(MSGS)
+        finally:
+            await engine.close()
+
+    remote_n, local_n = asyncio.run(counts())
+    assert remote_n == local_n == local._inputs(MSGS)["input_ids"].shape[1]
+    no_tokenizer = RemoteEngine(f"{base}/elsewhere/v1")  # an upstream without /tokenize (as llama.cpp, OpenAI)
+    with pytest.raises(TokenCountUnavailable, match="No estimate"):
+        asyncio.run(no_tokenizer.count_tokens(MSGS))
+
+
+def test_start_up_checks_the_upstream(upstream, no_onboard_env):
+    settings = ServeSettings(engine="remote", remote_url=f"{upstream[0]}/v1", remote_model="llama-70b")
+    with pytest.raises(ModelNotLoaded, match="serves \\['merged'\\], not 'llama-70b'"):
+        load_engine(settings)
+    nobody = ServeSettings(engine="remote", remote_url=f"http://127.0.0.1:{free_port()}/v1", remote_model="m")
+    with pytest.raises(UpstreamError, match="did not answer"):
+        load_engine(nobody)
+
+
+def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_env, monkeypatch):
+    """Client → remote engine → upstream: closing the first connection stops the model at the far end."""
+    base, app = upstream
+    generated = _spy_generate(app.state.engine, monkeypatch)
+    proxy_app = create_app(ServeSettings(engine="remote", remote_url=f"{base}/v1", remote_model="merged",
+                                         max_new_tokens=400))
+    with serve_in_thread(proxy_app) as proxy_base:
+        body = {"messages": MSGS, "max_tokens": 400, "stream": True}
+        with httpx.stream("POST", f"{proxy_base}/v1/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break  # the first piece of text: leave
+        deadline = time.monotonic() + 60
+        while not generated and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert generated and generated[0] < 100, generated  # forced to 400 tokens unless stopped
+
+
+def _spy_generate(engine, monkeypatch) -> list[int]:
+    """Make the engine's model ignore EOS (only a stop can end it early) and record tokens generated."""
+    generated: list[int] = []
+    original = engine.model.generate
+
+    def generate(**kw):
+        kw["min_new_tokens"] = kw["max_new_tokens"]
+        out = original(**kw)
+        generated.append(out.shape[1] - kw["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(engine.model, "generate", generate)
+    return generated
+
+
+def test_sampling_params_reach_the_upstream(upstream):
+    """max_tokens is relayed: a 3-token answer upstream is a 3-token answer here."""
+    engine = RemoteEngine(f"{upstream[0]}/v1", "merged")
+
+    async def gen():
+        try:
+            return await engine.generate(MSGS, SamplingParams(max_new_tokens=3))
+        finally:
+            await engine.close()
+
+    g = asyncio.run(gen())
+    assert g.completion_tokens <= 3 and g.finish_reason in ("stop", "length")
