@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
+from rag.model_card import ModelCard
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -99,7 +100,7 @@ def test_base_build_cli_makes_a_model_and_will_not_overwrite_it(tmp_path, docs_d
     out = tmp_path / "tiny"
     r = runner.invoke(app, ["base", "build", "tiny", "--docs", str(docs_dir), "--out", str(out), "--steps", "2"])
     assert r.exit_code == 0, _err(r)
-    assert (out / "model.safetensors").exists() and (out / "onboard_model.json").exists()
+    assert (out / "model.safetensors").exists() and ModelCard.read(out).kind == "onboard-tiny"
     again = runner.invoke(app, ["base", "build", "tiny", "--docs", str(docs_dir), "--out", str(out), "--steps", "2"])
     assert again.exit_code == 1 and "--force" in _err(again)
     assert runner.invoke(app, ["base", "build", "huge", "--docs", str(docs_dir)]).exit_code == 1

@@ -114,7 +114,7 @@ def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_en
         body = {"messages": MSGS, "max_tokens": 400, "stream": True}
         with httpx.stream("POST", f"{proxy_base}/v1/chat/completions", json=body, timeout=60) as r:
             for line in r.iter_lines():
-                if '"content":"' in line and '"content":""' not in line:
+                if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
                     break  # the first piece of text: leave
         deadline = time.monotonic() + 60
         while not generated and time.monotonic() < deadline:
