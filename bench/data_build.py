@@ -75,6 +75,7 @@ def main() -> None:
     torch.set_num_threads(2)
     from rag import RagConfig, ingest
     from rag.embeddings import Embedder
+    from rag.workspace import Workspace
     from training.data.build import DataBuildConfig
     from training.tiny import TinyConfig
     from training.tiny import run as build_tiny
@@ -85,7 +86,7 @@ def main() -> None:
         ws = tmp / "ws"
         embedder = Embedder()
         ingest(RagConfig(workspace=ws), EXAMPLES, embedder=embedder)
-        build_tiny(TinyConfig(docs=EXAMPLES, out=ws / "base" / "tiny", steps=20))
+        build_tiny(TinyConfig(docs=EXAMPLES, out=Workspace(ws).tiny_base, steps=20))
         for kind in ("cpt", "sft", "raft"):
             rows.append(timed(f"example docs: {kind}", DataBuildConfig(workspace=ws, kind=kind)))
         rows.append(timed("example docs: dpo (with model answers)", DataBuildConfig(workspace=ws, kind="dpo")))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from functools import cache
 from pathlib import Path
+
+from rag.io import publish_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,11 @@ class BM25Index:
         corpus = [tokenize(t) or ["\u2205"] for t in texts]  # an empty document still needs a token
         if corpus:
             self._bm25.index(corpus, show_progress=False)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if corpus:
-            self._bm25.save(str(tmp / "bm25s"))
-        (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "metas": self.metas, "texts": self.texts}, ensure_ascii=False))
-        shutil.rmtree(self.path, ignore_errors=True)
-        tmp.rename(self.path)
+        with publish_dir(self.path) as tmp:
+            if corpus:
+                self._bm25.save(str(tmp / "bm25s"))
+            (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "metas": self.metas, "texts": self.texts},
+                                                        ensure_ascii=False))
 
     def load(self) -> bool:
         """Load from disk; False if there is no (complete) index there."""

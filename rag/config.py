@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import BadRagOption
+from rag.workspace import Workspace
 
 DEFAULT_COLLECTION = "onboard"
 
@@ -57,18 +58,18 @@ class RagConfig:
     def from_workspace(cls, workspace: str | Path, **overrides) -> RagConfig:
         """The config the last `ingest` into `workspace` used (collection, store, embedding model,
         chunking), so every later reader queries the index the way it was built. `overrides` win."""
-        import json
 
-        f = Path(workspace) / "ingest.json"
-        rec = json.loads(f.read_text()) if f.exists() else {}
+        from rag.ingest import last_ingest
+
+        rec = last_ingest(workspace) or {}
         keys = ("collection", "chroma_url", "embedding_model", "embedding_url", "chunk_tokens", "chunk_overlap_sentences")
         found = {k: rec[k] for k in keys if rec.get(k) is not None}
         return cls(workspace=Path(workspace), **{**found, **{k: v for k, v in overrides.items() if v is not None}})
 
     @property
     def chroma_path(self) -> Path:
-        return self.workspace / "chroma"
+        return Workspace(self.workspace).chroma
 
     @property
     def bm25_path(self) -> Path:
-        return self.workspace / "bm25" / self.collection
+        return Workspace(self.workspace).bm25(self.collection)

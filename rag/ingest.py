@@ -19,9 +19,11 @@ from pathlib import Path
 from rag.chunking import chunk_document
 from rag.config import RagConfig
 from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for
+from rag.io import atomic_write_json
 from rag.loaders import Skipped, load_documents
 from rag.retrieval import rebuild_bm25
 from rag.store import get_all, get_collection
+from rag.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +124,10 @@ def _record(cfg: RagConfig, docs_path, embedder, report: IngestReport) -> None:
         "chunk_overlap_sentences": cfg.chunk_overlap_sentences,
         "report": asdict(report),
     }
-    cfg.workspace.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.workspace / "ingest.json.tmp"
-    tmp.write_text(json.dumps(rec, indent=2, ensure_ascii=False))
-    tmp.replace(cfg.workspace / "ingest.json")
+    atomic_write_json(Workspace(cfg.workspace).ingest_record, rec)
 
 
 def last_ingest(workspace: str | Path) -> dict | None:
     """What the last `ingest` into this workspace recorded, or None."""
-    f = Path(workspace) / "ingest.json"
+    f = Workspace(workspace).ingest_record
     return json.loads(f.read_text()) if f.exists() else None

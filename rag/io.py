@@ -59,3 +59,19 @@ def publish_dir(out: str | Path) -> Iterator[Path]:
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+
+
+@contextmanager
+def publish_file(out: str | Path, suffix: str = ".partial") -> Iterator[Path]:
+    """Yield a temporary sibling path for a file written by other code (a binary writer, a download) and
+    checked in place (read back) before it is kept; on success it replaces `out` in one rename, on
+    failure it is removed. The temporary name ends with `suffix` (some readers need the real extension)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}{suffix}")
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)

