@@ -1,4 +1,4 @@
-"""training/memory.py's estimate against measured peak memory of real training steps on CPU.
+"""training/memory/'s estimate against measured peak memory of real training steps on CPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/memory_estimate.py [--steps 3] [--models tiny,0.5b]
 

@@ -134,8 +134,12 @@ def run(settings: ServeSettings) -> None:
     settings = settings.model_copy(update={"rag_k": resolve_rag_k(settings)})  # read the card once, here
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
-    server.run()
-    if not server.started:  # uvicorn logs a failed start-up and returns instead of raising
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits on a failed start-up (lifespan or bind), after logging why
+        if server.started:
+            raise
+    if not server.started:
         startup_error = getattr(app.state, "startup_error", None)
         if isinstance(startup_error, OnboardError):  # the user's to fix: one line, not a traceback
             raise startup_error

@@ -121,6 +121,8 @@ class TransformersEngine:
         inputs = self._inputs(messages)
         n_prompt = inputs["input_ids"].shape[1]
         with self._lock, torch.no_grad():
+            if cancel.is_set():  # the caller left while this request waited for the lock: skip the prefill
+                raise asyncio.CancelledError
             out = self._loaded().generate(**inputs, **self._kwargs(params, cancel))
         new = out[0, n_prompt:].tolist()
         return Generation(self.tokenizer.decode(new, skip_special_tokens=True), n_prompt, len(new), self._finish(new))

@@ -45,6 +45,7 @@ def _client(base: str) -> OpenAI:
 def test_openai_client_gets_the_upstreams_answer(upstream, proxy):
     direct = _client(upstream[0]).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
     relayed = _client(proxy).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
+    assert direct.usage.completion_tokens > 0
     assert relayed.choices[0].message.content == direct.choices[0].message.content  # greedy: the same text
     assert relayed.choices[0].finish_reason == direct.choices[0].finish_reason
     assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens

@@ -45,7 +45,7 @@ def test_sft_and_raft_with_a_teacher(workspace, teacher, tmp_path):
     rows = _rows(sft.train_file) + _rows(sft.test_file)
     taught = [r for r in rows if r["meta"]["rule"] == "teacher:scripted"]
     assert taught and {r["meta"]["language"] for r in taught} == {"en", "zh"}
-    assert sft.stats["teacher"]["chunks_generated"] > 0
+    assert sft.stats.model_extra["teacher"]["chunks_generated"] > 0
     assert any(r["meta"]["rule"] == "qa-markers" for r in rows)  # rule pairs are kept alongside
 
     n = len(teacher.script.requests)
@@ -81,8 +81,8 @@ def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
         server.script.delay_s = 0
         server.script.reset()
         r = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(server.url)))
-        assert r.stats["teacher"]["chunks_from_cache"] == len(done) > 0
-        assert r.stats["teacher"]["chunks_generated"] > 0
+        assert r.stats.model_extra["teacher"]["chunks_from_cache"] == len(done) > 0
+        assert r.stats.model_extra["teacher"]["chunks_generated"] > 0
         asked = {text_sha(x["context"]) for x in server.script.requests}
         assert asked and not asked & done  # finished chunks were not asked for again
         assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()
