@@ -50,14 +50,14 @@ if kind == "baseline":
     r = t.train()
     logs = t.state.log_history
 else:
-    import training.sft
-    from training.runs import TrainConfig
+    import training.lm_head
+    from training.config import TrainConfig
     from training.sft import run
     if kind == "ours, TRL's LM head":
-        training.sft.compact_lm_head = lambda model: False
+        training.lm_head.compact_lm_head = lambda model: False
     cfg = TrainConfig(base_model=model, train_file=data, output_dir=out, method="lora", epochs=1, batch_size=4,
                       max_length=int(max_length), report_to="none", check_eos=False, save_steps=10**6,
-                      packing=(kind == "ours+packing"), extra={"bf16": True} if kind == "ours+bf16" else {},
+                      packing=(kind == "ours+packing"), bf16=True if kind == "ours+bf16" else None,
                       gradient_checkpointing=False if kind == "ours, no checkpointing" else None)
     run(cfg)
     logs = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]

@@ -170,7 +170,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             more, tres = teacher_seeds(docs, chunks, cfg.teacher, cfg.ws.teacher_cache,
                                        progress=(lambda d, n: progress("teacher", d, n)) if progress else None)
             seeds += more
-            stats["teacher"] = tres.summary() if hasattr(tres, "summary") else {}
+            stats["teacher"] = tres.summary()
         if not seeds and not extra:
             raise _no_pairs(docs_path)
         retriever = Retriever(rag_cfg, embedder)
