@@ -47,12 +47,13 @@ def serve_in_thread(app) -> Iterator[str]:
 
 
 @contextmanager
-def serve_in_process(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`run(ServeSettings())` in a subprocess configured by `env` (ONBOARD_*); yield its base URL."""
+def serve_in_process(env: dict[str, str], log: Path, argv: list[str] | None = None) -> Iterator[str]:
+    """`run(ServeSettings())` (or `argv`, e.g. the CLI) in a subprocess configured by `env` (ONBOARD_*)
+    on a free port (ONBOARD_PORT); yield its base URL."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
     with log.open("w") as f:
-        proc = subprocess.Popen([sys.executable, "-c", RUN], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+        proc = subprocess.Popen(argv or [sys.executable, "-c", RUN], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**clean, **env, "ONBOARD_PORT": str(port)})
     base = f"http://127.0.0.1:{port}"
     try:

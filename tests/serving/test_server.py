@@ -1,6 +1,7 @@
 """The API server as users meet it: a real uvicorn process, called with the official openai client."""
 
 import json
+import sys
 
 import httpx
 import pytest
@@ -11,9 +12,10 @@ from tests.serving.servers import serve_in_process
 
 @pytest.fixture(scope="module")
 def server(merged_model, workspace, tmp_path_factory):
-    env = {"ONBOARD_WORKSPACE": str(workspace), "ONBOARD_MODEL": str(merged_model), "ONBOARD_MAX_NEW_TOKENS": "24",
-           "ONBOARD_THREADS": "2"}
-    with serve_in_process(env, tmp_path_factory.mktemp("server") / "server.log") as base:
+    """`onboard serve` as a user starts it (its port from ONBOARD_PORT, which the option reads)."""
+    argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model),
+            "--max-new-tokens", "24"]
+    with serve_in_process({"ONBOARD_THREADS": "2"}, tmp_path_factory.mktemp("server") / "server.log", argv) as base:
         yield base
 
 

@@ -79,9 +79,9 @@ def test_split_holds_out_whole_documents_per_language(workspace):
 
 def test_training_prompt_is_exactly_what_the_server_builds(workspace):
     """The model must be trained on the prompt it will be served: same retriever, same k, same layout."""
-    from serving.config import ServeConfig
+    from serving.settings import ServeSettings, resolve_rag_k
 
-    k = ServeConfig(model=workspace).rag_k
+    k = resolve_rag_k(ServeSettings(model=workspace))
     retriever = Retriever(RagConfig(workspace=workspace))
     for ex in _rows(workspace / "data" / "sft" / "train.jsonl")[:5]:
         question = ex["messages"][1]["content"]
