@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import click
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -39,7 +40,7 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)
-        except (SystemExit, click.exceptions.Exit, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
             raise
         except OnboardError as e:
             if os.environ.get("ONBOARD_DEBUG") == "1":
@@ -65,6 +66,7 @@ def setup(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # bitsandbytes looks for an optional CPU kernel on the Hub; its absence is expected offline.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.getLogger("bm25s").setLevel(logging.INFO if verbose else logging.WARNING)  # it sets itself to DEBUG
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*autograd kernel was not registered.*")
     import torch

@@ -48,7 +48,7 @@ def test_eos_check_tells_a_trained_model_from_an_untrained_one(merged_model, tin
 
 
 def test_template_without_generation_markers_trains_on_the_answer_only(tiny_base, workspace, tmp_path, caplog):
-    from training.runs import TrainConfig
+    from training.config import TrainConfig
     from training.sft import run
 
     base = tmp_path / "plain-template"

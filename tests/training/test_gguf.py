@@ -301,7 +301,7 @@ def test_real_fetch_answers_in_english_and_chinese_and_stops():
 def test_real_model_lora_trains_on_the_shop_data(tmp_path, workspace):
     """LoRA on the fetched 0.5B model (fp32, CPU) for a few real steps: the loss is finite and falls,
     the adapter covers every linear layer, and the model still stops after a trained answer's turn."""
-    from training.runs import TrainConfig
+    from training.config import TrainConfig
     from training.sft import run
 
     folder = _fetch_or_skip()

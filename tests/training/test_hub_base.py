@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.model_card import CARD_FILE
 from training.base_model import resolve
 from training.errors import ModelNotFound
 
@@ -20,7 +21,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def _hub_cache(root: Path, model: Path, repo_id: str) -> Path:
     """A Hugging Face cache holding `model` as `repo_id` at COMMIT, laid out as huggingface_hub does."""
     repo = root / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(model, repo / "snapshots" / COMMIT, ignore=shutil.ignore_patterns("onboard_model.json"))
+    shutil.copytree(model, repo / "snapshots" / COMMIT, ignore=shutil.ignore_patterns(CARD_FILE))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     return root

@@ -6,7 +6,8 @@ import torch
 
 from training import lm_head
 from training.data.files import read_messages_file
-from training.runs import TrainConfig, load_for, peft_config, trainer_args
+from training.config import TrainConfig
+from training.runs import RunContext
 
 
 def _trainer(tiny_base, workspace, tmp_path, method="lora"):
@@ -18,10 +19,11 @@ def _trainer(tiny_base, workspace, tmp_path, method="lora"):
     cfg = TrainConfig(base_model=tiny_base, train_file=workspace / "data" / "sft" / "train.jsonl",
                       output_dir=tmp_path, method=method, report_to="none", batch_size=4)
     rows = read_messages_file(cfg.train_file)[:8]
-    model = load_for(cfg, str(tiny_base))
-    args = SFTConfig(**trainer_args(cfg, False, model), assistant_only_loss=False)
+    ctx = RunContext.open(cfg, "sft", examples=len(rows))
+    model = ctx.load_model()
+    args = SFTConfig(**ctx.trainer_args(model, False), assistant_only_loss=False)
     return SFTTrainer(model=model, args=args, train_dataset=_dataset(rows, False),
-                      processing_class=load_tokenizer(str(tiny_base)), peft_config=peft_config(cfg))
+                      processing_class=load_tokenizer(str(tiny_base)), peft_config=ctx.peft_config())
 
 
 def _step(trainer, batch):

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from training.data.build import DataBuildConfig
 from training.data.build import run as build_data
-from training.runs import TrainConfig
+from training.config import TrainConfig
 
 
 def _cfg(base, data, out, **kw):
