@@ -29,6 +29,11 @@ class BadRagOption(RagError, BadOption):
     pass
 
 
+class Unreadable(RagError):
+    """A file cannot be turned into text; the message says why (and where, when it knows). Ingest lists
+    the file as skipped with that reason (`--strict` stops instead)."""
+
+
 class DocsNotFound(RagError):
     pass
 

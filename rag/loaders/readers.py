@@ -14,9 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class Unreadable(Exception):
-    """The file cannot be turned into text; the message says why (and where, when it knows)."""
+from rag.errors import Unreadable
 
 
 @dataclass

@@ -71,3 +71,30 @@ def serve_in_process(env: dict[str, str], log: Path, argv: list[str] | None = No
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def read_stream(stream) -> tuple[str, str | None]:
+    """The text and finish reason of an openai-client chat stream."""
+    parts, finish = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    return "".join(parts), finish
+
+
+def spy_generate(engine, monkeypatch) -> list[int]:
+    """Make a transformers engine's model ignore EOS (only a stop can end a generation before
+    max_new_tokens) and record how many tokens each generation produced."""
+    generated: list[int] = []
+    original = engine.model.generate
+
+    def generate(**kw):
+        kw["min_new_tokens"] = kw["max_new_tokens"]
+        out = original(**kw)
+        generated.append(out.shape[1] - kw["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(engine.model, "generate", generate)
+    return generated

@@ -12,7 +12,7 @@ from serving.engines.base import SamplingParams
 from serving.engines.hf import TransformersEngine
 from serving.errors import ModelNotLoaded
 from serving.settings import ServeSettings
-from tests.serving.servers import serve_in_thread
+from tests.serving.servers import serve_in_thread, spy_generate
 
 MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
 
@@ -25,17 +25,7 @@ def engine(merged_model):
 @pytest.fixture()
 def generated(engine, monkeypatch) -> list[int]:
     """Tokens each generation produced, with EOS suppressed: only a stop can end one before max_new_tokens."""
-    counts: list[int] = []
-    original = engine.model.generate
-
-    def generate(**kw):
-        kw["min_new_tokens"] = kw["max_new_tokens"]
-        out = original(**kw)
-        counts.append(out.shape[1] - kw["input_ids"].shape[1])
-        return out
-
-    monkeypatch.setattr(engine.model, "generate", generate)
-    return counts
+    return spy_generate(engine, monkeypatch)
 
 
 async def _wait_for(counts: list[int], timeout: float = 60) -> None:

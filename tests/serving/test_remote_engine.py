@@ -16,7 +16,7 @@ from serving.engines.base import SamplingParams
 from serving.engines.remote import RemoteEngine
 from serving.errors import ModelNotLoaded, TokenCountUnavailable, UpstreamError
 from serving.settings import ServeSettings
-from tests.serving.servers import free_port, serve_in_process, serve_in_thread
+from tests.serving.servers import free_port, read_stream, serve_in_process, serve_in_thread, spy_generate
 
 MSGS = [{"role": "user", "content": "退款多久能到账？"}]
 
@@ -57,13 +57,8 @@ def test_openai_client_gets_the_upstreams_answer(upstream, proxy):
 def test_streaming_through_the_remote_engine(upstream, proxy):
     direct = _client(upstream[0]).chat.completions.create(model="merged", messages=MSGS, max_tokens=16)
     stream = _client(proxy).chat.completions.create(model="merged", messages=MSGS, max_tokens=16, stream=True)
-    parts, finish = [], None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            parts.append(chunk.choices[0].delta.content)
-        if chunk.choices and chunk.choices[0].finish_reason:
-            finish = chunk.choices[0].finish_reason
-    assert "".join(parts) == direct.choices[0].message.content
+    text, finish = read_stream(stream)
+    assert text == direct.choices[0].message.content
     assert finish == direct.choices[0].finish_reason
     with httpx.stream("POST", f"{proxy}/v1/chat/completions",
                       json={"messages": MSGS, "max_tokens": 4, "stream": True}) as r:
@@ -108,7 +103,7 @@ def test_start_up_checks_the_upstream(upstream, no_onboard_env):
 def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_env, monkeypatch):
     """Client → remote engine → upstream: closing the first connection stops the model at the far end."""
     base, app = upstream
-    generated = _spy_generate(app.state.engine, monkeypatch)
+    generated = spy_generate(app.state.engine, monkeypatch)
     proxy_app = create_app(ServeSettings(engine="remote", remote_url=f"{base}/v1", remote_model="merged",
                                          max_new_tokens=400))
     with serve_in_thread(proxy_app) as proxy_base:
@@ -121,21 +116,6 @@ def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_en
         while not generated and time.monotonic() < deadline:
             time.sleep(0.05)
     assert generated and generated[0] < 100, generated  # forced to 400 tokens unless stopped
-
-
-def _spy_generate(engine, monkeypatch) -> list[int]:
-    """Make the engine's model ignore EOS (only a stop can end it early) and record tokens generated."""
-    generated: list[int] = []
-    original = engine.model.generate
-
-    def generate(**kw):
-        kw["min_new_tokens"] = kw["max_new_tokens"]
-        out = original(**kw)
-        generated.append(out.shape[1] - kw["input_ids"].shape[1])
-        return out
-
-    monkeypatch.setattr(engine.model, "generate", generate)
-    return generated
 
 
 def test_sampling_params_reach_the_upstream(upstream):

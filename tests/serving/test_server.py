@@ -7,7 +7,7 @@ import httpx
 import pytest
 from openai import NotFoundError, OpenAI
 
-from tests.serving.servers import serve_in_process
+from tests.serving.servers import read_stream, serve_in_process
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +43,8 @@ def test_streaming_matches_non_streaming_and_ends_with_done(server, client):
     msgs = [{"role": "user", "content": "退款多久能到账？"}]
     full = client.chat.completions.create(model="merged", messages=msgs).choices[0].message.content
     stream = client.chat.completions.create(model="merged", messages=msgs, stream=True)
-    parts, finish = [], None
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            parts.append(chunk.choices[0].delta.content)
-        if chunk.choices and chunk.choices[0].finish_reason:
-            finish = chunk.choices[0].finish_reason
-    assert "".join(parts) == full  # greedy: same text, no broken characters between chunks
+    text, finish = read_stream(stream)
+    assert text == full  # greedy: same text, no broken characters between chunks
     assert finish in ("stop", "length")
     with httpx.stream("POST", f"{server}/v1/chat/completions", json={"messages": msgs, "stream": True}) as r:
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
