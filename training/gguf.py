@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag.errors import BadContract
 from rag.io import publish_dir
 from rag.model_card import CARD_FILE, ModelCard
 from training.cache import content_hash, models_cache, sha256_file
@@ -37,8 +38,15 @@ PAD_TOKENS = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|end_of_text|>", "
 
 
 def is_converted(folder: Path) -> bool:
-    """Whether `folder` is a finished conversion (published folders are complete by construction)."""
-    return (folder / "config.json").is_file() and (folder / CARD_FILE).is_file()
+    """Whether `folder` is a finished conversion (published folders are complete by construction) whose
+    model card this version reads; one made by an older Onboard is converted again, not refused later."""
+    if not ((folder / "config.json").is_file() and (folder / CARD_FILE).is_file()):
+        return False
+    try:
+        return ModelCard.read(folder).kind == "gguf-conversion"
+    except BadContract as e:
+        log.warning("%s: converting again (%s)", folder, e)
+        return False
 
 
 def cached_folder(gguf_path: Path) -> Path:

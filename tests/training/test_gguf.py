@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.model_card import ModelCard
+from rag.errors import BadContract
+from rag.model_card import CARD_FILE, ModelCard
 from training.base_model import load_model, load_tokenizer, lora_target_modules, resolve
 from training.errors import FetchError
 from training.fetch import KnownModel, assemble, fetch
@@ -185,6 +186,16 @@ def test_gguf_converts_once_to_a_folder_with_the_same_logits(tmp_path, cache, fa
     monkeypatch.setattr(c, "_hash_memo", {})
     monkeypatch.setattr(g, "convert_gguf", lambda *a, **k: pytest.fail("converted twice"))
     assert Path(resolve(tmp_path / f"{family}.gguf")) == folder
+
+
+def test_a_conversion_by_an_older_onboard_is_converted_again(tmp_path, cache):
+    write_tiny_gguf(tmp_path / "m.gguf", "qwen2")
+    folder = Path(resolve(tmp_path / "m.gguf"))
+    (folder / CARD_FILE).write_text(json.dumps({"kind": "gguf-conversion", "sha256": "x"}))  # no schema_version
+    with pytest.raises(BadContract):
+        ModelCard.read(folder)
+    assert Path(resolve(tmp_path / "m.gguf")) == folder
+    assert ModelCard.read(folder).kind == "gguf-conversion", "the stale card was replaced by a new conversion"
 
 
 def test_missing_gguf_file_is_named(tmp_path):
