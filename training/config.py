@@ -127,6 +127,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:
+        if self.max_steps == 0 or self.max_steps < -1:  # 0 would train one step: TRL reads it as "not set"
+            raise ValueError(f"--max-steps must be a positive number of steps, or -1 to train for --epochs "
+                             f"(got {self.max_steps}).")
         if self.lora_alpha is None:  # the usual LoRA scale: alpha = 2 x rank
             object.__setattr__(self, "lora_alpha", 2 * self.lora_r)
         if self.early_stopping_patience and not self.eval_file:

@@ -76,3 +76,19 @@ def test_lora_alpha_is_twice_the_rank_unless_given():
     assert TrainConfig.make(**base, lora_r=8).lora_alpha == 16
     assert TrainConfig.make(**base, lora_r=8, lora_alpha=8).lora_alpha == 8
     assert TrainConfig.make(**base, report_to="tensorboard,none").report_to == ["tensorboard", "none"]
+
+
+def test_zero_or_negative_steps_and_epochs_are_refused_not_run():
+    base = {"base_model": "b", "train_file": "t.jsonl", "output_dir": "o"}
+    with pytest.raises(BadConfig, match="--max-steps must be a positive number of steps, or -1"):
+        TrainConfig.make(**base, max_steps=0)
+    with pytest.raises(BadConfig, match=r"--epochs must be a positive number \(got -1\)"):
+        TrainConfig.make(**base, epochs=-1)
+    assert TrainConfig.make(**base, max_steps=-1).max_steps == -1
+
+
+def test_a_dataset_without_context_chunks_is_refused_at_the_flag(tmp_path):
+    from training.data.build import DataBuildConfig
+
+    with pytest.raises(BadConfig, match="--k must be at least 1 .*--no-rag-context"):
+        DataBuildConfig(workspace=tmp_path, k=-1)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from training import lm_head
-from training.data.files import read_messages_file
 from training.config import TrainConfig
+from training.data.files import read_messages_file
 from training.runs import RunContext
 
 

@@ -37,8 +37,8 @@ def test_merge_reports_cosine_and_greedy_agreement(merged_model):
 
 
 def test_dora_merges_and_prefix_is_refused_with_what_to_do(tiny_base, workspace, tmp_path):
-    from training.errors import CannotMerge
     from training.config import TrainConfig
+    from training.errors import CannotMerge
     from training.sft import run as sft
 
     data = workspace / "data" / "sft" / "train.jsonl"

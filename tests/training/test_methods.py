@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from training.config import TrainConfig
 from training.data.build import DataBuildConfig
 from training.data.build import run as build_data
-from training.config import TrainConfig
 
 
 def _cfg(base, data, out, **kw):

@@ -92,6 +92,12 @@ class DataBuildConfig:
             raise BadConfig(f"--test-fraction must be in [0, 1) (got {self.test_fraction})")
         if not 0 <= self.raft_p <= 1:
             raise BadConfig(f"--raft-p must be in [0, 1] (got {self.raft_p})")
+        if self.k < 1:  # the model would be trained on, and served, prompts without context
+            raise BadConfig(f"--k must be at least 1 (got {self.k}); to train without retrieved context, pass "
+                            "--no-rag-context.")
+        if self.raft_distractors < 0 or self.block_tokens < 1:
+            raise BadConfig(f"--distractors must be 0 or more and --block-tokens at least 1 (got "
+                            f"{self.raft_distractors}, {self.block_tokens}).")
 
     @property
     def ws(self) -> Workspace:
