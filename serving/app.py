@@ -22,7 +22,7 @@ from serving.engines.base import Engine
 from serving.errors import ServingError
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
-from serving.settings import ServeSettings, resolve_rag_k
+from serving.settings import ServeSettings, resolve_rag_k, retrieval_required
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.rag_k = await run_in_threadpool(resolve_rag_k, state.settings)
         state.engine = engine if engine is not None else await run_in_threadpool(_load_engine, state.settings)
         state.retriever = retriever
-        if retriever is None and state.settings.workspace and state.rag_k > 0:
-            state.retriever = await run_in_threadpool(_open_retriever, state.settings)
+        if retriever is None and state.rag_k > 0:
+            if state.settings.workspace:
+                state.retriever = await run_in_threadpool(_open_retriever, state.settings)
+            else:
+                _without_index(state.settings)
     except Exception as e:
         state.startup_error = e  # `run` re-raises it, so the CLI prints it as one line
         if engine is None and getattr(state, "engine", None) is not None:
@@ -81,6 +84,19 @@ def _open_retriever(settings: ServeSettings):
     retriever = Retriever(RagConfig.from_workspace(settings.workspace, collection=settings.collection))
     retriever.count()  # fail at start-up, not on the first request, if the index is missing
     return retriever
+
+
+def _without_index(settings: ServeSettings) -> None:
+    """No workspace index to retrieve from: refuse when retrieval is required, else say loudly that
+    answers come from the model alone."""
+    from serving.errors import NoIndex
+
+    why = retrieval_required(settings)
+    if why:
+        raise NoIndex(f"{why}, but there is no index to retrieve from (no workspace with an ingested index). "
+                      "Run `onboard ingest DOCS` into the workspace you serve (--workspace), or pass --rag-k 0 "
+                      "(env ONBOARD_RAG_K=0) to serve this model without documents on purpose.")
+    log.warning("serving without retrieval: no workspace index, so answers come from the model alone")
 
 
 def _error(status: int, message: str, type_: str) -> JSONResponse:
@@ -131,7 +147,10 @@ def run(settings: ServeSettings) -> None:
         from serving.engines.hf import require_model_folder
 
         require_model_folder(settings.model)
-    settings = settings.model_copy(update={"rag_k": resolve_rag_k(settings)})  # read the card once, here
+    # a broken model card, or a model that needs an index the server lacks, stops here: before uvicorn
+    # starts, so the user sees one line, not uvicorn's lifespan traceback
+    if resolve_rag_k(settings) > 0 and not settings.workspace and retrieval_required(settings):
+        _without_index(settings)  # raises
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
     try:

@@ -34,6 +34,14 @@ class UnknownModel(ServingError):
     type = "model_not_found"
 
 
+class NoIndex(ServingError):
+    """Retrieval is required (the model was trained with retrieved context, or rag_k was set) but there
+    is no index to retrieve from; start-up refuses rather than answer without documents."""
+
+    status_code = 503
+    type = "no_index"
+
+
 class UpstreamError(ServingError):
     """The remote engine's upstream server failed, was unreachable, or answered out of contract."""
 

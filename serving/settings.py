@@ -114,6 +114,31 @@ class ServeSettings(BaseSettings):
         return self.remote_model
 
 
+def trained_rag_k(settings: ServeSettings) -> int | None:
+    """Chunks per prompt the model was trained with (its model card's RAG contract), or None when the
+    model has no card or its card records no RAG contract.
+
+    Raises:
+        BadContract: the model card is unreadable or of an unknown schema version.
+    """
+    from rag.model_card import ModelCard
+
+    card = ModelCard.read(settings.model) if settings.model is not None else None
+    return card.rag.context_chunks if card is not None and card.rag is not None else None
+
+
+def retrieval_required(settings: ServeSettings) -> str | None:
+    """Why this server must retrieve (None when nothing asks it to): the model was trained on prompts
+    holding retrieved chunks, or `rag_k` was set. Serving such a model without its documents would
+    answer from its weights alone, silently: start-up refuses instead."""
+    if settings.rag_k:
+        return f"rag_k is {settings.rag_k}"
+    trained = trained_rag_k(settings)
+    if trained:
+        return f"the model was trained on prompts holding {trained} retrieved chunks (its model card)"
+    return None
+
+
 def resolve_rag_k(settings: ServeSettings) -> int:
     """Chunks to retrieve per request: `settings.rag_k` when set, else as many as the model's training
     prompts held (its model card's RAG contract; 0 when it was trained without context), else
@@ -122,15 +147,12 @@ def resolve_rag_k(settings: ServeSettings) -> int:
     Raises:
         BadContract: the model card is unreadable or of an unknown schema version.
     """
-    from rag.model_card import ModelCard
     from rag.prompt import DEFAULT_K
 
     if settings.rag_k is not None:
         return settings.rag_k
-    card = ModelCard.read(settings.model) if settings.model is not None else None
-    if card is not None and card.rag is not None:
-        return card.rag.context_chunks
-    return DEFAULT_K
+    trained = trained_rag_k(settings)
+    return DEFAULT_K if trained is None else trained
 
 
 def _describe(e: ValidationError) -> str:

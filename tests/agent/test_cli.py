@@ -124,3 +124,10 @@ def test_serve_without_a_model_fails_with_one_line_and_exit_1(tmp_path):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "models/merged: not a model folder" in p.stderr and "onboard merge" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_serving_a_model_trained_with_context_without_an_index_is_refused(tmp_path, merged_model):
+    p = subprocess.run([sys.executable, "-m", "agent.cli", "serve", "-w", str(tmp_path), "--model", str(merged_model)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "no index to retrieve from" in p.stderr and "onboard ingest" in p.stderr and "Traceback" not in p.stderr

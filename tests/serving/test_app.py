@@ -28,3 +28,22 @@ def test_an_unreachable_upstream_stops_start_up_with_its_own_error(no_onboard_en
                              port=free_port())
     with pytest.raises(UpstreamError, match="did not answer GET /models"):
         run(settings)
+
+
+def test_a_model_trained_with_context_is_not_served_without_an_index(no_onboard_env, merged_model):
+    """Issue 11, item 1: no silent answers without documents."""
+    from serving.errors import NoIndex
+
+    with pytest.raises(NoIndex, match=r"trained on prompts holding 3 retrieved chunks.*onboard ingest.*--rag-k 0"):
+        run(ServeSettings(model=merged_model, port=free_port()))
+    with pytest.raises(NoIndex, match="rag_k is 2"):
+        run(ServeSettings(model=merged_model, rag_k=2, port=free_port()))
+
+
+def test_rag_k_0_serves_the_same_model_without_documents_on_purpose(no_onboard_env, merged_model):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(ServeSettings(model=merged_model, rag_k=0))) as client:
+        assert client.get("/healthz").json()["rag"] is False
