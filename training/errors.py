@@ -55,6 +55,10 @@ class MergeVerificationFailed(TrainingError):
     pass
 
 
+class UnfinishedRun(TrainingError):
+    """A run was stopped or killed before it finished; its adapter is not the trained model."""
+
+
 class CannotMerge(TrainingError):
     """The adapter type cannot be folded into the base weights (prefix tuning); the message says what to do."""
 

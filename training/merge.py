@@ -29,7 +29,7 @@ from training.compare import (
     greedy_match,
     next_token_logits,
 )
-from training.errors import CannotMerge, MergeVerificationFailed, ModelNotFound
+from training.errors import CannotMerge, MergeVerificationFailed, ModelNotFound, UnfinishedRun
 from training.io import refuse_overwrite
 from training.record import RUN_RECORD_FILE, RunRecord, base_ref
 
@@ -49,7 +49,7 @@ class MergeConfig:
     base_model: str | None = None
     """Base model; default: the one the run was trained on."""
     force: bool = False
-    """Replace an existing output folder."""
+    """Replace an existing output folder; merge a run that was stopped or did not finish."""
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _adapter_dir(run: Path) -> Path:
 
 
 def run(cfg: MergeConfig) -> MergeResult:
-    """Merge and save; refuse to overwrite `cfg.out` unless `cfg.force`."""
+    """Merge and save; refuse to overwrite `cfg.out`, or to merge a run that did not finish, unless `cfg.force`."""
     from peft import PeftModel
 
     t0 = time.perf_counter()
@@ -82,6 +82,10 @@ def run(cfg: MergeConfig) -> MergeResult:
     adapter = _adapter_dir(run_dir)
     refuse_overwrite(out, cfg.force)
     record = RunRecord.read(run_dir) if (run_dir / RUN_RECORD_FILE).exists() else None
+    if record is not None and not cfg.force and (record.result is None or record.result.stopped_by):
+        how = f"was stopped by {record.result.stopped_by}" if record.result else "never finished"
+        raise UnfinishedRun(f"{run_dir}: the run {how}, so its adapter is not the trained model. Continue it with "
+                            "`onboard train --resume` (same flags), or pass --force to merge it as it is.")
     if cfg.base_model:
         base = cfg.base_model
     elif (adapter / "adapter_config.json").exists():

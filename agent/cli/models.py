@@ -20,7 +20,8 @@ def merge(
     run_dir: Annotated[Path | None, typer.Option("--run", help="Run folder [default: WORKSPACE/runs/sft].")] = None,
     out: Annotated[Path | None, typer.Option(help="Merged model folder [default: WORKSPACE/models/merged].")] = None,
     base: Annotated[str | None, typer.Option(help="Base model [default: the one the run used].")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing merged model.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing merged model; merge a run that did not "
+                                             "finish (stopped, or killed).")] = False,
     verbose: VerboseOpt = False,
 ):
     """Merge the adapter into the full-precision base and save a standalone model (verified)."""

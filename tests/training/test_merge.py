@@ -52,3 +52,21 @@ def test_dora_merges_and_prefix_is_refused_with_what_to_do(tiny_base, workspace,
     with pytest.raises(CannotMerge, match="--method lora"):
         run(MergeConfig(run=prefix.output_dir, out=tmp_path / "prefix-merged"))
     assert not (tmp_path / "prefix-merged").exists()
+
+
+def test_a_run_that_did_not_finish_is_not_merged_without_force(qlora_run, tmp_path):
+    """Issue 11, item 4: an unfinished run's adapter is not the trained model."""
+    import shutil
+
+    from training.errors import UnfinishedRun
+    from training.record import RunRecord
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(qlora_run.output_dir, run_dir, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    record = RunRecord.read(run_dir)
+    record.result = None  # as a run killed before it finished leaves it
+    record.write(run_dir)
+    with pytest.raises(UnfinishedRun, match="never finished.*--resume.*--force"):
+        run(MergeConfig(run=run_dir, out=tmp_path / "merged"))
+    assert not (tmp_path / "merged").exists()
+    assert run(MergeConfig(run=run_dir, out=tmp_path / "merged", force=True)).top1_agreement >= 0.99
