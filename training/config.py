@@ -36,7 +36,7 @@ def _meta(flag: str | None = None, *aliases: str, recipe: bool = True, workspace
     """Field metadata read by `cli_options()` and `recipe_fields()`.
 
     Args:
-        flag: the CLI option (default: `--field-name`); None with `cli=False` semantics is spelled "".
+        flag: the CLI option; None: `--field-name`; "": no CLI option (the field is set by recipes only).
         aliases: more option names (kept for old spellings, e.g. `--grad-accum`).
         recipe: whether a recipe file may set this field (paths and run control may not).
         workspace: what the CLI fills in from the workspace when the flag is not given (shown in --help).
