@@ -52,3 +52,19 @@ class EmbeddingMismatch(RagError):
 
 class EmptyIndex(RagError):
     pass
+
+
+class DiskFull(OnboardError):
+    """A write failed for lack of space; the message names the folder, the space needed when known, and
+    says that nothing half-written was kept. Raised by every stage that writes (ingest, merge, export)."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether `e` is a failed write for lack of space, whatever library raised it (OSError ENOSPC,
+    SQLite's "database or disk is full", safetensors' `StorageFull`)."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return any(s in text for s in ("No space left on device", "disk is full", "StorageFull", "Disk quota exceeded"))

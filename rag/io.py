@@ -75,3 +75,28 @@ def publish_file(out: str | Path, suffix: str = ".partial") -> Iterator[Path]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+def require_space(folder: str | Path, needed: int, what: str) -> None:
+    """Refuse, before anything is written, to write `needed` bytes of `what` under `folder` when its
+    filesystem has less free space (with 5 % to spare).
+
+    Raises:
+        DiskFull: naming the folder, the space needed and the space free.
+    """
+    from rag.errors import DiskFull
+
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe).free
+    if free < needed * 1.05:
+        raise DiskFull(f"{folder}: writing {what} needs about {human_bytes(needed)} but only {human_bytes(free)} is "
+                       "free there. Free some space or choose another folder; nothing was written.")

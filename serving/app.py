@@ -27,12 +27,15 @@ from serving.settings import ServeSettings, resolve_rag_k, retrieval_required
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=None) -> FastAPI:
-    """Build the app. `engine`/`retriever` may be passed in (tests; the caller then owns and closes
-    them); otherwise the lifespan creates them from `settings` and closes the engine at shutdown."""
+def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=None,
+               close_engine: bool = False) -> FastAPI:
+    """Build the app. `engine`/`retriever` may be passed in (tests, and `run`, which loads them before
+    the server starts); the caller then closes the engine, unless `close_engine` hands that to the app's
+    shutdown. Otherwise the lifespan creates them from `settings` and closes the engine at shutdown."""
     app = FastAPI(title="Onboard", version="0.1.0", lifespan=_lifespan)
     app.state.settings = settings
     app.state.given = (engine, retriever)
+    app.state.close_engine = engine is None or close_engine
     app.middleware("http")(_limit_size)
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -60,7 +63,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 _without_index(state.settings)
     except Exception as e:
         state.startup_error = e  # `run` re-raises it, so the CLI prints it as one line
-        if engine is None and getattr(state, "engine", None) is not None:
+        if state.close_engine and getattr(state, "engine", None) is not None:
             await state.engine.close()
         raise
     log.info("serving %s (rag k=%d, retrieval %s)", state.settings.served_name, state.rag_k,
@@ -68,7 +71,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if engine is None:
+        if state.close_engine:
             await state.engine.close()
 
 
@@ -132,26 +135,33 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def run(settings: ServeSettings) -> None:
-    """Serve until interrupted.
+    """Serve until interrupted. Everything that can fail at start-up (the port, the model card, the
+    weights, the index) is checked before uvicorn starts, so a failure is one line, not a traceback.
 
     Raises:
-        ModelNotLoaded: the transformers engine's `settings.model` is not a model folder (checked before
-            the server starts), or the remote engine's upstream does not serve `remote_model`.
+        PortInUse: another process listens on `settings.host:settings.port`.
+        ModelNotLoaded: the transformers engine's `settings.model` is not a model folder or its weights
+            are truncated or corrupt; the remote engine's upstream does not serve `remote_model`.
         BadContract: the model card is unreadable or of an unknown schema version.
+        NoIndex: the model needs retrieval and the workspace has no index.
         UpstreamError: the remote engine's upstream cannot be reached.
         ServingError: the server could not start (its log says why).
     """
+    import asyncio
+
     import uvicorn
 
+    _check_port(settings.host, settings.port)  # before minutes of loading weights
     if settings.engine == "transformers":
         from serving.engines.hf import require_model_folder
 
         require_model_folder(settings.model)
-    # a broken model card, or a model that needs an index the server lacks, stops here: before uvicorn
-    # starts, so the user sees one line, not uvicorn's lifespan traceback
-    if resolve_rag_k(settings) > 0 and not settings.workspace and retrieval_required(settings):
+    rag_k = resolve_rag_k(settings)
+    if rag_k > 0 and not settings.workspace and retrieval_required(settings):
         _without_index(settings)  # raises
-    app = create_app(settings)
+    retriever = _open_retriever(settings) if rag_k > 0 and settings.workspace else None
+    engine = _load_engine(settings)
+    app = create_app(settings, engine=engine, retriever=retriever, close_engine=True)  # shutdown closes it
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
     try:
         server.run()
@@ -159,7 +169,24 @@ def run(settings: ServeSettings) -> None:
         if server.started:
             raise
     if not server.started:
+        asyncio.run(engine.close())  # the lifespan never ran, so nothing closed it (and it never served)
         startup_error = getattr(app.state, "startup_error", None)
         if isinstance(startup_error, OnboardError):  # the user's to fix: one line, not a traceback
             raise startup_error
         raise ServingError(f"the server did not start on {settings.host}:{settings.port}; the log above says why.")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raise `PortInUse` when `host:port` cannot be bound (the socket is closed again at once)."""
+    import socket
+
+    from serving.errors import PortInUse
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is not "in use"
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise PortInUse(f"cannot listen on {host}:{port} ({e.strerror}): another server is probably using it. "
+                            "Stop it, or pass --port N (env ONBOARD_PORT).") from None

@@ -29,6 +29,13 @@ class BadRequest(ServingError):
     type = "invalid_request_error"
 
 
+class ContextTooLong(BadRequest):
+    """The prompt (retrieved context and history included) leaves no room for an answer within the
+    model's context window; the engine never runs past it."""
+
+    type = "context_length_exceeded"
+
+
 class UnknownModel(ServingError):
     status_code = 404
     type = "model_not_found"
@@ -40,6 +47,11 @@ class NoIndex(ServingError):
 
     status_code = 503
     type = "no_index"
+
+
+class PortInUse(ServingError):
+    """The server cannot listen on its host and port (another process holds them, or the address is not
+    this machine's)."""
 
 
 class UpstreamError(ServingError):

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.io import publish_dir
+from rag.errors import DiskFull, is_disk_full
+from rag.io import human_bytes, publish_dir, require_space
 from rag.model_card import MergeVerification, ModelCard
 from training.base_model import load_model, load_tokenizer, resolve
 from training.compare import (
@@ -88,10 +89,10 @@ def run(cfg: MergeConfig) -> MergeResult:
                             "`onboard train --resume` (same flags), or pass --force to merge it as it is.")
     if cfg.base_model:
         base = cfg.base_model
+    elif record is not None:  # the run's base, found from where its folder is now (a workspace may have moved)
+        base = record.trained_on(run_dir)
     elif (adapter / "adapter_config.json").exists():
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-    elif record is not None:  # full fine-tune: the run records its base
-        base = record.config.base_model
     else:
         raise ModelNotFound(f"{run_dir}: a whole model without its run record; pass the base with --base.")
     base = resolve(base)
@@ -145,8 +146,23 @@ def run(cfg: MergeConfig) -> MergeResult:
         log.warning("%s: the training data has no dataset card (not made by `onboard data build`), so the merged "
                     "model does not record how many retrieved chunks its prompts held; serving will use its default",
                     run_dir)
-    with publish_dir(out) as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        card.write(tmp)
+    _save(merged, tokenizer, card, out)
     return MergeResult(out, base, agree, max_diff, time.perf_counter() - t0, cosine, greedy)
+
+
+def _save(merged, tokenizer, card: ModelCard, out: Path) -> None:
+    """Write the merged model to `out` through a temporary folder; a full disk, found before writing (the
+    weights' size against the free space) or while writing, leaves nothing behind and says so."""
+    needed = sum(t.numel() * t.element_size() for t in merged.state_dict().values())
+    require_space(out.parent, needed, "the merged model")
+    try:
+        with publish_dir(out) as tmp:
+            merged.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            card.write(tmp)
+    except Exception as e:
+        if is_disk_full(e):
+            raise DiskFull(f"{out.parent}: the disk filled up while writing the merged model (about "
+                           f"{human_bytes(needed)}); the partial copy was removed and {out} is unchanged. Free some "
+                           "space and run `onboard merge` again.") from None
+        raise

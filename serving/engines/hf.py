@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from serving.engines.base import Delta, Generation, SamplingParams
-from serving.errors import ModelNotLoaded
+from serving.errors import ContextTooLong, ModelNotLoaded
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,14 @@ class TransformersEngine:
         if self.tokenizer.chat_template is None:
             raise ModelNotLoaded(f"{path}: the tokenizer has no chat template, so chat requests cannot be rendered.")
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        except Exception as e:  # a truncated or corrupt weights file: safetensors, torch and OSError variants
+            raise ModelNotLoaded(
+                f"{path}: cannot load the model weights ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                "A file is truncated or corrupt (an interrupted copy, a full disk): merge again with "
+                "`onboard merge --force`, or copy the folder again.") from None
+        self.context = _context_window(self.model.config, self.tokenizer)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
@@ -96,8 +103,8 @@ class TransformersEngine:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
 
-    def _kwargs(self, params: SamplingParams, cancel: threading.Event) -> dict:
-        kw = {"max_new_tokens": params.max_new_tokens, "eos_token_id": sorted(self.eos_ids),
+    def _kwargs(self, params: SamplingParams, cancel: threading.Event, n_prompt: int) -> dict:
+        kw = {"max_new_tokens": self._budget(n_prompt, params), "eos_token_id": sorted(self.eos_ids),
               "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0],
               "stopping_criteria": [lambda input_ids, scores, **_: cancel.is_set()]}
         if params.temperature > 0:
@@ -112,6 +119,19 @@ class TransformersEngine:
             raise ModelNotLoaded("the engine is closed (the server is shutting down).")
         return model
 
+    def _budget(self, n_prompt: int, params: SamplingParams) -> int:
+        """New tokens allowed: the request's maximum, cut to what the context window has left.
+
+        Raises:
+            ContextTooLong: the prompt alone fills the window.
+        """
+        room = self.context - n_prompt
+        if room <= 0:
+            raise ContextTooLong(
+                f"the prompt is {n_prompt} tokens (retrieved context and history included) but this model reads "
+                f"at most {self.context}, answer included. Shorten the messages, or retrieve fewer chunks.")
+        return min(params.max_new_tokens, room)
+
     def _finish(self, new: list[int]) -> str:
         return "stop" if new and new[-1] in self.eos_ids else "length"
 
@@ -120,10 +140,11 @@ class TransformersEngine:
 
         inputs = self._inputs(messages)
         n_prompt = inputs["input_ids"].shape[1]
+        kwargs = self._kwargs(params, cancel, n_prompt)
         with self._lock, torch.no_grad():
             if cancel.is_set():  # the caller left while this request waited for the lock: skip the prefill
                 raise asyncio.CancelledError
-            out = self._loaded().generate(**inputs, **self._kwargs(params, cancel))
+            out = self._loaded().generate(**inputs, **kwargs)
         new = out[0, n_prompt:].tolist()
         return Generation(self.tokenizer.decode(new, skip_special_tokens=True), n_prompt, len(new), self._finish(new))
 
@@ -134,10 +155,11 @@ class TransformersEngine:
         try:
             inputs = self._inputs(messages)
             n_prompt = inputs["input_ids"].shape[1]
+            kwargs = self._kwargs(params, cancel, n_prompt)
             with self._lock, torch.no_grad():
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
-                out = self._loaded().generate(**inputs, **self._kwargs(params, cancel),
+                out = self._loaded().generate(**inputs, **kwargs,
                                           streamer=_Detokenizer(self.tokenizer, emit))
             new = out[0, n_prompt:].tolist()
             emit(Delta("", self._finish(new), n_prompt, len(new)))
@@ -145,6 +167,18 @@ class TransformersEngine:
             emit(e)
         finally:
             emit(None)
+
+
+def _context_window(config, tokenizer) -> int:
+    """Positions the model can attend to: its config's maximum, else the tokenizer's (when it states one)."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 10**9:
+        return limit
+    raise ModelNotLoaded(f"{config.name_or_path}: the model's config states no context length "
+                         "(max_position_embeddings), so requests cannot be kept within it.")
 
 
 class _Detokenizer:

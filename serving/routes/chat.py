@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rag import Retriever, build_rag_messages
 from serving.deps import EngineDep, RagKDep, RetrieverDep, SettingsDep
-from serving.engines.base import Engine, SamplingParams
+from serving.engines.base import Delta, SamplingParams
 from serving.errors import BadRequest, UnknownModel
 from serving.protocol import (
     ChatCompletionChunk,
@@ -48,7 +48,15 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         top_p=req.top_p,
     )
     if req.stream:
-        return EventSourceResponse(_stream(engine, messages, params, sources, settings.served_name), ping=15)
+        deltas = engine.stream(messages, params)
+        # The first piece is awaited before the response starts, so a request the engine refuses (a
+        # prompt longer than the model's context) gets its error status, not a 200 and a broken stream.
+        try:
+            first = await anext(deltas, None)
+        except BaseException:
+            await deltas.aclose()
+            raise
+        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name), ping=15)
     gen = await engine.generate(messages, params)
     return ChatCompletionResponse(
         model=settings.served_name,
@@ -80,7 +88,7 @@ async def _with_context(req: ChatCompletionRequest, retriever: Retriever | None,
     return build_rag_messages(messages, hits), [Source(**h.citation()) for h in hits]
 
 
-async def _stream(engine: Engine, messages: list[dict], params: SamplingParams, sources: list[Source],
+async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
                   served_name: str) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -89,12 +97,18 @@ async def _stream(engine: Engine, messages: list[dict], params: SamplingParams, 
                                 choices=[StreamChoice(delta=delta, finish_reason=finish)], sources=srcs)
         return json.dumps(c.model_dump(exclude_none=True), ensure_ascii=False)
 
+    async def pieces() -> AsyncIterator[Delta]:
+        if first is not None:
+            yield first
+        async for d in deltas:
+            yield d
+
     yield chunk(DeltaMessage(role="assistant", content=""), srcs=sources)
     # aclosing: when the client disconnects, sse-starlette cancels this generator, and closing the
     # engine's stream stops the generation (the local engine at the next token, a remote upstream by
     # its connection closing).
-    async with aclosing(engine.stream(messages, params)) as deltas:
-        async for d in deltas:
+    async with aclosing(deltas):
+        async for d in pieces():
             if d.text:
                 yield chunk(DeltaMessage(content=d.text))
             if d.finish_reason:

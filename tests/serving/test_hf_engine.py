@@ -103,3 +103,23 @@ def test_a_client_that_disconnects_stops_the_generation(engine, generated, no_on
             time.sleep(0.05)
         assert httpx.get(f"{base}/healthz").status_code == 200
     assert generated and generated[0] < 100, generated
+
+
+def test_an_answer_stops_at_the_end_of_the_context_window(engine, generated):
+    """Issue 11, item 6: max_new_tokens is cut to what the window has left; a prompt filling it is refused."""
+    from serving.errors import ContextTooLong
+
+    async def fill(words: int, max_new: int):
+        msgs = [{"role": "user", "content": "lamp " * words}]
+        n = await engine.count_tokens(msgs)
+        return n, await engine.generate(msgs, SamplingParams(max_new_tokens=max_new))
+
+    words = 10
+    while asyncio.run(engine.count_tokens([{"role": "user", "content": "lamp " * words}])) < engine.context - 8:
+        words += 50 if asyncio.run(engine.count_tokens([{"role": "user", "content": "lamp " * (words + 50)}])) \
+            < engine.context - 8 else 1
+    n_prompt, gen = asyncio.run(fill(words, 200))
+    assert engine.context - 8 <= n_prompt < engine.context
+    assert gen.completion_tokens == generated[-1] == engine.context - n_prompt and gen.finish_reason == "length"
+    with pytest.raises(ContextTooLong, match=f"at most {engine.context}"):
+        asyncio.run(engine.generate([{"role": "user", "content": "lamp " * 3000}], SamplingParams()))

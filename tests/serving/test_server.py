@@ -85,3 +85,14 @@ def test_ingest_and_search_through_a_remote_embedding_endpoint(server, docs_dir,
     report = ingest(cfg, docs_dir)
     assert report.added > 0
     assert Retriever(cfg).search("How long is the furniture warranty?", k=1)[0].source in ("warranty.md", "faq.md")
+
+
+def test_a_prompt_past_the_models_context_is_refused_streamed_or_not(server, client):
+    """Issue 11, item 6: the engine never runs past the model's context (the tiny model reads 2,048)."""
+    from openai import BadRequestError
+
+    long = [{"role": "user", "content": "Tell me about the warranty on lamps and chairs. " * 1500}]
+    for stream in (False, True):
+        with pytest.raises(BadRequestError, match=r"prompt is \d+ tokens.*at most 2048") as e:
+            client.chat.completions.create(model="merged", messages=long, stream=stream)
+        assert e.value.body["type"] == "context_length_exceeded"
