@@ -92,7 +92,8 @@ def run(cfg: DemoConfig) -> dict:
         base, method, epochs, lr = str(ws.tiny_base), "qlora", cfg.epochs, cfg.learning_rate
 
     with progress_bar("2/6 ingest: embedding chunks") as up:
-        rep = _timed(timings, "ingest", lambda: pipeline.ingest(ws, cfg.docs, progress=lambda d, n: up(d, n)))
+        rep = _timed(timings, "ingest", lambda: pipeline.ingest(
+            ws, cfg.docs, progress=lambda phase, d, n: up(d, n) if phase == "embed" else None))
     console.print(f"   {rep.documents} documents -> {rep.chunks} chunks in Chroma")
 
     data = _timed(timings, "dataset", lambda: pipeline.build_data(DataBuildConfig(workspace=ws.root)))
@@ -103,7 +104,8 @@ def run(cfg: DemoConfig) -> dict:
     title = "QLoRA fine-tuning (4-bit NF4 base)" if method == "qlora" else "LoRA fine-tuning (fp32 base)"
     with progress_bar(f"4/6 {title}", show_loss=True) as up:
         res = _timed(timings, f"train ({method})", lambda: pipeline.train(sft_cfg, callbacks=[Progress(up)]))
-    console.print(f"   {res.steps} steps, loss {res.first_loss:.3f} -> {res.last_loss:.3f}")
+    console.print(f"   {res.steps} steps, train loss {res.start_loss:.3f} -> {res.end_loss:.3f} (mean of the first and "
+                  "last 10 % of logged steps)")
 
     mres = _timed(timings, "merge", lambda: pipeline.merge(ws))
     console.print(f"5/6 merge: {mres.out}, top-1 agreement with adapter+base {mres.top1_agreement:.1%}")

@@ -33,8 +33,10 @@ does not fit the machine's memory."""
 # ---------------------------------------------------------------- documents and data
 
 def ingest(ws: Workspace, docs: Path, collection: str = "onboard", chroma_url: str | None = None,
-           sync: bool = False, strict: bool = False, progress: Callable[[int, int], None] | None = None):
-    """Load, chunk, embed and store `docs` in the workspace's index. Returns `rag.IngestReport`."""
+           sync: bool = False, strict: bool = False, progress: Callable[[str, int, int], None] | None = None):
+    """Load, chunk, embed and store `docs` in the workspace's index. Returns `rag.IngestReport`.
+
+    `progress(phase, done, total)`: phases "load" (files), "chunk" (documents), "embed" (chunks)."""
     from rag import RagConfig
     from rag import ingest as run
 
@@ -43,14 +45,28 @@ def ingest(ws: Workspace, docs: Path, collection: str = "onboard", chroma_url: s
 
 
 def search(ws: Workspace, query: str, k: int = 5, filters: dict | None = None, **overrides) -> list:
-    """Hybrid search over the index as it was ingested; `overrides` are RagConfig fields (mode, reranker...)."""
+    """Hybrid search over the index as it was ingested; `overrides` are RagConfig fields (mode, reranker...).
+    An incomplete index (an ingest that did not finish) is searched too, with a logged warning; see
+    `index_warning`."""
     from rag import RagConfig, Retriever
 
     return Retriever(RagConfig.from_workspace(ws.root, **overrides)).search(query, k, filters=filters or None)
 
 
+def index_warning(ws: Workspace, collection: str | None = None) -> str | None:
+    """One line when the workspace's index (`collection`, default the one ingested) is incomplete, else None."""
+    from rag.ingest import ingest_state
+
+    state = ingest_state(ws.root)
+    return state.warning() if collection in (None, state.collection) else None
+
+
 def build_data(cfg, progress: Callable[[str, int, int], None] | None = None):
-    """`onboard data build`: a `training.data.build.DataBuildConfig` in, a `DataBuildResult` out."""
+    """`onboard data build`: a `training.data.build.DataBuildConfig` in, a `DataBuildResult` out.
+
+    Builds from every folder ingested into the workspace (or `cfg.docs`). A dataset of the same kind
+    already there is replaced only with `cfg.force`; otherwise `OutputExists` names the folder.
+    """
     from training.data.build import run
 
     return run(cfg, progress=progress)
@@ -107,7 +123,8 @@ def plan_hardware(base: str, method: str, seq_len: int, effective_batch: int = D
 def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: bool = True):
     """The run's `TrainConfig`: explicit `values` (field name -> value; None means not given) over the
     recipe's, over the workspace's defaults (tiny base, data/STAGE/, runs/STAGE), with the batch from
-    `plan_hardware` when neither batch size nor accumulation was given anywhere.
+    `plan_hardware` when neither batch size nor accumulation was given anywhere (on --resume: the
+    batch the run was trained with, which a resumed run may not change, rather than a new plan).
 
     Raises:
         BadConfig / BadRecipe: a value or recipe key is wrong; the flag or key is named.
@@ -121,9 +138,11 @@ def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: 
     fields.setdefault("base_model", str(ws.tiny_base))
     fields.setdefault("train_file", ws.train_file(stage))
     fields.setdefault("output_dir", ws.run_dir(stage))
-    if "eval_file" not in fields:
+    if "eval_file" not in fields and fields.get("evaluate", True):  # --no-eval: no eval data at all
         test = ws.test_file(stage)
         fields["eval_file"] = test if test.exists() and test.stat().st_size else None
+    if fields.get("resume") and "batch_size" not in fields and "gradient_accumulation_steps" not in fields:
+        fields.update(_recorded_batch(Path(fields["output_dir"])))
     cfg = TrainConfig.make(**fields)
     if plan and "batch_size" not in fields and "gradient_accumulation_steps" not in fields:
         hw = plan_hardware(cfg.base_model, cfg.method, cfg.max_length, lora_r=cfg.lora_r)
@@ -134,6 +153,16 @@ def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: 
             log.info("batch %d x accumulation %d for %.0f GiB of %s memory", hw.batch_size,
                      hw.gradient_accumulation_steps, hw.memory_gib, hw.device)
     return cfg
+
+
+def _recorded_batch(run_dir: Path) -> dict:
+    """The batch size and accumulation a run folder's record holds ({} when it has none)."""
+    from training.record import RUN_RECORD_FILE, RunRecord
+
+    if not (run_dir / RUN_RECORD_FILE).exists():
+        return {}
+    cfg = RunRecord.read(run_dir).config
+    return {"batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.gradient_accumulation_steps}
 
 
 def train(cfg, callbacks: list | None = None):

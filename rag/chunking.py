@@ -25,7 +25,7 @@ class Chunk:
     """A piece of a document, the unit that is embedded, retrieved and cited."""
 
     id: str
-    """Content hash of (source, text): the same text in the same file always gets the same id."""
+    """Content hash of (root, source, text): the same text in the same file always gets the same id."""
     doc_id: str
     source: str
     title: str
@@ -40,11 +40,14 @@ class Chunk:
     """1-based page where the chunk starts (PDFs), 0 when the document has no pages."""
     tags: list[str] = field(default_factory=list)
     kind: str = "text"
+    root: str = ""
+    """The folder the document was loaded from (`Document.root`); with `source` it names the file."""
 
     def metadata(self) -> dict:
         meta = {
             "doc_id": self.doc_id,
             "source": self.source,
+            "root": self.root,
             "title": self.title,
             "heading_path": self.heading_path,
             "start": self.start,
@@ -58,8 +61,10 @@ class Chunk:
         return meta
 
 
-def chunk_id(source: str, text: str) -> str:
-    return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:24]
+def chunk_id(source: str, text: str, root: str = "") -> str:
+    """The chunk's id; without a `root` it is the id Onboard gave chunks before roots were recorded."""
+    key = f"{root}\n{source}\n{text}" if root else f"{source}\n{text}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _sections(text: str) -> Iterator[tuple[str, int, int]]:
@@ -131,8 +136,8 @@ def chunk_document(
             e -= 1
         if s < e:
             body = text[s:e]
-            chunks.append(Chunk(chunk_id(doc.source, body), doc.id, doc.source, doc.title, heading,
-                                body, s, e, doc.language, doc.page_at(s), doc.tags, doc.kind))
+            chunks.append(Chunk(chunk_id(doc.source, body, doc.root), doc.id, doc.source, doc.title, heading,
+                                body, s, e, doc.language, doc.page_at(s), doc.tags, doc.kind, doc.root))
 
     # Each paragraph/sentence is tokenized once and windows are sized by summing: exact for
     # whitespace-splitting tokenizers (WordPiece), close for BPE, and linear instead of quadratic.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,22 @@ from rag.errors import BadRagOption
 from rag.workspace import Workspace
 
 DEFAULT_COLLECTION = "onboard"
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
+_IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
+def check_collection_name(name: str) -> None:
+    """Refuse a name Chroma would refuse (the rules of every Chroma version: S3 bucket names), before
+    it becomes a folder name under the workspace (`bm25/<name>`).
+
+    Raises:
+        BadRagOption: the name, the flag and the rule.
+    """
+    if not _COLLECTION_NAME.fullmatch(name) or ".." in name or _IPV4.fullmatch(name):
+        raise BadRagOption(
+            f"--collection {name!r}: not a valid collection name. Use 3-63 letters, digits, '.', '_' or '-', "
+            f"starting and ending with a letter or digit, without '..' and not an IP address (e.g. shop-docs)."
+        )
 
 
 @dataclass
@@ -51,6 +68,7 @@ class RagConfig:
         self.embedding_url = self.embedding_url or os.environ.get("ONBOARD_EMBEDDING_URL") or None
         if self.chunk_tokens < 32:
             raise BadRagOption(f"chunk_tokens must be at least 32 (got {self.chunk_tokens})")
+        check_collection_name(self.collection)
         if self.mode not in ("hybrid", "dense", "bm25"):
             raise BadRagOption(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rag.errors import BadRagOption
 
-FILTER_KEYS = ("source", "language", "tags", "doc_id", "kind", "page", "title")
+FILTER_KEYS = ("source", "root", "language", "tags", "doc_id", "kind", "page", "title")
 
 
 def _check(filters: dict) -> None:

@@ -44,11 +44,14 @@ def atomic_write_json(path: str | Path, data, indent: int | None = 2) -> None:
 
 @contextmanager
 def publish_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder to write into; on success it replaces `out` in one rename,
-    so a crash midway never leaves a half-written folder under the real name. On failure the
-    temporary folder is removed."""
+    """Yield a temporary sibling folder (`<out>.tmp`) to write into; on success it replaces `out` by
+    renames, so a crash midway never leaves a half-written folder under the real name, and the previous
+    `out` is moved aside (`<out>.old`) until the new one is in place, so no kill loses both. On failure
+    the temporary folder is removed; one left by a kill is removed by the next call."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp, old = out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")
+    if old.exists() and not out.exists():  # a kill between the two renames below: the previous one comes back
+        old.rename(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -56,9 +59,11 @@ def publish_dir(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     if out.exists():
-        shutil.rmtree(out)
+        out.rename(old)  # kept until the new one is in place: a kill here loses neither
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

@@ -81,7 +81,19 @@ class Retriever:
     def collection(self):
         if self._col is None:
             self._col = get_collection(self.cfg, self.embedder.name)
+            if warning := self.index_warning:
+                log.warning("%s", warning)
         return self._col
+
+    @property
+    def index_warning(self) -> str | None:
+        """One line saying the index is incomplete (an ingest of this collection started and did not
+        finish: killed, crashed, disk full), else None. Read from the ingest record at each call (a
+        long-lived retriever sees a later ingest complete); logged when the collection is first opened."""
+        from rag.ingest_record import ingest_state
+
+        state = ingest_state(self.cfg.workspace)
+        return state.warning() if state.collection == self.cfg.collection else None
 
     def count(self) -> int:
         self._count = self.collection.count()

@@ -65,13 +65,13 @@ def get_collection(cfg: RagConfig, embedding_model: str, create: bool = False):
     return col
 
 
-def get_all(collection, include: list[str], page: int = 5000) -> dict:
-    """Every record of the collection, read in pages (one big `get` overflows SQLite's variable limit
-    at ~100k chunks)."""
+def get_all(collection, include: list[str], page: int = 5000, where: dict | None = None) -> dict:
+    """Every record of the collection (matching `where`, a Chroma filter), read in pages (one big `get`
+    overflows SQLite's variable limit at ~100k chunks)."""
     out: dict = {"ids": [], **{k: [] for k in include}}
     offset = 0
     while True:
-        got = collection.get(include=include, limit=page, offset=offset)
+        got = collection.get(where=where, include=include, limit=page, offset=offset)
         out["ids"].extend(got["ids"])
         for k in include:
             out[k].extend(got[k])

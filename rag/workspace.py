@@ -1,7 +1,8 @@
 """The workspace: one folder holding everything a project makes, and the one place that knows where.
 
     .onboard/
-      ingest.json              what the last `onboard ingest` recorded (rag/ingest.py)
+      ingest.json              what `onboard ingest` recorded: every folder ingested, and whether the
+                               last run of each finished (rag/ingest_record.py)
       chroma/  bm25/<coll>/    the index
       base/tiny/               the tiny default base model (`onboard base build tiny`)
       data/<kind>/             train.jsonl, test.jsonl, stats.json (the dataset card)

@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agent.cli.common import DEFAULT_WS, ChromaOpt, CollectionOpt, VerboseOpt, WorkspaceOpt
-from agent.ui import console, handle_errors, progress_bar, setup
+from agent.ui import console, err_console, handle_errors, setup, stage_bars
 from rag.workspace import Workspace
+
+PHASES = {"load": "loading files", "chunk": "chunking", "embed": "embedding chunks"}
 
 
 @handle_errors
@@ -27,9 +30,9 @@ def ingest(
     setup(verbose)
     from agent import pipeline
 
-    with progress_bar("embedding chunks") as update:
+    with stage_bars() as update:
         r = pipeline.ingest(Workspace(workspace), docs, collection=collection or "onboard", chroma_url=chroma_url,
-                            sync=sync, strict=strict, progress=lambda d, n: update(d, n))
+                            sync=sync, strict=strict, progress=lambda phase, d, n: update(PHASES[phase], d, n))
     console.print(
         f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
         f"({r.total_in_store} in the index, {r.seconds:.1f} s)"
@@ -60,6 +63,8 @@ def search(
     from agent import pipeline
 
     filters = {k_: v for k_, v in {"source": source, "language": language, "tags": tag}.items() if v}
+    if warning := pipeline.index_warning(Workspace(workspace), collection):
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, markup=True, soft_wrap=True)
     hits = pipeline.search(Workspace(workspace), query, k, filters, collection=collection, chroma_url=chroma_url,
                            mode=mode, reranker=str(reranker) if reranker else None)
     table = Table("score", "source", "page", "section", "snippet")

@@ -28,14 +28,51 @@ class Parsed:
     """'text', 'html', 'pdf', 'docx' or 'faq-table' (every section is one question and its answer)."""
 
 
+# Byte-order marks, longest first: UTF-32-LE's BOM begins with UTF-16-LE's.
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def _bomless_utf16(raw: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when the bytes look like UTF-16 without a BOM (Windows tools write it):
+    in mostly-ASCII text every other byte is zero. None otherwise."""
+    sample = raw[:4096]
+    pairs = len(sample) // 2
+    if pairs < 2 or len(raw) % 2:
+        return None
+    odd_zero = sum(1 for b in sample[1::2] if b == 0) / pairs
+    even_zero = sum(1 for b in sample[0::2] if b == 0) / pairs
+    if odd_zero > 0.3 and even_zero < 0.05:
+        return "utf-16-le"
+    if even_zero > 0.3 and odd_zero < 0.05:
+        return "utf-16-be"
+    return None
+
+
 def decode(raw: bytes, path: Path) -> str:
+    """Text of a file: UTF-8, or UTF-16/UTF-32 when a byte-order mark (or, for UTF-16, the zero bytes of
+    mostly-ASCII text) says so.
+
+    Raises:
+        Unreadable: the bytes are not valid in that encoding; the message names the line and how to convert.
+    """
+    bom, encoding = next(((b, enc) for b, enc in _BOMS if raw.startswith(b)), (b"", None))
+    body = raw[len(bom):]
+    encoding = encoding or _bomless_utf16(raw) or "utf-8"
     try:
-        return raw.decode("utf-8-sig")
+        return body.decode(encoding)
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
+        if encoding == "utf-8":
+            line = body[: e.start].count(b"\n") + 1
+            raise Unreadable(
+                f"{path}:{line}: not valid UTF-8 (byte {e.start}). Convert it, e.g. "
+                f"`iconv -f GB18030 -t UTF-8 '{path.name}' > fixed.txt`."
+            ) from None
+        line = body[: e.start].decode(encoding, errors="replace").count("\n") + 1
         raise Unreadable(
-            f"{path}:{line}: not valid UTF-8 (byte {e.start}). Convert it, e.g. "
-            f"`iconv -f GB18030 -t UTF-8 '{path.name}' > fixed.txt`."
+            f"{path}:{line}: not valid {encoding.upper()} (byte {e.start}; the file starts like {encoding.upper()} "
+            f"text but is damaged or truncated). Re-save it as UTF-8, e.g. "
+            f"`iconv -f {encoding.upper()} -t UTF-8 '{path.name}' > fixed.txt`."
         ) from None
 
 
@@ -133,13 +170,16 @@ def read_docx(path: Path) -> Parsed:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    raw = path.read_bytes()  # read here, so a file that cannot be opened says so (python-docx calls it "not found")
     try:
-        d = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise Unreadable(f"{path}: not a readable .docx file ({e}).") from None
+        d = docx.Document(io.BytesIO(raw))
+    except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as e:
+        raise Unreadable(f"{path}: not a readable .docx file, damaged or truncated? ({type(e).__name__}). Open and save "
+                         "it again in Word, or move it out of the folder.") from None
     blocks = []
     for el in d.element.body.iterchildren():
         if el.tag.endswith("}p"):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from rag import RagConfig, Retriever, ingest
+from rag.ingest import ingest_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def test_killed_ingest_then_rerun_equals_one_clean_run(tmp_path):
     docs = _many_docs(tmp_path / "docs", 120)
     script = (
         "import sys; from rag import RagConfig, ingest\n"
-        "def p(d, n):\n    print(f'{d}/{n}', flush=True)\n"
+        "def p(phase, d, n):\n    print(f'{d}/{n}', flush=True) if phase == 'embed' and d else None\n"
         f"ingest(RagConfig(workspace=sys.argv[1], batch_size=16), {str(docs)!r}, progress=p)\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
@@ -53,8 +54,10 @@ def test_killed_ingest_then_rerun_equals_one_clean_run(tmp_path):
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL and 0 < written < 360
+    assert ingest_state(tmp_path / "killed").incomplete == (str(docs),)
 
     resumed = ingest(RagConfig(workspace=tmp_path / "killed", batch_size=16), docs)
+    assert ingest_state(tmp_path / "killed").complete
     assert resumed.unchanged >= 64 and resumed.added + resumed.unchanged == resumed.chunks
     clean = ingest(RagConfig(workspace=tmp_path / "clean", batch_size=16), docs)
     assert _snapshot(RagConfig(workspace=tmp_path / "killed")) == _snapshot(RagConfig(workspace=tmp_path / "clean"))

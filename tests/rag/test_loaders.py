@@ -99,3 +99,45 @@ def test_folder_with_nothing_readable_says_what_to_do_and_why(tmp_path):
 def test_detect_language():
     assert detect_language("退款将在 5 至 10 个工作日内退回原支付方式") == "zh"
     assert detect_language("Refunds go back to the original payment method") == "en"
+
+
+MIXED = "# 退货政策 Returns\n\n退货运费由顾客承担。Return shipping is paid by the customer.\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_files_are_read_by_their_byte_order_mark_or_zero_bytes(tmp_path, encoding):
+    raw = MIXED.encode(encoding)
+    if encoding == "utf-16-le":  # a BOM, written by hand (Notepad's "Unicode")
+        raw = b"\xff\xfe" + raw
+    (tmp_path / "notes.txt").write_bytes(raw)
+    doc = load_documents(tmp_path).documents[0]
+    assert doc.text == MIXED and doc.language == "zh"
+
+
+def test_bomless_utf16_of_mostly_ascii_text_is_read(tmp_path):
+    text = "# Returns\n\nReturn shipping is paid by the customer. 退货。\n"
+    (tmp_path / "notes.txt").write_bytes(text.encode("utf-16-le"))
+    assert load_documents(tmp_path).documents[0].text == text
+
+
+def test_a_damaged_utf16_file_gets_the_utf16_hint_not_gb18030(tmp_path):
+    (tmp_path / "ok.md").write_text("# fine\n\ntext\n")
+    (tmp_path / "notes.txt").write_bytes(b"\xff\xfe" + "line one\n".encode("utf-16-le") + b"\x00\xd8A\x00")
+    [skipped] = load_documents(tmp_path).skipped
+    assert "notes.txt:2: not valid UTF-16-LE" in skipped.reason and "iconv -f UTF-16-LE" in skipped.reason
+    assert "GB18030" not in skipped.reason
+
+
+def test_a_utf16_text_file_with_chinese_and_english_is_ingested_and_searchable(tmp_path, embedder):
+    from rag import RagConfig, Retriever, ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "other.md").write_text("# Hours\n\nThe showroom opens at nine.\n")
+    (docs / "returns.txt").write_bytes(b"\xff\xfe" + MIXED.encode("utf-16-le"))
+    cfg = RagConfig(workspace=tmp_path / "ws")
+    report = ingest(cfg, docs, embedder=embedder)
+    assert not report.skipped and "returns.txt" in report.sources
+    r = Retriever(cfg, embedder)
+    assert r.search("退货运费", k=1, mode="bm25")[0].source == "returns.txt"
+    assert r.search("who pays for return shipping", k=1)[0].source == "returns.txt"
