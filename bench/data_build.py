@@ -95,7 +95,8 @@ def main() -> None:
         real = dpo.model_answers
         dpo.model_answers = lambda base, prompts, **kw: ["a wrong answer"] * len(prompts)  # generation excluded
         try:
-            rows.append(timed("example docs: dpo (model answers excluded)", DataBuildConfig(workspace=ws, kind="dpo")))
+            rows.append(timed("example docs: dpo (model answers excluded)",
+                              DataBuildConfig(workspace=ws, kind="dpo", force=True)))
         finally:
             dpo.model_answers = real
 

@@ -27,12 +27,17 @@ def build(
     workspace: WorkspaceOpt = DEFAULT_WS,
     kind: Annotated[str, typer.Option(help="cpt (document text), sft (Q/A chats), raft (Q + oracle + hard "
                                            "negatives), dpo (preference triples).")] = "sft",
-    docs: Annotated[Path | None, typer.Option(help="Documents [default: the folder last ingested].")] = None,
+    docs: Annotated[Path | None, typer.Option(help="Documents [default: every folder ingested into the "
+                                                   "workspace].")] = None,
     extra: Annotated[list[Path] | None, typer.Option(help="Your own dataset (any format `data validate` "
                                                           "accepts), added to training; repeatable.")] = None,
     teacher: Annotated[bool, typer.Option(help="Use the teacher LLM set by ONBOARD_TEACHER_BASE_URL / _MODEL / "
                                                "_API_KEY [default: on when configured].")] = True,
     questions: Annotated[int, typer.Option(help="Teacher questions per chunk.")] = 2,
+    teacher_timeout: Annotated[float | None, typer.Option(help="Seconds to wait for one teacher reply; env "
+                                                               "ONBOARD_TEACHER_TIMEOUT [default: 120].")] = None,
+    teacher_retries: Annotated[int | None, typer.Option(help="Retries per teacher request (timeouts, 429, 5xx); env "
+                                                             "ONBOARD_TEACHER_RETRIES [default: 4].")] = None,
     rag_context: Annotated[bool, typer.Option(help="SFT/DPO: wrap each question in the serving RAG prompt.")] = True,
     k: Annotated[int, typer.Option(help="SFT/DPO: chunks retrieved per question (as serving).")] = DEFAULT_K,
     raft_p: Annotated[float, typer.Option(help="RAFT: share of examples with the oracle chunk in context.")] = 0.8,
@@ -44,26 +49,37 @@ def build(
     min_tokens: Annotated[int, typer.Option(help="Drop examples shorter than this.")] = 1,
     max_tokens: Annotated[int | None, typer.Option(help="Drop examples longer than this (target tokenizer).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share held out, by whole document.")] = 0.15,
+    force: Annotated[bool, typer.Option("--force", help="Replace the dataset of this kind if the workspace has "
+                                                        "one.")] = False,
     verbose: VerboseOpt = False,
 ):
-    """Build WORKSPACE/data/KIND/{train,test}.jsonl and stats.json from the ingested documents."""
+    """Build WORKSPACE/data/KIND/{train,test}.jsonl and stats.json from the ingested documents (every
+    folder ingested), refusing to replace an existing dataset without --force."""
     setup(verbose)
     from agent.pipeline import build_data
     from training.data.build import DataBuildConfig
     from training.data.clean import CleanConfig
     from training.data.teacher import TeacherConfig
 
-    tcfg = TeacherConfig.from_env(questions_per_chunk=questions) if teacher else None
+    if not teacher and (teacher_timeout is not None or teacher_retries is not None):
+        from training.errors import BadConfig
+
+        raise BadConfig("--teacher-timeout/--teacher-retries given with --no-teacher: drop them, or drop "
+                        "--no-teacher to use the teacher.")
+    tcfg = TeacherConfig.from_env(questions_per_chunk=questions, timeout_s=teacher_timeout,
+                                  max_retries=teacher_retries) if teacher else None
     clean = CleanConfig(near_dup_threshold=near_dup or None, min_tokens=min_tokens, max_tokens=max_tokens,
                         mask_pii=mask_pii)
     cfg = DataBuildConfig(workspace=workspace, kind=kind, docs=docs, extra_files=extra or [], teacher=tcfg,
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
-                          base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens)
+                          base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens,
+                          force=force)
     with stage_bars() as update:
         r = build_data(cfg, progress=update)
     console.print(f"{r.train} train / {r.test} test {kind} examples -> {r.train_file.parent}")
     console.print(f"  by rule: {r.by_rule}\n  by language: {r.by_language}")
     extra = r.stats.model_extra or {}
+    console.print(f"  from: {', '.join(extra.get('roots') or [r.stats.docs])}")
     if extra.get("teacher"):
         console.print(f"  teacher: {extra['teacher']}")
     console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in extra["clean"]["steps"]))

@@ -11,7 +11,7 @@ from rag.prompt import PROMPT_LAYOUT
 from rag.store import get_collection
 from rag.workspace import Workspace
 from training.data.build import DataBuildConfig, run
-from training.errors import NoExamples
+from training.errors import NoExamples, OutputExists
 
 TEMPLATE_RULES = {"definition", "policy"}
 
@@ -32,7 +32,7 @@ def _chunk(col, chunk_id):
 
 @pytest.fixture(scope="session")
 def raft_data(workspace):
-    return run(DataBuildConfig(workspace=workspace, kind="raft"))
+    return run(DataBuildConfig(workspace=workspace, kind="raft", force=True))  # the CLI test may have built one
 
 
 def test_sft_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspace):
@@ -146,11 +146,11 @@ def test_cpt_corpus_drops_boilerplate_and_packs_blocks(tmp_path, docs_dir, embed
 
 
 def test_pii_is_masked_when_asked(workspace):
-    r = run(DataBuildConfig(workspace=workspace, kind="sft", clean=__import__(
+    r = run(DataBuildConfig(workspace=workspace, kind="sft", force=True, clean=__import__(
         "training.data.clean", fromlist=["CleanConfig"]).CleanConfig(mask_pii=True)))
     text = (r.train_file.read_text() + r.test_file.read_text())
     assert "support@lumenoak.example" not in text and "[EMAIL]" in text
-    run(DataBuildConfig(workspace=workspace, kind="sft"))  # restore the shared dataset
+    run(DataBuildConfig(workspace=workspace, kind="sft", force=True))  # restore the shared dataset
 
 
 def test_no_pairs_and_no_teacher_says_what_to_do(tmp_path, embedder):
@@ -169,7 +169,7 @@ def test_user_files_in_any_chat_format_join_the_training_split(workspace, tmp_pa
     f = tmp_path / "mine.jsonl"
     f.write_text(json.dumps({"conversations": [{"from": "human", "value": "Do you sell lamps?"},
                                                {"from": "gpt", "value": "Yes, many."}]}) + "\n")
-    r = run(DataBuildConfig(workspace=workspace, kind="raft", extra_files=[f]))
+    r = run(DataBuildConfig(workspace=workspace, kind="raft", extra_files=[f], force=True))
     rows = _rows(r.train_file)
     mine = [x for x in rows if x["meta"]["rule"] == "user-file"]
     assert len(mine) == 1 and mine[0]["messages"][-1]["content"] == "Yes, many."
@@ -186,7 +186,8 @@ def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):
         {"id": "c", "messages": prompt, "response": "One week.", "rating": "down"},
     ]) + "\n")
     try:
-        r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0))
+        r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
+                                force=True))
     finally:
         fb.unlink()
     rows = _rows(r.train_file)
@@ -200,3 +201,66 @@ def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):
                 if x["meta"]["rule"].startswith("feedback")}
     assert fb_pairs == {("30 days.", "7 days."), ("30 days from delivery.", "7 days.")}
     assert r.stats.model_extra["dpo"]["feedback"]["pairs"] == {"feedback-correction": 1, "feedback-pair": 1}
+
+
+# ---------------------------------------------------------------- several folders; rebuilding
+
+FAQ_X = "# FAQ\n\nQ: Do you ship to Canada?\nA: Yes, to Canada in 7 to 14 business days.\n\n" \
+        "Q: Can I pay with PayPal?\nA: Yes, PayPal is accepted at checkout.\n"
+FAQ_Y = "# FAQ\n\nQ: Where is the warehouse?\nA: The warehouse is in Columbus, Ohio.\n\n" \
+        "Q: How do I reset my password?\nA: Use the Forgot password link on the sign-in page.\n"
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory, embedder):
+    """Two folders, both holding a `faq.md`, ingested one after the other into one workspace."""
+    from rag import ingest
+
+    root = tmp_path_factory.mktemp("two")
+    x, y = root / "X", root / "Y"
+    for folder, faq in ((x, FAQ_X), (y, FAQ_Y)):
+        folder.mkdir()
+        (folder / "faq.md").write_text(faq)
+    (x / "hours.md").write_text("# Hours\n\nQ: When do you open?\nA: We open at 9 am on weekdays.\n")
+    ws = root / "ws"
+    for folder in (x, y):
+        ingest(RagConfig(workspace=ws), folder, embedder=embedder)
+    return ws, x.resolve(), y.resolve()
+
+
+def test_every_ingested_folder_is_used_and_same_named_files_stay_apart(two_folders):
+    ws, x, y = two_folders
+    r = run(DataBuildConfig(workspace=ws, kind="sft", test_fraction=0))
+    rows = _rows(r.train_file)
+    questions = {row["messages"][1]["content"]: row["meta"] for row in rows}
+    assert {"Do you ship to Canada?", "When do you open?", "Where is the warehouse?"} <= set(questions)
+    x_faq, y_faq = questions["Do you ship to Canada?"], questions["Where is the warehouse?"]
+    assert x_faq["source"] == y_faq["source"] == "faq.md"  # the same path in two folders: two documents
+    assert (x_faq["root"], y_faq["root"]) == (str(x), str(y)) and x_faq["doc_id"] != y_faq["doc_id"]
+    col = get_collection(RagConfig(workspace=ws), Embedder().name)
+    for meta in (x_faq, y_faq):  # each example's chunk is the one the index holds for its file
+        _, chunk_meta = _chunk(col, meta["chunk_id"])
+        assert (chunk_meta["root"], chunk_meta["doc_id"]) == (meta["root"], meta["doc_id"])
+    assert r.stats.model_extra["roots"] == [str(x), str(y)]
+    assert {f"{x}/faq.md", f"{y}/faq.md", f"{x}/hours.md"} == set(r.stats.model_extra["by_source"])
+
+
+def test_a_second_build_is_refused_without_force_and_replaced_with_it(two_folders):
+    ws, x, y = two_folders
+    data = Workspace(ws).data_dir("raft")
+    first = run(DataBuildConfig(workspace=ws, kind="raft", test_fraction=0))
+    files = sorted(data.iterdir())
+    assert [f.name for f in files] == ["stats.json", "test.jsonl", "train.jsonl"]
+    before = {f.name: f.read_bytes() for f in files}
+
+    with pytest.raises(OutputExists) as e:
+        run(DataBuildConfig(workspace=ws, kind="raft", docs=x))
+    assert str(data) in str(e.value) and "--force" in str(e.value) and "\n" not in str(e.value)
+    assert {f.name: f.read_bytes() for f in sorted(data.iterdir())} == before  # untouched
+
+    again = run(DataBuildConfig(workspace=ws, kind="raft", docs=x, force=True, test_fraction=0))
+    assert sorted(f.name for f in data.iterdir()) == ["stats.json", "test.jsonl", "train.jsonl"]  # no temp files
+    rows = _rows(again.train_file)
+    assert rows and {row["meta"]["root"] for row in rows} == {str(x)}  # --docs: that folder only
+    assert again.stats.model_extra["roots"] == [str(x)] and again.train < first.train
+    assert DatasetCard.read(data / "stats.json").docs == str(x)

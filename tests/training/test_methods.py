@@ -55,7 +55,8 @@ def test_full_fine_tune_changes_the_weights(tiny_base, workspace, tmp_path):
 def test_cpt_loss_falls_on_packed_document_text(tiny_base, workspace, tmp_path):
     from training.cpt import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="cpt", block_tokens=128, test_fraction=0))
+    data = build_data(DataBuildConfig(workspace=workspace, kind="cpt", block_tokens=128, test_fraction=0,
+                                      force=True))
     few = tmp_path / "few.jsonl"  # a few blocks, seen eight times: the loss must fall epoch over epoch
     few.write_text("".join(data.train_file.read_text().splitlines(keepends=True)[:3]))
     r = run(_cfg(tiny_base, few, tmp_path / "cpt", method="lora", max_steps=-1, epochs=8, max_length=128,
@@ -73,7 +74,8 @@ def test_cpt_loss_falls_on_packed_document_text(tiny_base, workspace, tmp_path):
 def test_dpo_on_top_of_an_sft_adapter(tiny_base, workspace, qlora_run, merged_model, tmp_path):
     from training.dpo import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0))
+    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
+                                      force=True))
     r = run(_cfg(tiny_base, data.train_file, tmp_path / "dpo", method="lora", max_steps=3, max_length=512,
                  init_adapter=qlora_run.adapter_dir))
     rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
@@ -116,7 +118,8 @@ def test_early_stopping_with_gradient_checkpointing(tiny_base, workspace, tmp_pa
 def test_cpt_with_other_methods(method, tiny_base, workspace, tmp_path):
     from training.cpt import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="cpt", block_tokens=128, test_fraction=0))
+    data = build_data(DataBuildConfig(workspace=workspace, kind="cpt", block_tokens=128, test_fraction=0,
+                                      force=True))
     r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2, max_length=128))
     saved = load_file(str(r.adapter_dir / ("model.safetensors" if method == "full" else "adapter_model.safetensors")))
     assert r.steps == 2 and all(torch.isfinite(t).all() for t in saved.values())
@@ -131,7 +134,8 @@ def test_cpt_with_other_methods(method, tiny_base, workspace, tmp_path):
 def test_dpo_with_other_methods(method, tiny_base, workspace, merged_model, tmp_path):
     from training.dpo import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0))
+    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
+                                      force=True))
     r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2))
     rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in x for x in rows) and r.steps == 2

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.silent_server import SilentServer
 from tests.training.teacher_server import Script, TeacherServer
 from training.data.teacher import (
+    FAIL_FAST_TIMEOUTS,
     PROMPT_FILES,
     TeacherConfig,
     check_grounded,
@@ -24,7 +26,7 @@ from training.data.teacher import (
     parse_answer,
     parse_questions,
 )
-from training.errors import TeacherError
+from training.errors import BadConfig, TeacherError
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)
@@ -148,6 +150,59 @@ def test_an_unreachable_server_raises_teacher_error_naming_the_url(tmp_path):
         generate(EN, cfg(url), tmp_path / "cache.jsonl")
     assert url in str(e.value) and "ONBOARD_TEACHER_BASE_URL" in str(e.value)
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_teacher_that_never_answers_fails_fast_naming_the_url_and_the_timeout(tmp_path, concurrency):
+    """It accepts connections and reads the requests, but never replies: with 4 retries of a 0.5 s timeout,
+    each request alone would take about 10 s before failing; the run stops after FAIL_FAST_TIMEOUTS."""
+    with SilentServer() as server:
+        t0 = time.monotonic()
+        with pytest.raises(TeacherError, match="has answered nothing") as e:
+            generate(EN + ZH, cfg(server.url, timeout_s=0.5, max_retries=4, concurrency=concurrency),
+                     tmp_path / "cache.jsonl")
+        took = time.monotonic() - t0
+    msg = str(e.value)
+    assert server.url in msg and "0.5 s" in msg and "ONBOARD_TEACHER_TIMEOUT" in msg and "\n" not in msg
+    # 3 timeouts and two backoffs (about 3 s), or one round of 4 (0.5 s), against 5 attempts and 7.5 s of backoff
+    # per request without the fail-fast; the margin is for a loaded machine.
+    assert took < (8 if concurrency == 1 else 5), took
+    assert server.connections == (FAIL_FAST_TIMEOUTS if concurrency == 1 else 4)
+
+
+def test_timeout_and_retries_come_from_the_environment_and_bad_values_are_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONBOARD_TEACHER_BASE_URL", "http://teacher:8000/v1")
+    monkeypatch.setenv("ONBOARD_TEACHER_MODEL", "big-model")
+    monkeypatch.setenv("ONBOARD_TEACHER_TIMEOUT", "0.5")
+    monkeypatch.setenv("ONBOARD_TEACHER_RETRIES", "0")
+    c = TeacherConfig.from_env()
+    assert (c.timeout_s, c.max_retries) == (0.5, 0)
+    c = TeacherConfig.from_env(timeout_s=7.0, max_retries=None)  # a flag wins; an unset flag leaves the env
+    assert (c.timeout_s, c.max_retries) == (7.0, 0)
+
+    for var, value, message in [
+        ("ONBOARD_TEACHER_TIMEOUT", "soon", "ONBOARD_TEACHER_TIMEOUT='soon' is not a number"),
+        ("ONBOARD_TEACHER_TIMEOUT", "0", r"--teacher-timeout \(ONBOARD_TEACHER_TIMEOUT\) must be more than 0"),
+        ("ONBOARD_TEACHER_TIMEOUT", "nan", r"--teacher-timeout \(ONBOARD_TEACHER_TIMEOUT\) must be more than 0"),
+        ("ONBOARD_TEACHER_RETRIES", "1.5", "ONBOARD_TEACHER_RETRIES='1.5' is not a whole number"),
+        ("ONBOARD_TEACHER_RETRIES", "-1", r"--teacher-retries \(ONBOARD_TEACHER_RETRIES\) must be at least 0"),
+    ]:
+        with monkeypatch.context() as m:
+            m.setenv(var, value)
+            with pytest.raises(BadConfig, match=message):
+                TeacherConfig.from_env()
+    with pytest.raises(BadConfig, match=r"--teacher-timeout \(ONBOARD_TEACHER_TIMEOUT\) must be more than 0"):
+        TeacherConfig.from_env(timeout_s=-1.0)
+    monkeypatch.delenv("ONBOARD_TEACHER_BASE_URL")
+    with pytest.raises(BadConfig, match="--teacher-retries set but no teacher is configured"):
+        TeacherConfig.from_env(max_retries=2)
+
+    # Honoured: no retries and a 0.5 s timeout give one attempt, failing at once.
+    with SilentServer() as server:
+        t0 = time.monotonic()
+        with pytest.raises(TeacherError, match=r"did not answer within 0.5 s \(0 retries\)"):
+            generate(EN, cfg(server.url, timeout_s=0.5, max_retries=0, concurrency=1), tmp_path / "cache.jsonl")
+        assert time.monotonic() - t0 < 3 and server.connections == 1
 
 
 def test_a_wrong_api_key_is_named_and_never_logged(tmp_path, caplog):

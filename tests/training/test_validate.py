@@ -149,6 +149,35 @@ def test_one_pretty_printed_object_is_named_as_such(tmp_path):
         validate_file(f)
 
 
+def test_a_3_mb_line_is_read_as_one_line_whether_valid_or_broken(tmp_path):
+    big = chat(a="word " * 600_000)  # one 3 MB record: longer than the buffer the sniffer once cut lines at
+    f = write(tmp_path / "d.jsonl", [big])
+    assert f.stat().st_size > 3_000_000
+    report = validate_file(f)  # was: "holds one JSON object spread over several lines"
+    assert report.ok() and (report.total, report.valid, report.format) == (1, 1, "messages")
+    assert validate_file(write(tmp_path / "two.jsonl", [chat(), big])).ok()
+    assert validate_file(write(tmp_path / "d.txt", [big])).format == "messages"  # JSONL under a .txt name
+
+    broken = jl(big)[:-2]  # the closing brackets lost
+    for records, line in (([broken], 1), ([chat(), broken, chat("Another?")], 2)):
+        report = validate_file(write(tmp_path / "d.jsonl", records))
+        assert [(p.line, p.code) for p in report.problems] == [(line, "broken-json")]
+
+
+def test_a_line_over_the_limit_is_refused_with_its_size_and_the_limit(tmp_path, monkeypatch):
+    from training.data import files
+
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 1000)
+    long = chat(a="word " * 400)
+    f = write(tmp_path / "d.jsonl", [chat(), long, chat("Another?")])
+    size = len(jl(long)) + 1
+    report = validate_file(f)
+    assert [(p.line, p.code) for p in report.problems] == [(2, "line-too-long")]
+    assert f"{size:,} bytes, over the 1,000-byte limit" in report.problems[0].reason and report.valid == 2
+    only = write(tmp_path / "one.jsonl", [long])  # alone in its file: still the line named, not the file
+    assert [(p.line, p.code) for p in validate_file(only).problems] == [(1, "line-too-long")]
+
+
 def test_broken_lines_in_a_jsonl_file_are_reported_one_by_one(tmp_path):
     f = write(tmp_path / "d.jsonl", ['{"messages": [', '{"text": ', chat()])
     report = validate_file(f)

@@ -2,10 +2,11 @@
 
     onboard data build --workspace .onboard --kind raft
 
-Reads top to bottom: load and chunk the documents (with the chunker ingestion used, so chunk ids
-match the index), make seeds (rule-based Q/A pairs, plus a teacher LLM's when one is configured),
+Reads top to bottom: load and chunk the documents of every folder ingested into the workspace (with
+the loader and chunker ingestion used, so document and chunk ids match the index), make seeds (rule-based Q/A pairs, plus a teacher LLM's when one is configured),
 turn them into examples of the requested kind, clean (training/data/clean.py), split by document
-(training/data/split.py) and write `<workspace>/data/<kind>/{train,test}.jsonl` and `stats.json`.
+(training/data/split.py) and write `<workspace>/data/<kind>/{train,test}.jsonl` and `stats.json`, all three
+replaced together; an existing dataset is replaced only with `force` (--force).
 SFT and DPO prompts and RAFT examples are built with `rag.build_rag_messages`, the function the
 server uses, so a model is trained on exactly the prompt it will be served.
 """
@@ -13,8 +14,10 @@ server uses, so a model is trained on exactly the prompt it will be served.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
@@ -22,8 +25,9 @@ from typing import get_args
 from rag import DEFAULT_K, RagConfig, Retriever, build_rag_messages
 from rag.chunking import chunk_document
 from rag.embeddings import embedder_for
-from rag.ingest import last_ingest
-from rag.loaders import load_documents
+from rag.ingest import ingested_roots
+from rag.io import publish_file
+from rag.loaders import Document, load_documents
 from rag.model_card import DatasetCard, DatasetKind, RagContract
 from rag.prompt import PROMPT_LAYOUT
 from rag.workspace import Workspace
@@ -34,7 +38,7 @@ from training.data.files import read_canonical
 from training.data.formats import write_jsonl
 from training.data.seeds import Seed, rule_seeds, teacher_seeds
 from training.data.split import split_by_document
-from training.errors import BadConfig, NoExamples
+from training.errors import BadConfig, NoExamples, OutputExists
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ class DataBuildConfig:
     kind: Kind = "sft"
     """cpt: packed document text; sft: Q/A chats; raft: Q + oracle + hard negatives; dpo: preference triples."""
     docs: Path | None = None
-    """Documents folder; default: the folder the last `onboard ingest` used."""
+    """Documents folder; default: every folder `onboard ingest` put into the workspace's index."""
     extra_files: list[Path] = field(default_factory=list)
     """Your own datasets (any accepted format: messages, alpaca, sharegpt, preference, text) added to
     the training split after cleaning."""
@@ -81,6 +85,8 @@ class DataBuildConfig:
     test_fraction: float = 0.15
     """Share of document-derived examples held out, by whole document, per language."""
     seed: int = 0
+    force: bool = False
+    """Replace the dataset of this kind when the workspace already holds one (--force); without it, refuse."""
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
@@ -144,29 +150,86 @@ def _sft_example(seed: Seed, retriever: Retriever | None, k: int) -> dict:
     return {"messages": messages, "meta": {**seed.meta(), "retrieved": [h.chunk_id for h in hits]}}
 
 
-def _no_pairs(docs_path: Path) -> NoExamples:
+def _no_pairs(roots: list[Path]) -> NoExamples:
     return NoExamples(
-        f"no question/answer pairs found in {docs_path}. Add an FAQ (lines starting `Q:`/`A:` or `问：`/`答：`, "
-        "or headings ending in `?`), configure a teacher LLM (ONBOARD_TEACHER_BASE_URL, ONBOARD_TEACHER_MODEL), "
-        "or pass your own dataset with --extra FILE.jsonl."
+        f"no question/answer pairs found in {', '.join(map(str, roots))}. Add an FAQ (lines starting `Q:`/`A:` or "
+        "`问：`/`答：`, or headings ending in `?`), configure a teacher LLM (ONBOARD_TEACHER_BASE_URL, "
+        "ONBOARD_TEACHER_MODEL), or pass your own dataset with --extra FILE.jsonl."
     )
 
 
+def _refuse_existing(cfg: DataBuildConfig) -> None:
+    """Refuse, before any work, to replace a dataset of this kind unless `force` is set."""
+    files = [cfg.ws.train_file(cfg.kind), cfg.ws.test_file(cfg.kind), cfg.ws.dataset_card(cfg.kind)]
+    there = [f.name for f in files if f.exists()]
+    if there and not cfg.force:
+        raise OutputExists(f"{cfg.out_dir} already holds a {cfg.kind} dataset ({', '.join(there)}): pass --force to "
+                           "rebuild it, or move it elsewhere first.")
+
+
+def _roots(cfg: DataBuildConfig) -> list[Path]:
+    """The folders (or files) to build from: --docs, else every one ingested into the workspace."""
+    if cfg.docs is not None:
+        return [cfg.docs]
+    roots = ingested_roots(cfg.workspace)
+    if not roots:
+        raise NoExamples(f"no documents known for workspace {cfg.workspace}. Run `onboard ingest DOCS` first or pass "
+                         "--docs.")
+    return roots
+
+
+def _load(roots: list[Path]) -> list[Document]:
+    """The documents of every root, in root order. Documents of different roots stay apart even when they
+    share a path (X/faq.md, Y/faq.md): a document's id, and its chunks' ids, include its root, as in the
+    index. A file reached through two roots (a folder and a folder inside it) is loaded once."""
+    docs, seen = [], set()
+    for root in roots:
+        for d in load_documents(root).documents:
+            path = (Path(d.root) / d.source).resolve()
+            if path not in seen:
+                seen.add(path)
+                docs.append(d)
+    return docs
+
+
+def _where(meta: dict, roots: list[Path]) -> str:
+    """Where an example came from, for stats.json: its document's path, under its root when there are several."""
+    source = meta.get("source", "?")
+    return f"{meta['root']}/{source}" if len(roots) > 1 and meta.get("root") else source
+
+
+def _publish(cfg: DataBuildConfig, train: list[dict], test: list[dict], card: DatasetCard) -> tuple[Path, Path]:
+    """Write train.jsonl, test.jsonl and stats.json beside each other, each to a temporary file first and
+    renamed over the old one only when all three are written: a crash leaves the old dataset whole."""
+    train_file, test_file, card_file = cfg.ws.train_file(cfg.kind), cfg.ws.test_file(cfg.kind), cfg.ws.dataset_card(cfg.kind)
+    with ExitStack() as stack:
+        tmp_card, tmp_test, tmp_train = (stack.enter_context(publish_file(f, ".tmp"))
+                                         for f in (card_file, test_file, train_file))
+        write_jsonl(tmp_train, train)
+        write_jsonl(tmp_test, test)
+        card.write(tmp_card)
+    return train_file, test_file
+
+
 def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResult:
-    """Write `train.jsonl`, `test.jsonl` and `stats.json` under `<workspace>/data/<kind>/`."""
-    rec = last_ingest(cfg.workspace) or {}
-    docs_path = cfg.docs or (Path(rec["docs"]) if rec.get("docs") else None)
-    if docs_path is None:
-        raise NoExamples(f"no documents known for workspace {cfg.workspace}. Run `onboard ingest DOCS` first or pass --docs.")
+    """Write `train.jsonl`, `test.jsonl` and `stats.json` under `<workspace>/data/<kind>/`.
+
+    Raises:
+        OutputExists: a dataset of this kind is there and `cfg.force` is not set.
+        NoExamples: no documents are known, or they yield no example.
+    """
+    _refuse_existing(cfg)
+    roots = _roots(cfg)
     rag_cfg = RagConfig.from_workspace(cfg.workspace)
     embedder = embedder_for(rag_cfg)
     extra = [r for f in cfg.extra_files for r in _read_extra(f, cfg.kind)]  # fail fast on bad input
-    docs = load_documents(docs_path).documents
+    docs = _load(roots)
     chunks = {d.id: chunk_document(d, embedder.count_tokens, rag_cfg.chunk_tokens, rag_cfg.chunk_overlap_sentences)
               for d in docs}
     base = cfg.base_model or cfg.ws.default_base()
     count_tokens = _token_counter(base, embedder.count_tokens)
-    stats: dict = {"kind": cfg.kind, "docs": str(docs_path), "base_model": base}
+    stats: dict = {"kind": cfg.kind, "docs": os.pathsep.join(map(str, roots)), "roots": [str(r) for r in roots],
+                   "base_model": base}
 
     if cfg.kind == "cpt":
         examples, stats["cpt"] = cpt.build_corpus(docs, chunks, count_tokens, cfg.block_tokens)
@@ -178,7 +241,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             seeds += more
             stats["teacher"] = tres.summary()
         if not seeds and not extra:
-            raise _no_pairs(docs_path)
+            raise _no_pairs(roots)
         retriever = Retriever(rag_cfg, embedder)
         if cfg.kind == "raft":
             pool = [raft.chunk_hit(c) for cs in chunks.values() for c in cs]
@@ -200,27 +263,24 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     examples, report = clean_records(examples, cfg.clean, count_tokens)
     extra, extra_report = clean_records(extra, cfg.clean, count_tokens) if extra else ([], None)
     if not examples and not extra:
-        raise _no_pairs(docs_path) if cfg.kind != "dpo" else NoExamples(
+        raise _no_pairs(roots) if cfg.kind != "dpo" else NoExamples(
             "no DPO pairs: the model already gives every answer, or no answers were found. Add feedback "
             f"({cfg.ws.feedback_file}), configure a teacher, or pass --extra FILE.jsonl.")
     train, test = split_by_document(examples, cfg.test_fraction, cfg.seed)
     train += extra
 
-    train_file, test_file = cfg.ws.train_file(cfg.kind), cfg.ws.test_file(cfg.kind)
-    write_jsonl(train_file, train)
-    write_jsonl(test_file, test)
     everything = train + test
     stats.update({
         "train": len(train), "test": len(test),
-        "test_sources": sorted({e["meta"]["source"] for e in test}),
+        "test_sources": sorted({_where(e["meta"], roots) for e in test}),
         "by_rule": dict(Counter(e["meta"].get("rule", "?") for e in everything)),
         "by_language": dict(Counter(e["meta"].get("language", "?") for e in everything)),
-        "by_source": dict(Counter(e["meta"].get("source", "?") for e in everything)),
+        "by_source": dict(Counter(_where(e.get("meta", {}), roots) for e in everything)),
         "clean": report.as_dict(),
         "clean_extra": extra_report.as_dict() if extra_report else None,
     })
     card = DatasetCard(**stats)
-    card.write(cfg.ws.dataset_card(cfg.kind))
+    train_file, test_file = _publish(cfg, train, test, card)
     log.info("dataset %s: %d train / %d test, by rule %s", cfg.kind, len(train), len(test), card.by_rule)
     return DataBuildResult(cfg.kind, train_file, test_file, len(train), len(test),
                            card.by_rule, card.by_language, card)

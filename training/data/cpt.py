@@ -83,7 +83,7 @@ def build_corpus(docs: list[Document], chunks: dict[str, list[Chunk]], count_tok
             blocks.append((block_start, block_end, "\n\n".join(block)))
         for start, end, text in blocks:
             ids = [c.id for c in chunks.get(doc.id, []) if c.start < end and c.end > start]
-            records.append({"text": text, "meta": {"doc_id": doc.id, "source": doc.source, "language": doc.language,
-                                                   "chunk_ids": ids, "rule": "cpt"}})
+            records.append({"text": text, "meta": {"doc_id": doc.id, "source": doc.source, "root": doc.root,
+                                                   "language": doc.language, "chunk_ids": ids, "rule": "cpt"}})
     return records, {"boilerplate_lines": sorted(drop)[:20], "boilerplate_lines_dropped": dropped_lines,
                      "block_tokens": block_tokens}

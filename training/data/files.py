@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 from training.data.formats import _json_type, to_canonical, to_messages
@@ -19,17 +20,47 @@ _BOM = b"\xef\xbb\xbf"
 _DOCUMENT_SUFFIXES = {".pdf", ".md", ".markdown", ".docx", ".doc", ".html", ".htm", ".rst", ".odt", ".rtf"}
 
 
-def _head_lines(path: Path, n: int) -> list[tuple[int, bytes]]:
-    """The first `n` non-empty lines as (line number, bytes), a UTF-8 BOM removed."""
-    head = []
+MAX_LINE_BYTES = 64 << 20
+"""Longest line read as one record (64 MiB). A line is held in memory whole to be parsed, so a longer
+one (or a binary file without newlines) is reported as too long, with its size, and never read whole.
+Real records are far shorter: a 128k-token chat is about 0.5 MB of UTF-8."""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes, int]]:
+    """(line number, byte offset, bytes, size in bytes) of every line, a UTF-8 BOM removed.
+
+    A line (newline included) of up to MAX_LINE_BYTES comes back whole; a longer one comes back as its
+    first MAX_LINE_BYTES bytes with its full size (the rest is counted, not held), so `size >
+    MAX_LINE_BYTES` tells the caller it was cut. Line numbers count real lines, never pieces of one.
+    """
+    offset = 0
     with path.open("rb") as f:
-        for number, raw in enumerate(iter(lambda: f.readline(1 << 20), b""), 1):
+        for number, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            size = len(raw)
+            if size > MAX_LINE_BYTES:  # too long: keep its head, count the rest without holding it
+                ended, raw = raw.endswith(b"\n"), raw[:MAX_LINE_BYTES]
+                while not ended and (more := f.readline(1 << 20)):
+                    size += len(more)
+                    ended = more.endswith(b"\n")
+            start, offset = offset, offset + size
             if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-            if raw.strip():
-                head.append((number, raw))
-                if len(head) == n:
-                    break
+                raw, start, size = raw[len(_BOM):], start + len(_BOM), size - len(_BOM)
+            yield number, start, raw, size
+
+
+def _too_long(where: str, size: int) -> BadRecord:
+    return BadRecord(where, "line-too-long", f"the line is {size:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit for "
+                                             "one record; split it into smaller records.")
+
+
+def _head_lines(path: Path, n: int) -> list[tuple[int, bytes]]:
+    """The first `n` non-empty lines as (line number, bytes), a UTF-8 BOM removed (see `_lines`)."""
+    head = []
+    for number, _, raw, _ in _lines(path):
+        if raw.strip():
+            head.append((number, raw))
+            if len(head) == n:
+                break
     return head
 
 
@@ -89,7 +120,7 @@ def sniff_container(path: str | Path) -> str:
     whole = _loads(path.read_bytes()) if path.stat().st_size < 256 << 20 else None
     if isinstance(whole, list):
         return "json"
-    if isinstance(whole, dict):
+    if isinstance(whole, dict) and not any(len(raw) >= MAX_LINE_BYTES for _, raw in head):  # not one long line
         lists = [k for k, v in whole.items() if isinstance(v, list)]
         hint = f" If the records are under {lists[0]!r}, save that list on its own as a .json file." if lists else ""
         raise BadDataset(
@@ -98,7 +129,7 @@ def sniff_container(path: str | Path) -> str:
         )
     if any(raw.lstrip().startswith(b"{") for _, raw in head):
         return "jsonl"  # meant as JSONL, with broken lines: each is reported
-    if any(raw.lstrip().startswith(b"{") and isinstance(_loads(raw), dict) for _, _, raw in _lines(path)):
+    if any(raw.lstrip().startswith(b"{") and isinstance(_loads(raw), dict) for _, _, raw, _ in _lines(path)):
         return "jsonl"  # JSONL under a header of 5+ junk lines: each junk line is reported
     raise BadDataset(_not_jsonl(path, head))
 
@@ -110,17 +141,6 @@ def _decode_line(raw: bytes, offset: int, where: str) -> str | BadRecord:
         return BadRecord(where, "not-utf8", f"not valid UTF-8 at byte {offset + e.start}; re-save the file as UTF-8.")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, bytes) of every line, a UTF-8 BOM removed."""
-    offset = 0
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            start, offset = offset, offset + len(raw)
-            if number == 1 and raw.startswith(_BOM):
-                raw, start = raw[len(_BOM):], start + len(_BOM)
-            yield number, start, raw
-
-
 def _object(value: object, where: str) -> dict | BadRecord:
     if isinstance(value, dict):
         return value
@@ -128,10 +148,13 @@ def _object(value: object, where: str) -> dict | BadRecord:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
-    for number, offset, raw in _lines(path):
+    for number, offset, raw, size in _lines(path):
         if not raw.strip():
             continue
         where = f"{path}:{number}"
+        if size > MAX_LINE_BYTES:
+            yield number, _too_long(where, size)
+            continue
         text = _decode_line(raw, offset, where)
         if isinstance(text, BadRecord):
             yield number, text
@@ -143,14 +166,15 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
 
 
 def _read_paragraphs(path: Path) -> Iterator[tuple[int, dict | BadRecord]]:
-    block: list[tuple[int, int, bytes]] = []
-    for line in [*_lines(path), (0, 0, b"")]:  # the sentinel ends the last paragraph
+    block: list[tuple[int, int, bytes, int]] = []
+    for line in chain(_lines(path), [(0, 0, b"", 0)]):  # the sentinel ends the last paragraph
         if line[2].strip():
             block.append(line)
             continue
         if block:
-            texts = [_decode_line(raw, offset, f"{path}:{n}") for n, offset, raw in block]
-            bad = [(n, t) for (n, _, _), t in zip(block, texts, strict=True) if isinstance(t, BadRecord)]
+            texts = [_too_long(f"{path}:{n}", size) if size > MAX_LINE_BYTES else _decode_line(raw, offset, f"{path}:{n}")
+                     for n, offset, raw, size in block]
+            bad = [(n, t) for (n, _, _, _), t in zip(block, texts, strict=True) if isinstance(t, BadRecord)]
             yield bad[0] if bad else (block[0][0], {"text": "\n".join(t.rstrip("\r\n") for t in texts)})
         block = []
 

@@ -32,8 +32,8 @@ class Seed:
         return f"{self.chunk.id}:{self.question}"
 
     def meta(self) -> dict:
-        return {"chunk_id": self.chunk.id, "doc_id": self.doc.id, "source": self.doc.source, "rule": self.rule,
-                "language": self.doc.language}
+        return {"chunk_id": self.chunk.id, "doc_id": self.doc.id, "source": self.doc.source, "root": self.doc.root,
+                "rule": self.rule, "language": self.doc.language}
 
 
 def chunk_at(chunks: list[Chunk], offset: int) -> Chunk:

@@ -13,6 +13,10 @@ the chunk (ignoring case, whitespace and punctuation), or else at least `min_sup
 do. Empty answers, refusals ("I cannot answer ...") and ungrounded answers are dropped with a reason.
 Replies are read by training/data/teacher_parse.py; this module is the client and the orchestration.
 
+Each request waits `timeout_s` for its reply (ONBOARD_TEACHER_TIMEOUT, --teacher-timeout) and is retried
+`max_retries` times (ONBOARD_TEACHER_RETRIES, --teacher-retries). A server that accepts connections and never
+answers stops the run as soon as FAIL_FAST_TIMEOUTS attempts have timed out without any reply, naming the URL.
+
 Resumable: every finished chunk is appended to a JSONL cache (training/data/teacher_cache.py, flushed and
 fsynced) with the teacher's raw replies. A rerun skips chunks already there for the same model, prompts and questions_per_chunk, so a
 crash loses only the chunks in flight. Grounding is recomputed from the raw replies on every run.
@@ -25,6 +29,7 @@ import functools
 import hashlib
 import logging
 import os
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -46,6 +51,40 @@ __all__ = [  # check_grounded, content_tokens and the parsers live elsewhere; im
 ]
 
 log = logging.getLogger(__name__)
+
+FAIL_FAST_TIMEOUTS = 3
+"""Timed-out attempts, before the teacher has answered anything, that stop the run. A server that accepts
+connections but never answers (a model still loading, a wedged worker, a proxy in front of nothing) would
+otherwise hold each request for (retries + 1) x timeout: 10 minutes with the defaults."""
+RETRY_STATUSES = (408, 409, 429)
+"""HTTP statuses retried (with every 5xx), as the openai client does."""
+SETTINGS = {"timeout_s": ("--teacher-timeout", "ONBOARD_TEACHER_TIMEOUT", float, "the seconds to wait for a reply"),
+            "max_retries": ("--teacher-retries", "ONBOARD_TEACHER_RETRIES", int, "the retries per request")}
+"""Fields `TeacherConfig.from_env` also reads from the environment: (flag, variable, type, what it is)."""
+
+
+def _named(field_name: str) -> str:
+    """How errors name a setting: its flag and environment variable, or its field name."""
+    flag, var, _, _ = SETTINGS.get(field_name, (field_name, None, None, None))
+    return f"{flag} ({var})" if var else flag
+
+
+def _from_env(field_name: str):
+    """The setting's value from its environment variable, None when unset.
+
+    Raises:
+        BadConfig: the variable is set to something that does not parse; the variable is named.
+    """
+    _, var, parse, what = SETTINGS[field_name]
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError:
+        kind = "a number" if parse is float else "a whole number"
+        raise BadConfig(f"{var}={raw!r} is not {kind}: set it to {what}, or unset it.") from None
+
 
 PROMPT_FILES = ("questions_en.txt", "questions_zh.txt", "answer_en.txt", "answer_zh.txt")
 
@@ -72,9 +111,11 @@ class TeacherConfig:
     concurrency: int = 4
     """Requests in flight at once."""
     max_retries: int = 4
-    """Retries per request on 429, 5xx, connection errors and timeouts (exponential backoff, honours Retry-After)."""
+    """Retries per request on 408, 409, 429, 5xx, connection errors and timeouts (exponential backoff, honours
+    Retry-After); env ONBOARD_TEACHER_RETRIES, flag --teacher-retries."""
     timeout_s: float = 120
-    """Seconds to wait for one reply before it counts as a failed (retried) attempt."""
+    """Seconds to wait for one reply before it counts as a failed (retried) attempt; env ONBOARD_TEACHER_TIMEOUT,
+    flag --teacher-timeout. Until the teacher has answered once, FAIL_FAST_TIMEOUTS timed-out attempts stop the run."""
     temperature: float = 0.3
     """Sampling temperature for both questions and answers."""
     min_support: float = MIN_SUPPORT
@@ -92,7 +133,9 @@ class TeacherConfig:
             raise BadConfig("model is empty: set ONBOARD_TEACHER_MODEL to a model the endpoint serves.")
         for name, least in (("questions_per_chunk", 1), ("concurrency", 1), ("max_retries", 0)):
             if getattr(self, name) < least:
-                raise BadConfig(f"{name} must be at least {least} (got {getattr(self, name)})")
+                raise BadConfig(f"{_named(name)} must be at least {least} (got {getattr(self, name)})")
+        if not self.timeout_s > 0:  # also refuses NaN
+            raise BadConfig(f"{_named('timeout_s')} must be more than 0 seconds (got {self.timeout_s})")
         if not 0 <= self.min_support <= 1:
             raise BadConfig(f"min_support must be in [0, 1] (got {self.min_support})")
 
@@ -106,9 +149,15 @@ class TeacherConfig:
 
         Raises:
             TeacherError: the base URL is set but ONBOARD_TEACHER_MODEL is not.
+            BadConfig: ONBOARD_TEACHER_TIMEOUT / _RETRIES do not parse or are out of range, or a timeout or
+                retry count is given while no teacher is configured; the variable or flag is named.
         """
         base_url = os.environ.get("ONBOARD_TEACHER_BASE_URL", "").strip()
         if not base_url:
+            given = [SETTINGS[k][0] for k in SETTINGS if overrides.get(k) is not None]
+            if given:  # a timeout or retry count for a teacher that is not there would be silently ignored
+                raise BadConfig(f"{' and '.join(given)} set but no teacher is configured: set ONBOARD_TEACHER_BASE_URL "
+                                "and ONBOARD_TEACHER_MODEL, or drop the option.")
             return None
         model = os.environ.get("ONBOARD_TEACHER_MODEL", "").strip()
         if not model and not overrides.get("model"):
@@ -118,6 +167,9 @@ class TeacherConfig:
             )
         values = {"base_url": base_url, "model": model,
                   "api_key": os.environ.get("ONBOARD_TEACHER_API_KEY", "").strip() or "none"}
+        for name in SETTINGS:
+            if overrides.get(name) is None and (value := _from_env(name)) is not None:  # a flag wins over the env
+                values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -209,50 +261,110 @@ def _items_from_record(rec: dict, chunk_text: str, cfg: TeacherConfig) -> list[T
     return items
 
 
-async def _ask(client, cfg: TeacherConfig, prompt: str, counter: Counter) -> str:
-    """One chat completion; the client retries 429/5xx/connection errors. Raises TeacherError."""
+@dataclass
+class _Health:
+    """What the workers of one run have seen of the teacher, shared so they can give up together."""
+
+    answered: bool = False
+    """The teacher has replied to a request (an HTTP error status counts: the server is there)."""
+    timeouts: int = 0
+    """Attempts that timed out before any reply."""
+
+
+def _retry_delay(attempt: int, error: Exception) -> float:
+    """Seconds before retry `attempt + 1`: the server's Retry-After(-ms) when it gives one up to a minute,
+    else exponential backoff from 0.5 s, capped at 8 s, with jitter (the openai client's rule)."""
+    response = getattr(error, "response", None)
+    headers = response.headers if response is not None else {}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            wait = float(headers.get(name, "")) * scale
+        except ValueError:
+            continue
+        if 0 < wait <= 60:
+            return wait
+    return min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+
+
+def _status_error(cfg: TeacherConfig, e) -> TeacherError:
+    """The one-line error for an HTTP error reply that is not (or no longer) retried."""
+    url = cfg.base_url
+    if e.status_code == 401:  # the server's message may echo part of the key: leave it out
+        return TeacherError(f"teacher at {url} rejected the API key (HTTP 401): set ONBOARD_TEACHER_API_KEY to a "
+                            "valid key for this endpoint.")
+    if e.status_code == 403:
+        return TeacherError(f"teacher at {url} refused access to model {cfg.model!r} (HTTP 403): check that "
+                            "ONBOARD_TEACHER_API_KEY may use it.")
+    if e.status_code == 404:
+        return TeacherError(f"teacher at {url} answered 404 for model {cfg.model!r}: check ONBOARD_TEACHER_MODEL "
+                            f"(`curl {url.rstrip('/')}/models` lists the models) and that ONBOARD_TEACHER_BASE_URL "
+                            "ends in /v1.")
+    retried = f" after {cfg.max_retries} retries" if _retried(e.status_code) else ""
+    return TeacherError(f"teacher at {url} failed with HTTP {e.status_code}{retried}: {str(e.message)[:300]}. "
+                        "Check the server's log and load; finished chunks are cached, rerun to continue.")
+
+
+def _retried(status: int) -> bool:
+    return status in RETRY_STATUSES or status >= 500
+
+
+async def _ask(client, cfg: TeacherConfig, prompt: str, counter: Counter, health: _Health) -> str:
+    """One chat completion, retried here (the client itself does not retry) on 408/409/429/5xx, connection
+    errors and timeouts, up to `cfg.max_retries` times. Raises TeacherError, at once when FAIL_FAST_TIMEOUTS
+    attempts have timed out before the teacher answered anything."""
     import openai
 
     url = cfg.base_url
     counter["requests"] += 1
-    try:
-        resp = await client.chat.completions.create(
-            model=cfg.model, messages=[{"role": "user", "content": prompt}], temperature=cfg.temperature)
-    except openai.AuthenticationError as e:  # the server's message may echo part of the key: leave it out
-        raise TeacherError(f"teacher at {url} rejected the API key (HTTP 401): set ONBOARD_TEACHER_API_KEY "
-                           "to a valid key for this endpoint.") from e
-    except openai.PermissionDeniedError as e:
-        raise TeacherError(f"teacher at {url} refused access to model {cfg.model!r} (HTTP 403): check that "
-                           "ONBOARD_TEACHER_API_KEY may use it.") from e
-    except openai.NotFoundError as e:
-        raise TeacherError(f"teacher at {url} answered 404 for model {cfg.model!r}: check ONBOARD_TEACHER_MODEL "
-                           f"(`curl {url.rstrip('/')}/models` lists the models) and that ONBOARD_TEACHER_BASE_URL "
-                           "ends in /v1.") from e
-    except openai.APIStatusError as e:
-        retried = f" after {cfg.max_retries} retries" if e.status_code == 429 or e.status_code >= 500 else ""
-        raise TeacherError(f"teacher at {url} failed with HTTP {e.status_code}{retried}: {str(e.message)[:300]}. "
-                           "Check the server's log and load; finished chunks are cached, rerun to continue.") from e
-    except openai.APITimeoutError as e:
-        raise TeacherError(f"teacher at {url} did not answer within {cfg.timeout_s:g} s ({cfg.max_retries} retries): "
-                           "check the server's load, or raise the timeout; finished chunks are cached, rerun to "
-                           "continue.") from e
-    except openai.APIConnectionError as e:
-        raise TeacherError(f"teacher at {url} is unreachable ({cfg.max_retries} retries): check that the server "
-                           "is running and that ONBOARD_TEACHER_BASE_URL is right (it usually ends in /v1).") from e
-    if not resp.choices:
-        return ""
-    return resp.choices[0].message.content or ""
+    for attempt in range(cfg.max_retries + 1):
+        last = attempt == cfg.max_retries
+        try:
+            resp = await client.chat.completions.create(
+                model=cfg.model, messages=[{"role": "user", "content": prompt}], temperature=cfg.temperature)
+        except openai.APITimeoutError as e:  # before APIConnectionError, its base class
+            if not health.answered:
+                health.timeouts += 1
+                if health.timeouts >= FAIL_FAST_TIMEOUTS:
+                    raise TeacherError(
+                        f"teacher at {url} has answered nothing: its first {health.timeouts} attempts each timed out "
+                        f"after {cfg.timeout_s:g} s. Check that the server is up and has finished loading its model, "
+                        f"or raise the timeout with {_named('timeout_s')}.") from e
+            if last:
+                raise TeacherError(
+                    f"teacher at {url} did not answer within {cfg.timeout_s:g} s ({cfg.max_retries} retries): check "
+                    f"the server's load, or raise {_named('timeout_s')}; finished chunks are cached, rerun to "
+                    "continue.") from e
+            error: Exception = e
+        except openai.APIConnectionError as e:
+            if last:
+                raise TeacherError(
+                    f"teacher at {url} is unreachable ({cfg.max_retries} retries): check that the server is running "
+                    "and that ONBOARD_TEACHER_BASE_URL is right (it usually ends in /v1).") from e
+            error = e
+        except openai.APIStatusError as e:
+            health.answered = True
+            if last or not _retried(e.status_code):
+                raise _status_error(cfg, e) from e
+            error = e
+        else:
+            health.answered = True
+            return (resp.choices[0].message.content or "") if resp.choices else ""
+        log.debug("teacher attempt %d failed (%s); retrying", attempt + 1, type(error).__name__)
+        await asyncio.sleep(_retry_delay(attempt, error))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-async def _generate_chunk(client, cfg: TeacherConfig, chunk: ChunkLike, version: str, counter: Counter) -> dict:
+async def _generate_chunk(client, cfg: TeacherConfig, chunk: ChunkLike, version: str, counter: Counter,
+                          health: _Health) -> dict:
     """Ask for questions, then an answer to each; return the cache record (raw replies)."""
     language = detect_language(chunk.text)
     n = cfg.questions_per_chunk
-    reply = await _ask(client, cfg, render(load_prompt("questions", language), context=chunk.text, n=n), counter)
+    reply = await _ask(client, cfg, render(load_prompt("questions", language), context=chunk.text, n=n), counter,
+                       health)
     answers = []
     for question in parse_questions(reply, n):
         prompt = render(load_prompt("answer", language), context=chunk.text, question=question)
-        answers.append({"question": question, "reply": await _ask(client, cfg, prompt, counter)})
+        answers.append({"question": question, "reply": await _ask(client, cfg, prompt, counter, health)})
     return {"v": CACHE_VERSION, "chunk_id": chunk.id, "text_sha": text_sha(chunk.text), "model": cfg.model,
             "prompt_version": version, "questions_per_chunk": n, "language": language,
             "questions_reply": reply, "answers": answers}
@@ -295,12 +407,13 @@ async def agenerate(
         pending = iter(todo)  # shared by the workers: each takes the next chunk when it is free
         writer = CacheWriter(cache_path)
         client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key or "none",
-                                    max_retries=cfg.max_retries, timeout=cfg.timeout_s)
+                                    max_retries=0, timeout=cfg.timeout_s)  # _ask retries, and knows when to stop
+        health = _Health()
 
         async def worker() -> None:
             nonlocal done
             for chunk in pending:
-                rec = await _generate_chunk(client, cfg, chunk, version, counter)
+                rec = await _generate_chunk(client, cfg, chunk, version, counter, health)
                 writer.append(rec)
                 records[(rec["chunk_id"], rec["text_sha"])] = rec
                 done += 1

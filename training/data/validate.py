@@ -35,12 +35,13 @@ from training.errors import BadDataset, BadRecord, NoExamples
 log = logging.getLogger(__name__)
 
 CODES = (
-    "broken-json", "not-utf8", "not-object", "unknown-format", "missing-field", "unknown-role",
+    "broken-json", "line-too-long", "not-utf8", "not-object", "unknown-format", "missing-field", "unknown-role",
     "empty-content", "no-assistant", "duplicate", "too-long", "mixed-format",
 )
 """Every `Problem.code`, in the order reports list them:
 
 broken-json     the line (or the .json array from there on) does not parse
+line-too-long   a line longer than files.MAX_LINE_BYTES (64 MiB): not read; the reason gives its size
 not-utf8        an invalid UTF-8 byte sequence; the reason gives its byte offset in the file
 not-object      valid JSON but not an object (a string, number, array)
 unknown-format  an object whose keys match no format
