@@ -1,5 +1,6 @@
-"""Trainer callbacks shared by the training stages: metrics on disk, progress, SIGTERM checkpoints,
-and the loss curve drawn at the end of a run."""
+"""Trainer callbacks shared by the training stages: metrics on disk, progress, the run's planned size
+and duration, a quick stop on SIGTERM or Ctrl-C, and what the end of a run reports (smoothed losses,
+the loss curve)."""
 
 from __future__ import annotations
 
@@ -56,32 +57,126 @@ class Progress(TrainerCallback):
         self.fn(state.global_step, state.max_steps, self.loss, self.tokens_per_s)
 
 
-class SigtermCheckpoint(TrainerCallback):
-    """On SIGTERM (a scheduler pre-empting the job, `kill`, Ctrl-C's polite cousin) save a checkpoint at
-    the end of the current step and stop; `--resume` then continues from it with the same data order."""
+class Outlook(TrainerCallback):
+    """Say before the first step what the run will train on (steps, tokens counted on the tokenized
+    dataset), and after it how long the run will take (that step, timed, times the steps left); past an
+    hour, what would shorten it (training/memory/duration.py). Each line goes to `report`."""
+
+    SAMPLE = 2000
+    """Sequences whose tokens are counted for the mean (a large dataset is sampled)."""
+
+    def __init__(self, report: Callable[[str], None]):
+        self.report = report
+        self.size = None
+        """The `training.memory.RunSize` planned (None: the dataset's length is unknown)."""
+        self.seconds: float | None = None
+        """The estimated duration, once the first step was timed."""
+        self._facts: dict = {}
+        self._t: float | None = None
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, model=None, **kwargs):
+        from training.memory import RunSize, describe_size
+
+        if not state.is_world_process_zero:
+            return
+        ds = getattr(train_dataloader, "dataset", None)
+        mean = _mean_tokens(ds, self.SAMPLE)
+        steps = state.max_steps - state.global_step
+        if mean is None or steps <= 0:
+            return
+        n = len(ds)
+        by_epochs = args.max_steps is None or args.max_steps <= 0
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        sequences = round(args.num_train_epochs * n * steps / state.max_steps) if by_epochs else steps * per_step
+        self.size = RunSize(steps=steps, sequences=sequences, mean_tokens=mean, examples=n,
+                            epochs=args.num_train_epochs if by_epochs else None)
+        self._facts = {"max_steps_given": not by_epochs, "max_length": getattr(args, "max_length", None) or 0,
+                       "device": args.device.type, "parameters": model.num_parameters() if model is not None else 0}
+        self.report(f"planned: {describe_size(self.size)}")
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.size is not None and self.seconds is None and self._t is None:
+            self._t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from training.memory import duration_s, human_duration, suggestions
+
+        if self._t is None or self.seconds is not None:
+            return
+        step_s = time.perf_counter() - self._t
+        self.seconds = duration_s(self.size, step_s)
+        self.report(f"estimated duration: about {human_duration(self.seconds)} ({self.size.steps:,} steps; the first "
+                    f"took {step_s:.2f} s; evaluation and checkpoints add to it)")
+        tips = suggestions(self.seconds, step_s=step_s, size=self.size, **self._facts)
+        if tips:
+            self.report("that is over an hour; to make it shorter, try: " + "; ".join(tips) + ".")
+
+
+def _mean_tokens(ds, sample: int) -> float | None:
+    """Mean tokens per row of a tokenized dataset (every `*input_ids` column: a DPO row's prompt, chosen
+    and rejected), over its first `sample` rows; None when it is not a tokenized `datasets.Dataset`."""
+    cols = [c for c in getattr(ds, "column_names", None) or [] if c.endswith("input_ids")]
+    if not cols or not len(ds):
+        return None
+    head = ds.select(range(min(len(ds), sample)))
+    total = sum(len(ids) for c in cols for ids in head[c])
+    return total / len(head)
+
+
+class StopOnSignal(TrainerCallback):
+    """On SIGTERM (a scheduler pre-empting the job, `kill`) or Ctrl-C, finish the current step, save a
+    checkpoint and stop, without the evaluation the epoch's end or an eval step would run: a stop
+    should be quick, and `--resume` continues from the checkpoint with the same data order. A second
+    Ctrl-C interrupts at once (no checkpoint)."""
+
+    SIGNALS = {signal.SIGTERM: "sigterm", signal.SIGINT: "sigint"}
 
     def __init__(self):
-        self.received = False
-        self._previous = None
+        self.received: str | None = None
+        """"sigterm" or "sigint" once one arrived."""
+        self._previous: dict = {}
+        self._saved_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
 
     def _handle(self, signum, frame):
-        log.warning("SIGTERM: saving a checkpoint after this step, then stopping")
-        self.received = True
+        if self.received and signum == signal.SIGINT:  # Ctrl-C again: stop now
+            signal.signal(signal.SIGINT, self._previous.get(signal.SIGINT) or signal.default_int_handler)
+            raise KeyboardInterrupt
+        log.warning("%s: saving a checkpoint after this step, then stopping (no evaluation)",
+                    self.SIGNALS[signum].upper())
+        self.received = self.received or self.SIGNALS[signum]
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.received:
             control.should_save = True
             control.should_training_stop = True
+            control.should_evaluate = False
+
+    def on_save(self, args, state, control, **kwargs):
+        self._saved_step = state.global_step
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # the Trainer evaluates (and may save) at each epoch's end, also when a stop ends the epoch early
+        if self.received:
+            control.should_training_stop = True
+            control.should_evaluate = False
+            control.should_save = self._saved_step != state.global_step  # the signal came after the step's save
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        self.restore()
+
+    def restore(self) -> None:
+        """Give the signals back to their previous handlers (also when training failed)."""
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -94,6 +189,16 @@ def dedup_steps(rows: list[dict], key: str) -> list[dict]:
     """Rows holding `key`, one per step (the last written wins: a resumed run re-logs some steps)."""
     by_step = {r["step"]: r for r in rows if key in r}
     return [by_step[s] for s in sorted(by_step)]
+
+
+def loss_ends(losses: list[float], fraction: float = 0.1) -> tuple[float, float] | None:
+    """(mean of the first, mean of the last) `fraction` of the logged training losses, at least one loss
+    each: one step's loss is one batch's and swings with it, so first-vs-last single values can read
+    like divergence when the run went fine. None when nothing was logged."""
+    if not losses:
+        return None
+    k = max(1, int(len(losses) * fraction))
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
 
 
 def plot_losses(rows: list[dict], png: Path) -> Path | None:

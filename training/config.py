@@ -9,6 +9,18 @@ Stages and methods are declared once, here:
 - stages: `sft` (chat Q/A, loss on the answers), `cpt` (document text, packed), `dpo` (preference pairs).
 - methods: `lora` (full-precision base: on CPU the fastest), `qlora` (4-bit NF4 base + LoRA; least
   memory), `dora` (weight-decomposed LoRA), `prefix` (prefix tuning), `full` (every weight; small models).
+
+What `--resume` may change is declared here too, per field (`_meta(resume=...)`, read by
+`resume_rule()`; training/record.py compares a resumed run against its `config.json`):
+- "same" (the default): what the weights are trained with (method, LoRA shape, learning rate, batch,
+  sequence length, precision, seed, packing...). A resumed run that changed one would be neither run,
+  so it is refused, naming the flag with the old and the new value.
+- "content": a file or model, compared by what it holds, not where it is (the data by sha256, the base
+  by its weights' fingerprint): a moved workspace resumes; edited data or another base is refused.
+- "free": when to stop and what to report, not what is learned: --epochs and --max-steps (to extend or
+  shorten a run; the learning-rate schedule is recomputed from the resumed step, and the record says
+  so), logging, checkpoint and eval intervals, early stopping, trackers, --no-eval, the EOS check,
+  gradient checkpointing (same numbers, less memory), and the run controls themselves.
 """
 
 from __future__ import annotations
@@ -32,16 +44,22 @@ CHECKPOINTING_FROM = 100_000_000
 """Parameter count from which gradient checkpointing is on by default."""
 
 
-def _meta(flag: str | None = None, *aliases: str, recipe: bool = True, workspace: str | None = None) -> dict:
-    """Field metadata read by `cli_options()` and `recipe_fields()`.
+ResumeRule = Literal["same", "content", "free"]
+
+
+def _meta(flag: str | None = None, *aliases: str, recipe: bool = True, workspace: str | None = None,
+          resume: ResumeRule = "same") -> dict:
+    """Field metadata read by `cli_options()`, `recipe_fields()` and `resume_rule()`.
 
     Args:
         flag: the CLI option; None: `--field-name`; "": no CLI option (the field is set by recipes only).
         aliases: more option names (kept for old spellings, e.g. `--grad-accum`).
         recipe: whether a recipe file may set this field (paths and run control may not).
         workspace: what the CLI fills in from the workspace when the flag is not given (shown in --help).
+        resume: whether `--resume` may change it: "same" (no), "content" (the path may move, what it holds
+            may not), "free" (yes); see the module docstring.
     """
-    return {"flag": flag, "aliases": list(aliases), "recipe": recipe, "workspace": workspace}
+    return {"flag": flag, "aliases": list(aliases), "recipe": recipe, "workspace": workspace, "resume": resume}
 
 
 class TrainConfig(BaseModel):
@@ -51,13 +69,16 @@ class TrainConfig(BaseModel):
 
     stage: Stage = Field("sft", json_schema_extra=_meta())
     """sft (chat Q/A, loss on the answers), cpt (document text) or dpo (preference pairs)."""
-    base_model: str = Field(json_schema_extra=_meta("--base", workspace="WORKSPACE/base/tiny"))
+    base_model: str = Field(json_schema_extra=_meta("--base", workspace="WORKSPACE/base/tiny",
+                                                    resume="content"))
     """Base model: a local folder, a Hub id or a .gguf file."""
-    train_file: Path = Field(json_schema_extra=_meta("--data", recipe=False, workspace="WORKSPACE/data/STAGE/train.jsonl"))
+    train_file: Path = Field(json_schema_extra=_meta("--data", recipe=False, resume="content",
+                                                                 workspace="WORKSPACE/data/STAGE/train.jsonl"))
     """Training JSONL: {"text"} for CPT, chat records for SFT, preference triples for DPO."""
-    output_dir: Path = Field(json_schema_extra=_meta("--output", recipe=False, workspace="WORKSPACE/runs/STAGE"))
+    output_dir: Path = Field(json_schema_extra=_meta("--output", recipe=False, resume="free",
+                                                                   workspace="WORKSPACE/runs/STAGE"))
     """Run folder: adapter (or model), checkpoints, config.json, metrics.jsonl, loss.png, tensorboard/."""
-    eval_file: Path | None = Field(None, json_schema_extra=_meta("--eval-data", recipe=False,
+    eval_file: Path | None = Field(None, json_schema_extra=_meta("--eval-data", recipe=False, resume="content",
                                                                   workspace="WORKSPACE/data/STAGE/test.jsonl if any"))
     """Held-out JSONL in the same format; eval loss is logged each epoch (or every eval_steps)."""
     method: Method = Field("qlora", json_schema_extra=_meta())
@@ -72,15 +93,15 @@ class TrainConfig(BaseModel):
     """LoRA targets; "all-linear" finds every linear layer except the output head."""
     num_virtual_tokens: int = Field(20, gt=0, json_schema_extra=_meta())
     """prefix: virtual tokens per layer."""
-    init_adapter: Path | None = Field(None, json_schema_extra=_meta(recipe=False))
+    init_adapter: Path | None = Field(None, json_schema_extra=_meta(recipe=False, resume="content"))
     """DPO: start from this SFT adapter; its model is then the reference the DPO loss compares against."""
     beta: float = Field(0.1, gt=0, json_schema_extra=_meta())
     """DPO: strength of the KL penalty towards the reference model."""
     packing: bool | None = Field(None, json_schema_extra=_meta())
     """Pack several examples per sequence (padding-free); default: on for CPT, off for SFT."""
-    epochs: float = Field(3.0, gt=0, json_schema_extra=_meta())
+    epochs: float = Field(3.0, gt=0, json_schema_extra=_meta(resume="free"))
     """Passes over the data."""
-    max_steps: int = Field(-1, json_schema_extra=_meta())
+    max_steps: int = Field(-1, json_schema_extra=_meta(resume="free"))
     """Stop after this many optimizer steps (overrides epochs when > 0)."""
     learning_rate: float = Field(2e-4, gt=0, json_schema_extra=_meta("--lr", "--learning-rate"))
     """Learning rate."""
@@ -91,28 +112,30 @@ class TrainConfig(BaseModel):
     """Steps per optimizer update (effective batch = batch x accumulation x processes)."""
     max_length: int = Field(1024, gt=0, json_schema_extra=_meta())
     """Tokens per example: longer ones are truncated (CPT: packed to this length)."""
-    gradient_checkpointing: bool | None = Field(None, json_schema_extra=_meta())
+    gradient_checkpointing: bool | None = Field(None, json_schema_extra=_meta(resume="free"))
     """Recompute activations in the backward pass; default: on from 100M parameters (less memory, and on
     CPU also faster: bench/RESULTS.md)."""
     bf16: bool | None = Field(None, json_schema_extra=_meta())
     """Compute in bfloat16; default: on CUDA yes, on CPU no (bf16 matmuls are ~18x slower there)."""
-    early_stopping_patience: int | None = Field(None, gt=0, json_schema_extra=_meta("--early-stopping"))
+    early_stopping_patience: int | None = Field(None, gt=0, json_schema_extra=_meta("--early-stopping", resume="free"))
     """Stop after N evaluations without a better eval loss (needs eval data)."""
-    eval_steps: int | None = Field(None, gt=0, json_schema_extra=_meta())
+    eval_steps: int | None = Field(None, gt=0, json_schema_extra=_meta(resume="free"))
     """Evaluate every N steps; default: each epoch."""
-    logging_steps: int = Field(1, gt=0, json_schema_extra=_meta())
+    evaluate: bool = Field(True, json_schema_extra=_meta("--eval", resume="free"))
+    """Evaluate on the eval data during training; --no-eval for a run without any evaluation."""
+    logging_steps: int = Field(1, gt=0, json_schema_extra=_meta(resume="free"))
     """Log loss every N steps."""
-    save_steps: int = Field(100, gt=0, json_schema_extra=_meta())
+    save_steps: int = Field(100, gt=0, json_schema_extra=_meta(resume="free"))
     """Checkpoint every N steps (and on SIGTERM), kept in the run's checkpoints/."""
     seed: int = Field(42, json_schema_extra=_meta())
     """Seed for initialisation and data order."""
-    report_to: list[Tracker] = Field(["tensorboard"], json_schema_extra=_meta())
+    report_to: list[Tracker] = Field(["tensorboard"], json_schema_extra=_meta(resume="free"))
     """Trackers, comma-separated: tensorboard (in the run folder), wandb, mlflow, or none."""
-    check_eos: bool = Field(True, json_schema_extra=_meta())
+    check_eos: bool = Field(True, json_schema_extra=_meta(resume="free"))
     """SFT: after training, generate on a training prompt and warn unless the model stops (EOS)."""
-    resume: bool = Field(False, json_schema_extra=_meta(recipe=False))
+    resume: bool = Field(False, json_schema_extra=_meta(recipe=False, resume="free"))
     """Continue the run from its last checkpoint, same data order."""
-    force: bool = Field(False, json_schema_extra=_meta(recipe=False))
+    force: bool = Field(False, json_schema_extra=_meta(recipe=False, resume="free"))
     """Train again over an existing run."""
 
     @field_validator("base_model", mode="before")
@@ -132,6 +155,11 @@ class TrainConfig(BaseModel):
                              f"(got {self.max_steps}).")
         if self.lora_alpha is None:  # the usual LoRA scale: alpha = 2 x rank
             object.__setattr__(self, "lora_alpha", 2 * self.lora_r)
+        if not self.evaluate and self.early_stopping_patience:
+            raise ValueError("--early-stopping watches the eval loss, and --no-eval turns evaluation off: drop one.")
+        if not self.evaluate and self.eval_file:
+            raise ValueError(f"--no-eval and --eval-data {self.eval_file}: drop --eval-data for a run without "
+                             "evaluation, or --no-eval to evaluate on it.")
         if self.early_stopping_patience and not self.eval_file:
             raise ValueError("--early-stopping needs an eval file (--eval-data) to watch.")
         return self
@@ -172,6 +200,11 @@ def flag_of(name: str) -> str:
     """The CLI flag of field `name` (e.g. learning_rate -> --lr)."""
     flag = field_meta(name)["flag"]
     return flag or f"--{name.replace('_', '-')}"
+
+
+def resume_rule(name: str) -> ResumeRule:
+    """Whether `--resume` may change field `name`: "same", "content" or "free" (see the module docstring)."""
+    return field_meta(name).get("resume", "same")
 
 
 def expected(name: str) -> str:

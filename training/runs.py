@@ -1,7 +1,8 @@
 """What every training stage (cpt.py, sft.py, dpo.py) shares, carried by one `RunContext`: the run
-folder and its checks, the base model as the method needs it, the PEFT and trainer settings, the
-callbacks (metrics file, SIGTERM checkpoint, trackers, early stopping), and what a finished run
-leaves behind (adapter, loss curve, `config.json`).
+folder and its checks (an earlier run is never replaced without --force, and is continued by --resume
+only with the settings it was trained with), the base model as the method needs it, the PEFT and
+trainer settings, the callbacks (metrics file, a quick stop on SIGTERM or Ctrl-C, trackers, early
+stopping), and what a finished run leaves behind (adapter, loss curve, `config.json`).
 
 A stage reads:
 
@@ -27,8 +28,7 @@ from pathlib import Path
 from rag.model_card import DatasetCard
 from rag.workspace import dataset_card_beside
 from training.config import CHECKPOINTING_FROM, TrainConfig
-from training.errors import TrainingError
-from training.io import refuse_overwrite
+from training.errors import BadConfig, OutputExists, TrainingError
 from training.record import RunOutcome, RunRecord, base_ref, versions
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,21 @@ class TrainResult:
     """The trained adapter (or the whole model, for method=full)."""
     train_loss: float
     first_loss: float | None
+    """The first logged loss (one step's batch: noisy; `start_loss` is what to compare)."""
     last_loss: float | None
     eval_loss: float | None
+    """The last evaluation's loss (None: the run evaluated nothing)."""
     steps: int
     seconds: float
     stopped_by: str | None = None
-    """"sigterm" when a SIGTERM ended the run early (a checkpoint was saved; --resume continues)."""
+    """"sigterm" or "sigint" (Ctrl-C) when a signal ended the run early: a checkpoint was saved, the
+    evaluation skipped; --resume continues."""
     eos_ok: bool | None = None
     """SFT: whether generation on a training prompt ended with EOS (None: not checked)."""
+    start_loss: float | None = None
+    """Mean training loss over the first 10 % of logged steps (`training.callbacks.loss_ends`)."""
+    end_loss: float | None = None
+    """Mean training loss over the last 10 % of logged steps: with `start_loss`, how the run went."""
 
 
 def is_main_process() -> bool:
@@ -70,7 +77,7 @@ def last_checkpoint(folder: Path) -> str | None:
 
 @dataclass
 class RunContext:
-    """One run's shared state: config, resolved base, run record, SIGTERM watcher, start time."""
+    """One run's shared state: config, resolved base, run record, stop-signal watcher, start time."""
 
     cfg: TrainConfig
     stage: str
@@ -78,27 +85,37 @@ class RunContext:
     """The resolved base model (a local folder, or a Hub id found in the cache)."""
     record: RunRecord
     t0: float = field(default_factory=time.perf_counter)
-    sigterm: object = None
+    stop: object = None
+    """The `training.callbacks.StopOnSignal` watching for SIGTERM and Ctrl-C."""
 
     @classmethod
     def open(cls, cfg: TrainConfig, stage: str, examples: int, base: str | None = None) -> RunContext:
-        """Check the run folder (refuse a finished run unless --force/--resume), create it, and record
-        the run's provenance in `config.json` before any training starts.
+        """Check the run folder, create it, and record the run's provenance in `config.json` before any
+        training starts. A folder holding an earlier run is refused unless --resume (which must continue
+        it with the settings it was trained with) or --force (which starts it afresh).
 
         Call it after the data has been read and checked, so a bad file fails before the folder is touched.
+
+        Raises:
+            OutputExists: the folder holds an earlier run and neither --resume nor --force was given.
+            BadConfig: --resume with a setting the run was not trained with (each one named, old -> new).
         """
-        from training.base_model import resolve
-        from training.callbacks import SigtermCheckpoint
+        from training.base_model import resolve, weights_sha256
+        from training.callbacks import StopOnSignal
         from training.data.formats import file_sha256
 
-        base = base or resolve(cfg.base_model)
+        base = _absolute(base or resolve(cfg.base_model))  # so the adapter's config names it from anywhere
         _check_output(cfg)
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
         record = RunRecord(
             stage=stage, config=cfg, base_model=base_ref(base), train_sha256=file_sha256(cfg.train_file),
             train_examples=examples, eval_sha256=file_sha256(cfg.eval_file) if cfg.eval_file else None,
-            dataset=DatasetCard.read(dataset_card_beside(cfg.train_file)), versions=versions())
-        ctx = cls(cfg, stage, base, record, sigterm=SigtermCheckpoint())
+            dataset=DatasetCard.read(dataset_card_beside(cfg.train_file)), versions=versions(),
+            init_adapter_sha256=weights_sha256(cfg.init_adapter) if cfg.init_adapter and cfg.init_adapter.is_dir()
+            else None)
+        if cfg.resume and is_main_process():  # rank 0 checks, and keeps, the record
+            record = _continue(record, cfg)
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        ctx = cls(cfg, stage, base, record, stop=StopOnSignal())
         ctx.save_record()
         return ctx
 
@@ -159,10 +176,10 @@ class RunContext:
         return args
 
     def callbacks(self, extra: list | None = None) -> list:
-        """Metrics file, SIGTERM checkpoint, TensorBoard (in the run folder), early stopping, then `extra`."""
+        """Metrics file, stop on SIGTERM/Ctrl-C, TensorBoard (in the run folder), early stopping, then `extra`."""
         from training.callbacks import MetricsFile
 
-        cbs = [MetricsFile(self.cfg.output_dir / "metrics.jsonl"), self.sigterm, *_tensorboard(self.cfg)]
+        cbs = [MetricsFile(self.cfg.output_dir / "metrics.jsonl"), self.stop, *_tensorboard(self.cfg)]
         if self.cfg.early_stopping_patience:
             from transformers import EarlyStoppingCallback
 
@@ -186,16 +203,19 @@ class RunContext:
             compact_lm_head(m)
         trainer.remove_callback(PrinterCallback)  # progress is reported through callbacks, not print()
         resume = last_checkpoint(self.cfg.output_dir / "checkpoints") if self.cfg.resume else None
-        return trainer.train(resume_from_checkpoint=resume)
+        try:
+            return trainer.train(resume_from_checkpoint=resume)
+        finally:
+            self.stop.restore()
 
     @property
     def stopped_by(self) -> str | None:
-        return "sigterm" if self.sigterm.received else None
+        return self.stop.received
 
     def finish(self, trainer, tokenizer, out, eos_ok: bool | None = None) -> TrainResult:
         """Save the adapter (or model) atomically, draw the loss curve, record the result."""
         from rag.io import publish_dir
-        from training.callbacks import dedup_steps, plot_losses, read_metrics
+        from training.callbacks import dedup_steps, loss_ends, plot_losses, read_metrics
 
         cfg = self.cfg
         adapter_dir = cfg.output_dir / "adapter"
@@ -212,9 +232,11 @@ class RunContext:
             plot_losses(metrics, cfg.output_dir / "loss.png")
         losses = [r["loss"] for r in dedup_steps(metrics, "loss")]
         evals = [r["eval_loss"] for r in dedup_steps(metrics, "eval_loss")]
+        start, end = loss_ends(losses) or (None, None)
         result = TrainResult(
             output_dir=cfg.output_dir, adapter_dir=adapter_dir, train_loss=out.training_loss,
             first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+            start_loss=start, end_loss=end,
             eval_loss=evals[-1] if evals else None, steps=out.global_step, seconds=time.perf_counter() - self.t0,
             stopped_by=self.stopped_by, eos_ok=eos_ok,
         )
@@ -224,14 +246,82 @@ class RunContext:
         return result
 
 
+RUN_OUTPUTS = ("adapter", "adapter.tmp", "checkpoints", "config.json", "metrics.jsonl", "loss.png", "tensorboard",
+               "start", "start.tmp")
+"""What a run writes in its folder, and all that --force removes (nothing else there is touched)."""
+
+
 def _check_output(cfg: TrainConfig) -> None:
+    """Never over an earlier run without being told: an interrupted run's checkpoints and metrics are
+    kept unless --resume continues them or --force starts afresh (its outputs removed, so metrics.jsonl
+    does not mix two runs)."""
     if not is_main_process():  # rank 0 checks and clears the run folder; the others only train
         return
-    refuse_overwrite(cfg.output_dir / "adapter", cfg.force or cfg.resume, " (a trained run; --resume continues it)")
-    if cfg.force and not cfg.resume:
-        shutil.rmtree(cfg.output_dir, ignore_errors=True)
-    if cfg.resume and not last_checkpoint(cfg.output_dir / "checkpoints"):
-        raise TrainingError(f"{cfg.output_dir}: no checkpoint to resume from. Run without --resume to start.")
+    out = cfg.output_dir
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if cfg.resume:
+        if not last_checkpoint(out / "checkpoints"):
+            again = "--force instead of --resume to start it again" if held else "without --resume to start"
+            raise TrainingError(f"{out}: no checkpoint to resume from. Run {again}.")
+        return
+    if not held:
+        return
+    if not cfg.force:
+        raise OutputExists(f"{out} holds an earlier run ({_describe_run(out, held)}). Pass --resume to continue it, "
+                           "or --force to delete it and start again, or choose another --output.")
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _describe_run(out: Path, held: list[str]) -> str:
+    what = []
+    if (out / "adapter").exists():
+        what.append("a trained adapter")
+    ckpt = last_checkpoint(out / "checkpoints")
+    if ckpt:
+        what.append(f"checkpoints up to step {ckpt.rsplit('-', 1)[-1]}")
+    return ", ".join(what) or ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+
+
+def _continue(record: RunRecord, cfg: TrainConfig) -> RunRecord:
+    """The record of a resumed run: the run's own, with this resume appended (its checkpoint, and the
+    settings it may change and did). Anything else that differs is refused, each difference named.
+
+    Raises:
+        BadConfig: settings, data or base other than the run's; nothing is written.
+    """
+    from training.record import RUN_RECORD_FILE, Resumed, resume_changes, resume_differences
+
+    out = cfg.output_dir
+    if not (out / RUN_RECORD_FILE).exists():
+        raise TrainingError(f"{out}: no {RUN_RECORD_FILE}, so --resume cannot check this run's settings are the "
+                            "ones it was trained with. Start it again with --force.")
+    old = RunRecord.read(out)
+    diffs = resume_differences(old, record)
+    if diffs:
+        raise BadConfig(f"--resume: {out} was trained with other settings than these: {'; '.join(diffs)}. Resume "
+                        "with the run's own settings, or start a new run (another --output, or --force).")
+    step = int(last_checkpoint(out / "checkpoints").rsplit("-", 1)[-1])
+    changed = resume_changes(old, record)
+    if {"--epochs", "--max-steps"} & set(changed):
+        log.warning("--resume with another length (%s): the learning-rate schedule is recomputed for it from step %d",
+                    ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items() if k in ("--epochs", "--max-steps")),
+                    step)
+    new_versions = record.versions if record.versions != old.versions else {}
+    return old.model_copy(update={
+        "config": cfg, "base_model": record.base_model, "result": None,
+        "resumes": [*old.resumes, Resumed(from_step=step, changed=changed, versions=new_versions)],
+    })
+
+
+def _absolute(base: str) -> str:
+    """A local base as an absolute path (a Hub id unchanged)."""
+    p = Path(base).expanduser()
+    return str(p.resolve()) if p.exists() else base
 
 
 def _trackers(cfg: TrainConfig) -> list[str]:

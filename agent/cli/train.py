@@ -80,7 +80,7 @@ def train(**kw) -> None:
     from agent.pipeline import train as run_stage
     from agent.pipeline import train_config
     from rag.workspace import Workspace
-    from training.callbacks import Progress
+    from training.callbacks import Outlook, Progress
     from training.runs import is_main_process
 
     setup(kw.pop("verbose"))
@@ -92,15 +92,24 @@ def train(**kw) -> None:
         run_stage(cfg)
         return
     with progress_bar(f"{cfg.stage} ({cfg.method})", show_loss=True) as update:
-        r = run_stage(cfg, callbacks=[Progress(update)])
+        r = run_stage(cfg, callbacks=[Progress(update), Outlook(lambda line: console.print(line, soft_wrap=True))])
     if r.stopped_by:
-        console.print(f"stopped by {r.stopped_by} at step {r.steps}; checkpoint saved. Continue with --resume.")
+        console.print(f"stopped by {r.stopped_by} at step {r.steps}; checkpoint saved, evaluation skipped. Continue "
+                      "with --resume.")
         raise typer.Exit(0)
-    ev = f", eval loss {r.eval_loss:.3f}" if r.eval_loss is not None else ""
-    console.print(f"trained {r.steps} steps in {r.seconds:.0f} s: loss {r.first_loss:.3f} -> {r.last_loss:.3f}{ev}. "
-                  f"Adapter: {r.adapter_dir}  (loss curve: {r.output_dir / 'loss.png'})")
+    console.print(summary_line(r), soft_wrap=True)
     if r.eos_ok is False:
         console.print("[yellow]warning:[/] the trained model did not stop (EOS) after a training answer.")
+
+
+def summary_line(r) -> str:
+    """What a finished run says: steps, time, the smoothed training loss at its start and end (single
+    batches swing too much to compare), the eval loss, and where the adapter and loss curve are."""
+    loss = (f"train loss {r.start_loss:.3f} -> {r.end_loss:.3f} (mean of the first and last 10 % of logged steps)"
+            if r.start_loss is not None else "no training loss logged")
+    ev = f"eval loss {r.eval_loss:.3f}" if r.eval_loss is not None else "no evaluation"
+    return (f"trained {r.steps} steps in {r.seconds:.0f} s: {loss}; {ev}. Adapter: {r.adapter_dir}  "
+            f"(loss curve: {r.output_dir / 'loss.png'})")
 
 
 def _signature() -> None:
@@ -115,19 +124,44 @@ def _signature() -> None:
 _signature()
 
 
+SAFE_PATH_FLAG = "-P" if sys.version_info >= (3, 11) else "-I"
+"""The interpreter flag that keeps the current directory off sys.path."""
+
+
 def _launch(n: int, config: Path | None) -> int:
-    """Re-run this command in n processes: `accelerate launch --config_file` when given one (FSDP,
-    DeepSpeed, multi-node: deploy/accelerate/), else torch's elastic launcher, which sets the
-    RANK/WORLD_SIZE environment the Trainer's accelerate backend reads (DDP; gloo on CPU, NCCL on GPU)."""
-    args = [a for a in sys.argv[1:] if not a.startswith("--num-processes")]
-    if "--num-processes" in sys.argv:  # drop its value too
-        i = sys.argv.index("--num-processes")
-        args = sys.argv[1:i] + sys.argv[i + 2:]
+    """Re-run this command in n processes (see `launch_command`)."""
+    cmd = launch_command(n, config, relaunch_args(sys.argv[1:]))
+    console.print(f"launching {n} processes: {' '.join(cmd[3:])}", soft_wrap=True)
+    return subprocess.call(cmd, env={**os.environ, "PYTHONSAFEPATH": "1"})
+
+
+def relaunch_args(argv: list[str]) -> list[str]:
+    """This command's arguments without --num-processes (and its value): what each process runs."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            out.append(a)
+    return out
+
+
+def launch_command(n: int, config: Path | None, args: list[str]) -> list[str]:
+    """The command that runs `onboard <args>` in n processes: `accelerate launch --config_file` when given
+    one (FSDP, DeepSpeed, multi-node: deploy/accelerate/), else torch's elastic launcher, which sets the
+    RANK/WORLD_SIZE environment the Trainer's accelerate backend reads (DDP; gloo on CPU, NCCL on GPU).
+
+    Every Python in it runs with `-P`: `python -m` would put the current directory first on sys.path,
+    and a `torch.py` or an `agent/` folder where the user happens to be would be imported and run in
+    place of the launcher or of Onboard. The launchers start each process as a program (`--no-python`)
+    so that it gets `-P` too; Onboard and torch are found where they are installed. (`_launch` also sets
+    PYTHONSAFEPATH=1 for anything those processes start.) Python 3.10 has no `-P`: `-I` there, which
+    also ignores PYTHONPATH and the user's site-packages."""
+    py = [sys.executable, SAFE_PATH_FLAG]
     if config:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-               "--num_processes", str(n), "-m", "agent.cli", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
-               "-m", "agent.cli", *args]
-    console.print(f"launching {n} processes: {' '.join(cmd[2:])}")
-    return subprocess.call(cmd)
+        return [*py, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", str(n),
+                "--no_python", *py, "-m", "agent.cli", *args]
+    return [*py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), "--no-python",
+            *py, "-m", "agent.cli", *args]
