@@ -40,15 +40,19 @@ def _run(argv: list[str]) -> float:
     return time.monotonic() - t0
 
 
-def _kill(argv: list[str], when) -> None:
-    """Start `argv`; SIGKILL it as soon as `when(elapsed seconds)` is true. Fails if it ended first."""
+def _kill(argv: list[str], when, must: bool = True) -> bool:
+    """Start `argv`; SIGKILL it as soon as `when(elapsed seconds)` is true. Whether it was killed; fails if
+    it ended first, unless not `must`."""
     proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.monotonic()
     while proc.poll() is None and not when(time.monotonic() - t0):
         time.sleep(0.01)
-    assert proc.poll() is None, f"it ended before the kill point (seed {SEED}); rerun with ONBOARD_FAULT_SEED={SEED}"
+    if proc.poll() is not None:
+        assert not must, f"it ended before the kill point (seed {SEED}); rerun with ONBOARD_FAULT_SEED={SEED}"
+        return False
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    return True
 
 
 def _digest(folder: Path, names: tuple[str, ...]) -> dict[str, str | None]:
@@ -132,3 +136,42 @@ def test_data_build_killed_at_a_random_point_keeps_the_old_dataset_or_writes_the
     _run(_onboard(*build, "-w", str(ws)))
     assert _digest(data, DATASET) == new, f"seed {SEED}"
     assert {p.name for p in data.iterdir() if not p.name.startswith(".")} == {*DATASET, "stats.json"}
+
+
+# ---- ingest and training, at random points (slow: the fixed-point versions run by default)
+
+@pytest.mark.slow
+def test_ingest_killed_at_random_points_then_rerun_equals_one_clean_run(tmp_path):
+    from rag import RagConfig
+    from tests.rag.test_ingest_robustness import _many_docs, _snapshot
+
+    docs = _many_docs(tmp_path / "docs", 120)
+    took = _run(_onboard("ingest", str(docs), "-w", str(tmp_path / "clean")))
+    rng = random.Random(SEED + 2)
+    for i in range(3):  # killed up to three times, each at its own point (a later run has less left to do)
+        at = rng.uniform(0.3, 0.95) * took
+        if not _kill(_onboard("ingest", str(docs), "-w", str(tmp_path / "killed")), lambda t, at=at: t >= at,
+                     must=i == 0):
+            break
+    _run(_onboard("ingest", str(docs), "-w", str(tmp_path / "killed")))
+    assert _snapshot(RagConfig(workspace=tmp_path / "killed")) == _snapshot(RagConfig(workspace=tmp_path / "clean")), \
+        f"seed {SEED}"
+
+
+@pytest.mark.slow
+def test_training_killed_at_a_random_point_resumes_to_the_end(tmp_path, tiny_base, workspace):
+    from tests.training.test_resume import STEPS, _cmd, _losses
+    from training.record import RunRecord
+
+    data = workspace / "data" / "sft" / "train.jsonl"
+    took = _run(_cmd(tmp_path, tiny_base, data, tmp_path / "clean"))
+    run = tmp_path / "killed"
+    at = random.Random(SEED + 3).uniform(0.3, 0.95) * took
+    _kill(_cmd(tmp_path, tiny_base, data, run), lambda t: t >= at)
+    resumed = _cmd(tmp_path, tiny_base, data, run, "--resume")
+    if not list(run.glob("checkpoints/checkpoint-*")):  # killed before the first checkpoint: start again
+        resumed = _cmd(tmp_path, tiny_base, data, run, "--force")
+    _run(resumed)
+    assert max(_losses(run)) == STEPS and (run / "adapter" / "adapter_model.safetensors").exists(), f"seed {SEED}"
+    result = RunRecord.read(run).result
+    assert result is not None and result.stopped_by is None and result.steps == STEPS, f"seed {SEED}"
