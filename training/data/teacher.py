@@ -8,7 +8,7 @@ asks for N questions the chunk answers, then one request per question asks for a
     ##Reason: ... ##begin_quote## <a sentence copied from the chunk> ##end_quote## ... ##Answer: <short answer>
 
 Prompts live in `training/prompts/` (`questions_en.txt`, `answer_zh.txt`, ...); the chunk's language picks
-EN or ZH. An answer is kept only when it is grounded (training/data/grounding.py): all its quotes occur in
+EN or ZH. An answer is kept only when it is grounded (rag/grounding.py): all its quotes occur in
 the chunk (ignoring case, whitespace and punctuation), or else at least `min_support` of its content words
 do. Empty answers, refusals ("I cannot answer ...") and ungrounded answers are dropped with a reason.
 Replies are read by training/data/teacher_parse.py; this module is the client and the orchestration.
@@ -38,8 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from rag.grounding import MIN_SUPPORT, check_grounded, content_tokens
 from rag.loaders import detect_language
-from training.data.grounding import MIN_SUPPORT, check_grounded, content_tokens
 from training.data.teacher_cache import CACHE_VERSION, CacheWriter, read_cache, text_sha
 from training.data.teacher_parse import parse_answer, parse_questions, strip_think
 from training.errors import BadConfig, TeacherError

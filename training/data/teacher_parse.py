@@ -5,7 +5,7 @@
 Why forgiving: teacher models do not follow a format reliably. They wrap a question list in prose or a
 ```json fence, number it in English or Chinese styles (1. / (1) / 问题1：), echo their reasoning in
 <think> blocks, or drop the ##Answer: marker. Parsing takes what it can and leaves judging the result
-to grounding (training/data/grounding.py), so one sloppy reply costs an item, not the run.
+to grounding (rag/grounding.py), so one sloppy reply costs an item, not the run.
 """
 
 from __future__ import annotations

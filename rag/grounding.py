@@ -20,8 +20,10 @@ Two kinds of evidence, either of which is enough:
   bigram missing from the context is a fair sign of invented content.
 
 An empty answer or a refusal ("I cannot answer ...", "无法根据内容回答") is never grounded: there is nothing
-in it to support. Used by the teacher (training/data/teacher.py) to drop invented answers, and meant
-for evaluation as a faithfulness score of a model's answer against the retrieved context.
+in it to support. Used by the teacher (training/data/teacher.py) to drop invented answers, and by
+evaluation (evaluation/metrics/retrieval.py) as a faithfulness score of a model's answer against the
+chunk it cites. It lives in `rag`, at the bottom of the dependency graph, so both can import it
+(evaluation may not import training).
 """
 
 from __future__ import annotations

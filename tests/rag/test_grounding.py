@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.data.grounding import (
+from rag.grounding import (
     check_grounded,
     content_tokens,
     is_grounded,
