@@ -209,8 +209,81 @@ def serve_settings(ws: Workspace, model: Path | None = None, **values):
     return ServeSettings(model=model or ws.merged_model, workspace=ws.root if ws.has_index else None, **given)
 
 
-def serve(ws: Workspace, model: Path | None = None, **values) -> None:
-    """Serve until interrupted (uvicorn); see `serve_settings`."""
+def serve(ws: Workspace, model: Path | None = None, force: bool = False, **values) -> None:
+    """Serve until interrupted (uvicorn); see `serve_settings`. A model whose last evaluation failed its
+    gate is refused unless `force` (`check_evaluated`)."""
     from serving.app import run
 
-    run(serve_settings(ws, model, **values))
+    settings = serve_settings(ws, model, **values)
+    if settings.engine == "transformers":
+        check_evaluated(ws, settings.model, force)
+    run(settings)
+
+
+def check_evaluated(ws: Workspace, model: Path, force: bool = False):
+    """The gate before serving: the model's last evaluation in this workspace (found by its weights'
+    fingerprint) must have passed. No evaluation, or a model that cannot be fingerprinted, is a logged
+    warning; a failed one is refused, naming the metric and the numbers, unless `force`.
+
+    Raises:
+        GateFailed: the last evaluation failed and `force` is not set.
+    """
+    from evaluation.errors import GateFailed, NotAModel
+    from evaluation.gate import latest_evaluation, model_fingerprint
+
+    try:
+        report = latest_evaluation(ws.root / "reports", model_fingerprint(Path(model)))
+    except NotAModel:
+        log.warning("%s: no safetensors weights to identify, so its evaluation is not checked", model)
+        return None
+    if report is None or report.gate is None:
+        log.warning("%s has not been evaluated with a gate in %s: it is served on faith. Run `onboard eval` to "
+                    "compare it with its base.", model, ws.root)
+        return report
+    if not report.gate.passed:
+        msg = (f"{model} failed its last evaluation ({report.created}): {'; '.join(report.gate.reasons)}. Serve it "
+               "anyway with --force, or train again and re-run `onboard eval`.")
+        if not force:
+            raise GateFailed(msg)
+        log.warning("%s", msg)
+    return report
+
+
+# ---------------------------------------------------------------- evaluation
+
+def evaluate(ws: Workspace, base: Path | None = None, model: Path | None = None, progress=None, **options):
+    """Base / base+RAG / tuned / tuned+RAG on the held-out questions (`evaluation.run`); the report and
+    its folder. The base defaults to the one the merged model was trained from (its model card), else the
+    workspace's tiny base; the tuned model to the workspace's merged model."""
+    from pydantic import ValidationError
+
+    from evaluation.errors import EvaluationError
+    from evaluation.run import EvalConfig
+    from evaluation.run import run as eval_run
+    from rag.model_card import ModelCard
+
+    tuned = model or (ws.merged_model if ws.merged_model.exists() else None)
+    card = ModelCard.read(tuned) if tuned is not None else None
+    base = base or (Path(card.base.name_or_path) if card is not None and card.base is not None else None) \
+        or (Path(ws.default_base()) if ws.default_base() else None)
+    if base is None:
+        raise EvaluationError("no base model to compare with: pass --base DIR (the model you fine-tuned).")
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        cfg = EvalConfig(workspace=ws.root, base_model=base, tuned_model=tuned, **given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise EvaluationError(f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}") from None
+    return eval_run(cfg, progress), cfg.out_dir
+
+
+def compare_evaluations(ws: Workspace, a: str, b: str) -> str:
+    """What changed from evaluation `a` to `b` (report names under WORKSPACE/reports/, or folders), as Markdown."""
+    from evaluation.compare import compare_reports
+    from evaluation.results import EvalReport
+
+    def folder(x: str) -> Path:
+        return Path(x) if Path(x).is_dir() else ws.root / "reports" / x
+
+    return compare_reports(EvalReport.read(folder(a) / "eval.json"), EvalReport.read(folder(b) / "eval.json"),
+                           labels=(a, b))

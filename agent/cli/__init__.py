@@ -10,6 +10,7 @@ import typer
 
 from agent.cli.base import base_app
 from agent.cli.data import data_app
+from agent.cli.evaluate import evaluate
 from agent.cli.index import ingest, search
 from agent.cli.models import export, merge
 from agent.cli.serve import demo, serve
@@ -22,5 +23,6 @@ app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
 for verb in (ingest, search, handle_errors(train), merge, export, serve, demo):
     app.command()(verb)
+app.command("eval")(evaluate)
 
 __all__ = ["app"]

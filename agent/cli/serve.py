@@ -21,6 +21,8 @@ def serve(
     rag_k: Annotated[int | None, typer.Option(help="Chunks retrieved per request (0: no RAG) [default: as many "
                                                    "as the model's training prompts held].")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    force: Annotated[bool, typer.Option("--force", help="Serve a model whose last `onboard eval` failed its "
+                                                        "gate.")] = False,
     verbose: VerboseOpt = False,
 ):
     """Serve the model with RAG through an OpenAI-compatible API (/v1/chat/completions). Other settings
@@ -29,7 +31,7 @@ def serve(
     from agent import pipeline
 
     ws = Workspace(workspace)
-    pipeline.serve(ws, model=model, host=host, port=port, rag_k=rag_k, max_new_tokens=max_new_tokens)
+    pipeline.serve(ws, model=model, force=force, host=host, port=port, rag_k=rag_k, max_new_tokens=max_new_tokens)
 
 
 @handle_errors

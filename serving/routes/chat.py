@@ -11,9 +11,9 @@ from contextlib import aclosing
 
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 
-from rag import Retriever, build_rag_messages
+from rag import Retriever
+from serving.context import with_context
 from serving.deps import EngineDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, SamplingParams
 from serving.errors import BadRequest, UnknownModel
@@ -81,11 +81,8 @@ def _check_model(requested: str | None, settings: ServeSettings) -> None:
 
 async def _with_context(req: ChatCompletionRequest, retriever: Retriever | None, k: int) -> tuple[list[dict], list[Source]]:
     """The messages with the retrieved chunks in the system prompt, laid out as in training, and their citations."""
-    messages = [m.model_dump() for m in req.messages]
-    if retriever is None or k == 0:
-        return messages, []
-    hits = await run_in_threadpool(retriever.search, messages[-1]["content"], k)
-    return build_rag_messages(messages, hits), [Source(**h.citation()) for h in hits]
+    messages, hits = await with_context([m.model_dump() for m in req.messages], retriever, k)
+    return messages, [Source(**h.citation()) for h in hits]
 
 
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],

@@ -1,0 +1,68 @@
+"""The held-out questions: the test split `onboard data build` wrote (whole documents the model never
+trained on), read as question, reference answer, the chunk it came from and its key facts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from evaluation.errors import NoQuestions
+from evaluation.metrics.facts import key_facts
+
+
+class Question(BaseModel):
+    id: str
+    """Stable across runs (a hash of question and reference), so answers already written are found again."""
+    question: str
+    reference: str
+    language: str | None = None
+    source: str | None = None
+    chunk_id: str | None = None
+    """The chunk the pair was made from: retrieval should find it (hit@k)."""
+    facts: list[str] = Field(default_factory=list)
+    """What a correct answer must state (`evaluation.metrics.facts.key_facts` of the reference)."""
+
+
+def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
+    """The chat examples of `test_file` as questions: the last user turn, the assistant's answer.
+
+    Raises:
+        NoQuestions: the file is missing, holds no chat example, or a line is not JSON (named by line).
+    """
+    test_file = Path(test_file)
+    if not test_file.exists():
+        raise NoQuestions(f"{test_file}: no test split. Run `onboard data build` (it holds out whole documents "
+                          "for evaluation), or pass --questions FILE.jsonl.")
+    out: list[Question] = []
+    for n, line in enumerate(test_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise NoQuestions(f"{test_file}:{n}: not JSON ({e}); check it with `onboard data validate`.") from None
+        q = _question(row)
+        if q is not None:
+            out.append(q)
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise NoQuestions(f"{test_file}: no chat example (user question + assistant answer) to evaluate on. Build "
+                          "more documents into the dataset, or lower --test-fraction's rounding by adding documents.")
+    return out
+
+
+def _question(row: dict) -> Question | None:
+    messages = row.get("messages") or []
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    answers = [m["content"] for m in messages if m.get("role") == "assistant"]
+    if not users or not answers:
+        return None
+    meta = row.get("meta") or {}
+    question, reference = users[-1], answers[-1]
+    qid = hashlib.sha256(f"{question}\x00{reference}".encode()).hexdigest()[:16]
+    return Question(id=qid, question=question, reference=reference, language=meta.get("language"),
+                    source=meta.get("source"), chunk_id=meta.get("chunk_id"), facts=key_facts(reference))

@@ -1,0 +1,172 @@
+"""What an evaluation produces, typed: the contract between the runner (`evaluation.run`), the report
+(`evaluation.report`), the gate (`evaluation.gate`) and `onboard eval --compare`.
+
+    answers.jsonl   one `Answer` per line, appended as each is generated (an interrupted run resumes)
+    eval.json       the `EvalReport`: per-system summaries with confidence intervals, paired comparisons,
+                    edge-case results, the worst answers, provenance and the gate's verdict
+
+Every score is in [0, 1], higher is better, except latency (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag.errors import BadContract
+
+REPORT_SCHEMA_VERSION = 1
+SYSTEMS: tuple[str, ...] = ("base", "base+rag", "tuned", "tuned+rag")
+"""The four systems, in the order the report shows them."""
+
+Kind = Literal["question", "edge"]
+
+
+class Answer(BaseModel):
+    """One system's answer to one question (or edge case), as generated; a line of answers.jsonl."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str
+    kind: Kind
+    item: str
+    """The question's or edge case's id."""
+    repeat: int = 0
+    """0: greedy decoding (the scored answer); 1..n: sampled with production settings (consistency)."""
+    text: str
+    ttft_s: float | None = None
+    """Seconds to the first piece of text (None: the answer was empty)."""
+    total_s: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    retrieved: list[str] = Field(default_factory=list)
+    """Chunk ids in rank order (empty for systems without retrieval)."""
+    contexts: list[str] = Field(default_factory=list)
+    """The retrieved chunks' texts, in the same order (what an `[n]` citation points at)."""
+    sources: list[str] = Field(default_factory=list)
+    """Where each retrieved chunk is from, readable ("returns.md > Return shipping costs"), same order."""
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.system, self.kind, self.item, self.repeat)
+
+
+class Interval(BaseModel):
+    """A mean over questions with its bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+class Latency(BaseModel):
+    ttft_p50: float | None = None
+    ttft_p95: float | None = None
+    total_p50: float
+    total_p95: float
+
+
+class SystemSummary(BaseModel):
+    name: str
+    metrics: dict[str, Interval]
+    """Per-question metrics averaged: facts, f1_char, f1_word, rouge_l, bleu, chrf, exact (short references
+    only), hit_at_k and citation_support (systems with retrieval only)."""
+    corpus: dict[str, float] = Field(default_factory=dict)
+    """Corpus-level scores (bleu, chrf) over all answers."""
+    latency: Latency
+    edge_pass_rate: float | None = None
+    edge_by_category: dict[str, float] = Field(default_factory=dict)
+    consistency: float | None = None
+    """Share of questions whose sampled answers state the same key facts (None: not measured)."""
+
+
+class Comparison(BaseModel):
+    """A paired difference `a - b` on the same questions, with its bootstrap interval."""
+
+    a: str
+    b: str
+    metric: str
+    diff: float
+    low: float
+    high: float
+
+    @property
+    def noise(self) -> bool:
+        """The interval holds 0: the difference may be chance."""
+        return self.low <= 0 <= self.high
+
+
+class EdgeResult(BaseModel):
+    system: str
+    case: str
+    category: str
+    language: str
+    passed: bool
+    reason: str
+    answer: str
+
+
+class Worst(BaseModel):
+    """One of a system's worst-scored answers, shown beside the reference and its sources."""
+
+    item: str
+    question: str
+    reference: str
+    answer: str
+    score: float
+    sources: list[str] = Field(default_factory=list)
+
+
+class GateResult(BaseModel):
+    passed: bool
+    reasons: list[str]
+    """Each failed condition with its numbers, or what passed, in words."""
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    base_model: str
+    tuned_model: str | None = None
+    tuned_fingerprint: str | None = None
+    """What identifies the tuned model's weights (the gate finds a model's last evaluation by it)."""
+    test_file: str
+    test_sha256: str
+    questions: int
+    retrieval: dict = Field(default_factory=dict)
+    """Collection, embedding model, k and mode: the serving retriever's settings."""
+    sampling: dict = Field(default_factory=dict)
+
+
+class EvalReport(BaseModel):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    created: str
+    provenance: Provenance
+    systems: list[SystemSummary]
+    comparisons: list[Comparison] = Field(default_factory=list)
+    edge: list[EdgeResult] = Field(default_factory=list)
+    worst: dict[str, list[Worst]] = Field(default_factory=dict)
+    gate: GateResult | None = None
+
+    def system(self, name: str) -> SystemSummary | None:
+        return next((s for s in self.systems if s.name == name), None)
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalReport:
+        """Raises: BadContract naming the file when it is unreadable or of another schema version."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BadContract(f"{path}: not a readable evaluation report ({e}); run `onboard eval` again.") from None
+        if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+            raise BadContract(f"{path}: evaluation report schema_version {data.get('schema_version')!r}, this Onboard "
+                              f"reads {REPORT_SCHEMA_VERSION}; run `onboard eval` again.")
+        try:
+            return cls.model_validate(data)
+        except ValueError as e:
+            raise BadContract(f"{path}: malformed evaluation report ({str(e).splitlines()[0]}).") from None

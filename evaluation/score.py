@@ -1,0 +1,122 @@
+"""Score the answers: per question, per system, with bootstrap intervals and paired comparisons.
+
+Per question (the greedy answer): `facts` (share of the reference's key facts stated; questions whose
+reference has none are left out of it), `f1_char`, `f1_word`, `rouge_l`, `bleu`, `chrf` (sentence level),
+`exact` (short references only), and for systems with retrieval `hit_at_k` (the question's source chunk
+among the k retrieved) and `citation_support` (the answer supported by the chunks it cites with `[n]`,
+or by all retrieved chunks when it cites none). Consistency: the sampled answers state the same key facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from evaluation.edge_cases import check
+from evaluation.metrics import facts as F
+from evaluation.metrics import retrieval as R
+from evaluation.metrics import stats as S
+from evaluation.metrics import text as T
+from evaluation.questions import Question
+from evaluation.results import (
+    Answer,
+    Comparison,
+    EdgeResult,
+    EvalReport,
+    Interval,
+    Latency,
+    Provenance,
+    SystemSummary,
+    Worst,
+)
+
+COMPARED = (("tuned+rag", "base+rag"), ("tuned", "base"), ("base+rag", "base"), ("tuned+rag", "tuned"))
+"""What each pair shows: fine-tuning with retrieval, fine-tuning alone, retrieval alone, retrieval on the tuned model."""
+HEADLINE = ("facts", "f1_char", "rouge_l")
+WORST = 10
+
+
+def per_question(q: Question, a: Answer) -> dict[str, float | None]:
+    rag = bool(a.contexts)
+    cited = [a.contexts[n - 1] for n in R.cited_numbers(a.text) if 0 < n <= len(a.contexts)]
+    return {
+        "facts": F.fact_recall(a.text, q.facts) if q.facts else None,
+        "f1_char": T.token_f1(a.text, q.reference, "char"),
+        "f1_word": T.token_f1(a.text, q.reference, "word"),
+        "rouge_l": T.rouge_l(a.text, q.reference),
+        "bleu": T.sentence_bleu(a.text, q.reference),
+        "chrf": T.sentence_chrf(a.text, q.reference),
+        "exact": T.exact_match(a.text, q.reference) if T.is_short(q.reference) else None,
+        "hit_at_k": R.hit_at_k(a.retrieved, q.chunk_id, len(a.retrieved)) if rag and q.chunk_id else None,
+        "citation_support": R.citation_support(a.text, "\n".join(cited or a.contexts)) if rag else None,
+    }
+
+
+def score(questions: Sequence[Question], cases: Sequence, answers: dict[tuple, Answer], systems: Sequence[str],
+          provenance: Provenance, created: str) -> EvalReport:
+    scores = {s: {q.id: per_question(q, answers[(s, "question", q.id, 0)]) for q in questions} for s in systems}
+    summaries = [_summary(s, questions, cases, answers, scores[s]) for s in systems]
+    edge = [_edge(s, c, answers[(s, "edge", c.id, 0)]) for s in systems for c in cases]
+    for summary in summaries:
+        mine = [e for e in edge if e.system == summary.name]
+        if mine:
+            summary.edge_pass_rate = sum(e.passed for e in mine) / len(mine)
+            cats = sorted({e.category for e in mine})
+            summary.edge_by_category = {c: sum(e.passed for e in mine if e.category == c) /
+                                        sum(1 for e in mine if e.category == c) for c in cats}
+    return EvalReport(created=created, provenance=provenance, systems=summaries,
+                      comparisons=_comparisons(scores, systems), edge=edge,
+                      worst={s: _worst(s, questions, answers, scores[s]) for s in systems})
+
+
+def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSummary:
+    metrics = {}
+    for name in next(iter(scores.values())).keys():
+        values = [v[name] for v in scores.values() if v[name] is not None]
+        if values:
+            mean, low, high = S.bootstrap_ci(values)
+            metrics[name] = Interval(mean=mean, low=low, high=high, n=len(values))
+    greedy = [answers[(system, "question", q.id, 0)] for q in questions]
+    refs = [q.reference for q in questions]
+    texts = [a.text for a in greedy]
+    ttfts = [a.ttft_s for a in greedy if a.ttft_s is not None]
+    totals = [a.total_s for a in greedy]
+    latency = Latency(ttft_p50=S.percentile(ttfts, 50) if ttfts else None,
+                      ttft_p95=S.percentile(ttfts, 95) if ttfts else None,
+                      total_p50=S.percentile(totals, 50), total_p95=S.percentile(totals, 95))
+    sampled = [(q, [a.text for r in range(1, 100) if (a := answers.get((system, "question", q.id, r)))])
+               for q in questions if q.facts]
+    sampled = [(q, t) for q, t in sampled if len(t) >= 2]
+    consistency = sum(F.same_facts(t, q.facts) for q, t in sampled) / len(sampled) if sampled else None
+    return SystemSummary(name=system, metrics=metrics, corpus={"bleu": T.bleu(texts, refs), "chrf": T.chrf(texts, refs)},
+                         latency=latency, consistency=consistency)
+
+
+def _edge(system: str, case, answer: Answer) -> EdgeResult:
+    r = check(case, answer.text)
+    return EdgeResult(system=system, case=case.id, category=case.category, language=case.language, passed=r.passed,
+                      reason=r.reason, answer=answer.text)
+
+
+def _comparisons(scores: dict, systems: Sequence[str]) -> list[Comparison]:
+    out = []
+    for a, b in COMPARED:
+        if a not in systems or b not in systems:
+            continue
+        for metric in HEADLINE:
+            pairs = [(scores[a][q][metric], scores[b][q][metric]) for q in scores[a]
+                     if scores[a][q][metric] is not None and scores[b][q][metric] is not None]
+            if len(pairs) >= 2:
+                diff, low, high = S.paired_bootstrap_diff([x for x, _ in pairs], [y for _, y in pairs])
+                out.append(Comparison(a=a, b=b, metric=metric, diff=diff, low=low, high=high))
+    return out
+
+
+def _worst(system: str, questions, answers, scores: dict) -> list[Worst]:
+    def key(q: Question) -> float:
+        s = scores[q.id]
+        return s["facts"] if s["facts"] is not None else s["f1_char"]
+
+    ranked = sorted(questions, key=key)[:WORST]
+    return [Worst(item=q.id, question=q.question, reference=q.reference,
+                  answer=answers[(system, "question", q.id, 0)].text, score=key(q),
+                  sources=answers[(system, "question", q.id, 0)].sources) for q in ranked]

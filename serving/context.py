@@ -1,0 +1,18 @@
+"""Retrieval for a chat request: the one code path by which the server, and the evaluation that judges
+it, put retrieved chunks into a prompt (the layout the model was trained on, `rag.build_rag_messages`)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from rag import Retriever, build_rag_messages
+from rag.retrieval import Hit
+
+
+async def with_context(messages: list[dict], retriever: Retriever | None, k: int) -> tuple[list[dict], list[Hit]]:
+    """`messages` with the `k` chunks retrieved for the last message in the system prompt, and those
+    chunks (best first); `messages` unchanged and no chunks when `retriever` is None or `k` is 0."""
+    if retriever is None or k == 0:
+        return [dict(m) for m in messages], []
+    hits = await run_in_threadpool(retriever.search, messages[-1]["content"], k)
+    return build_rag_messages(messages, hits), hits
