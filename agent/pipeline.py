@@ -215,7 +215,7 @@ def serve(ws: Workspace, model: Path | None = None, force: bool = False, **value
     from serving.app import run
 
     settings = serve_settings(ws, model, **values)
-    if settings.engine == "transformers":
+    if settings.engine == "transformers" and (Path(settings.model) / "config.json").exists():  # else run() says why
         check_evaluated(ws, settings.model, force)
     run(settings)
 

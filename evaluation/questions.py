@@ -50,8 +50,9 @@ def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
         if limit and len(out) >= limit:
             break
     if not out:
-        raise NoQuestions(f"{test_file}: no chat example (user question + assistant answer) to evaluate on. Build "
-                          "more documents into the dataset, or lower --test-fraction's rounding by adding documents.")
+        raise NoQuestions(f"{test_file}: no chat example (user question + assistant answer) to evaluate on. Rebuild "
+                          "with more documents or a larger --test-fraction (`onboard data build --force`), or pass "
+                          "--questions FILE.jsonl.")
     return out
 
 

@@ -21,6 +21,9 @@ def evaluate(
                                                )] = None,
     systems: Annotated[str, typer.Option(help="Comma-separated: base, base+rag, tuned, tuned+rag.")] =
     "base,base+rag,tuned,tuned+rag",
+    questions: Annotated[Path | None, typer.Option(help="Chat examples to ask (JSONL, the format `data build` "
+                                                        "writes) [default: WORKSPACE/data/sft/test.jsonl, the held-out "
+                                                        "split].")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (intervals widen).")] = None,
     k: Annotated[int | None, typer.Option(help="Chunks retrieved [default: as the model was trained].")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
@@ -51,8 +54,9 @@ def evaluate(
     with stage_bars() as update:
         report, out = pipeline.evaluate(
             Workspace(workspace), base=base, model=model, systems=tuple(s.strip() for s in systems.split(",")),
-            limit=limit, k=k, max_new_tokens=max_new_tokens, repeats=repeats, temperature=temperature, top_p=top_p,
-            edge=edge, edge_suite=suite, name=name, gate_rule=gate, progress=update)
+            test_file=questions, limit=limit, k=k, max_new_tokens=max_new_tokens, repeats=repeats,
+            temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, name=name, gate_rule=gate,
+            progress=update)
     for s in report.systems:
         facts = s.metrics.get("facts")
         shown = f"facts {facts.mean:.1%} [{facts.low:.1%}, {facts.high:.1%}]" if facts else "no key facts"
