@@ -1,7 +1,7 @@
 """kill -9 at random points of merge and data build, then a re-run: never a half-written result, nothing
 of the user's lost, and the re-run gives what one clean run gives. (Ingest and training have their own
 kill -9 tests in tests/rag/test_ingest_robustness.py and tests/training/test_resume.py; the repeated,
-random-point variants here are `slow`.)
+random-point variants here, and the merge kills, are `slow`, to keep the default run under 20 minutes.)
 
 The points are drawn from a seeded generator: set ONBOARD_FAULT_SEED to replay a failure (every
 assertion message carries the seed)."""
@@ -73,6 +73,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 # ---- merge
 
+@pytest.mark.slow  # 80 s: the default run keeps the data-build kill and the publish test below
 def test_merge_killed_at_a_random_point_or_while_writing_leaves_nothing_half_written(qlora_run, tmp_path):
     merge = _onboard("merge", "--run", str(qlora_run.output_dir), "--out")
     clean = tmp_path / "clean"
