@@ -91,7 +91,7 @@ def _system(report: EvalReport, name: str, rule: GateRule) -> SystemSummary:
 
 
 def _comparison(report: EvalReport, rule: GateRule) -> Comparison:
-    for c in report.comparisons:
+    for c in (c for c in report.comparisons if c.language is None):
         if (c.a, c.b, c.metric) == (rule.candidate, rule.baseline, rule.metric):
             return c
         if (c.a, c.b, c.metric) == (rule.baseline, rule.candidate, rule.metric):

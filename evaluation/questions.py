@@ -24,6 +24,9 @@ class Question(BaseModel):
     """The chunk the pair was made from: retrieval should find it (hit@k)."""
     facts: list[str] = Field(default_factory=list)
     """What a correct answer must state (`evaluation.metrics.facts.key_facts` of the reference)."""
+    history: list[dict] = Field(default_factory=list)
+    """The example's messages before the question (its system prompt, earlier turns): every system is asked
+    the question after them, so with and without retrieval differ only in the retrieved context."""
 
 
 def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
@@ -64,6 +67,18 @@ def _question(row: dict) -> Question | None:
         return None
     meta = row.get("meta") or {}
     question, reference = users[-1], answers[-1]
+    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+    history = [{"role": m["role"], "content": m["content"]} for m in messages[:last_user]
+               if m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)]
     qid = hashlib.sha256(f"{question}\x00{reference}".encode()).hexdigest()[:16]
     return Question(id=qid, question=question, reference=reference, language=meta.get("language"),
-                    source=meta.get("source"), chunk_id=meta.get("chunk_id"), facts=key_facts(reference))
+                    source=meta.get("source"), chunk_id=meta.get("chunk_id"), facts=key_facts(reference),
+                    history=_without_context(history))
+
+
+def _without_context(history: list[dict]) -> list[dict]:
+    """The history with any retrieved context the dataset baked into its system prompt removed: retrieval is
+    what the +rag systems add, so the others must not get it from the example."""
+    from rag.prompt import strip_context
+
+    return [{**m, "content": strip_context(m["content"])} if m["role"] == "system" else m for m in history]

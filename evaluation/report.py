@@ -13,7 +13,7 @@ from pathlib import Path
 from evaluation import format as fmt
 from evaluation.charts import write_charts
 from evaluation.render import Block, Bullets, Heading, Image, Para, Table, render_html, render_markdown
-from evaluation.results import EvalReport, SystemSummary
+from evaluation.results import JUDGE_SCORES, EvalReport, SystemSummary
 from rag.io import atomic_write, atomic_write_json
 
 CLIP = 600
@@ -57,6 +57,20 @@ def _matrix(report: EvalReport, charts: dict[str, str]) -> list[Block]:
              "higher is better. Overlapping intervals cannot tell two systems apart: see the paired differences below."),
         Table(["metric"] + [s.name for s in systems], rows)]
     out += [Image(charts[k], f"{k} by system") for k in ("correctness", "retrieval") if k in charts]
+    return out + _by_language(systems)
+
+
+def _by_language(systems: list[SystemSummary]) -> list[Block]:
+    """The headline metrics per question language: a system can help in English and not in Chinese."""
+    languages = sorted(set().union(*(s.by_language for s in systems)) if systems else set())
+    if not languages:
+        return []
+    out: list[Block] = [Heading(3, "By language")]
+    for lang in languages:
+        names = list(dict.fromkeys(m for s in systems for m in s.by_language.get(lang, {})))
+        n = max((iv.n for s in systems for iv in s.by_language.get(lang, {}).values()), default=0)
+        rows = [[m] + [fmt.interval(s.by_language.get(lang, {}).get(m)) for s in systems] for m in names]
+        out += [Para(f"{lang}: {n} questions"), Table(["metric"] + [s.name for s in systems], rows)]
     return out
 
 
@@ -67,12 +81,16 @@ def _differences(report: EvalReport) -> list[Block]:
                              "these questions cannot tell the two systems apart.")]
     if not report.comparisons:
         return out + [Para("This report holds no paired comparisons.")]
-    items = []
-    for c in report.comparisons:
-        s = report.system(c.a)
-        iv = s.metrics.get(c.metric) if s else None
-        items.append(fmt.describe(c, iv.n if iv else report.provenance.questions))
-    return out + [Bullets(items)]
+    for language in dict.fromkeys(c.language for c in report.comparisons):
+        items = []
+        for c in (c for c in report.comparisons if c.language == language):
+            s = report.system(c.a)
+            iv = (s.by_language.get(language, {}) if language else s.metrics).get(c.metric) if s else None
+            items.append(fmt.describe(c, iv.n if iv else None if language else report.provenance.questions))
+        if language:
+            out.append(Para(f"{language} questions only:"))
+        out.append(Bullets(items))
+    return out
 
 
 def _latency(systems: list[SystemSummary], charts: dict[str, str]) -> list[Block]:
@@ -118,6 +136,40 @@ def _worst(report: EvalReport) -> list[Block]:
     return out
 
 
+def _judge(report: EvalReport) -> list[Block]:
+    j = report.judge
+    if j is None:
+        return []
+    out: list[Block] = [Heading(2, "LLM judge"),
+                        Para(f"Judge {j.model}, prompt {j.prompt_version} (evaluation/prompts/judge.md): correctness, "
+                             "faithfulness to the sources and tone, 1 to 5, mean with its 95% bootstrap interval.")]
+    rows = [[name] + [_score(s.scores.get(name)) for s in j.systems] for name in JUDGE_SCORES]
+    rows.append(["scored / failed"] + [f"{s.scored} / {s.failed}" for s in j.systems])
+    out.append(Table(["score"] + [s.name for s in j.systems], rows))
+    a = j.agreement
+    out += [Heading(3, "Agreement with the rule metrics"),
+            Para("On the same answers: Spearman rank correlation of the judge's correctness with key-fact recall "
+                 "and with character F1, and how often the judge (correctness ≥ 4) and the rules (key facts ≥ 50%) "
+                 "agree on pass or fail. A judge that does not follow the key facts measures something else."),
+            Table(["", "with key facts", "with F1 (char)", "pass/fail agreement"],
+                  [[s.name, _rho(s.agreement.facts), _rho(s.agreement.f1_char), _rate(s.agreement)]
+                   for s in j.systems] + [["all systems", _rho(a.facts), _rho(a.f1_char), _rate(a)]])]
+    failures = [f"{s.name}: {f}" for s in j.systems for f in s.failures]
+    return out + ([Para("Answers the judge could not score (first few):"), Bullets(failures)] if failures else [])
+
+
+def _score(iv) -> str:
+    return fmt.DASH if iv is None else f"{iv.mean:.2f} [{iv.low:.2f}, {iv.high:.2f}]"
+
+
+def _rho(c) -> str:
+    return f"{fmt.DASH} (n={c.n})" if c.rho is None else f"{c.rho:+.2f} (n={c.n})"
+
+
+def _rate(a) -> str:
+    return f"{fmt.pct(a.pass_rate)} (n={a.pass_n})"
+
+
 def _gate(report: EvalReport) -> list[Block]:
     out: list[Block] = [Heading(2, "Gate")]
     if report.gate is None:
@@ -136,7 +188,8 @@ def report_blocks(report: EvalReport, charts: dict[str, str]) -> list[Block]:
         blocks.append(Para(f"Gate: {'passed' if report.gate.passed else 'FAILED'}.",
                            "pass" if report.gate.passed else "fail"))
     return (blocks + _provenance(report) + _matrix(report, charts) + _differences(report)
-            + _latency(report.systems, charts) + _edge_cases(report, charts) + _worst(report) + _gate(report))
+            + _latency(report.systems, charts) + _edge_cases(report, charts) + _judge(report) + _worst(report)
+            + _gate(report))
 
 
 def write_report(report: EvalReport, out_dir: Path) -> dict[str, Path]:

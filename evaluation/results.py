@@ -82,6 +82,8 @@ class SystemSummary(BaseModel):
     edge_by_category: dict[str, float] = Field(default_factory=dict)
     consistency: float | None = None
     """Share of questions whose sampled answers state the same key facts (None: not measured)."""
+    by_language: dict[str, dict[str, Interval]] = Field(default_factory=dict)
+    """The headline metrics per question language ("en", "zh"), when the questions are in more than one."""
 
 
 class Comparison(BaseModel):
@@ -93,6 +95,8 @@ class Comparison(BaseModel):
     diff: float
     low: float
     high: float
+    language: str | None = None
+    """None: over all questions; "en", "zh": over that language's questions only."""
 
     @property
     def noise(self) -> bool:
@@ -142,6 +146,69 @@ class Provenance(BaseModel):
     sampling: dict = Field(default_factory=dict)
 
 
+JUDGE_SCORES = ("correctness", "faithfulness", "tone")
+"""What the optional LLM judge scores, 1-5 each (`evaluation.judge`, rubric in evaluation/prompts/judge.md)."""
+
+
+class JudgeScore(BaseModel):
+    """The judge's scores for one answer, or why there are none (`error`)."""
+
+    system: str
+    item: str
+    correctness: int | None = Field(default=None, ge=1, le=5)
+    faithfulness: int | None = Field(default=None, ge=1, le=5)
+    tone: int | None = Field(default=None, ge=1, le=5)
+    reason: str | None = None
+    """The judge's own one-line reason."""
+    error: str | None = None
+    """Why this answer has no scores: the call failed, or the reply did not parse (None when scored)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Correlation(BaseModel):
+    rho: float | None
+    """Spearman's rank correlation; None when n < 3 or a side is constant."""
+    n: int
+    """Answers with both a judge score and the rule metric."""
+
+
+class Agreement(BaseModel):
+    """The judge's correctness against the rule metrics, on the same answers."""
+
+    facts: Correlation
+    """With key-fact recall (answers to questions whose reference has key facts)."""
+    f1_char: Correlation
+    """With character-level token F1 against the reference."""
+    pass_rate: float | None
+    """Share of answers where judge (correctness >= 4) and rule (facts >= 0.5) agree on pass or fail."""
+    pass_n: int
+
+
+class SystemJudge(BaseModel):
+    name: str
+    scores: dict[str, Interval]
+    """correctness, faithfulness, tone: mean over the answers scored (1-5, not 0-1), with a bootstrap interval."""
+    scored: int
+    failed: int
+    failures: list[str] = Field(default_factory=list)
+    """The first few failures as 'item: reason'."""
+    agreement: Agreement
+
+
+class JudgeSummary(BaseModel):
+    model: str
+    prompt_version: str
+    systems: list[SystemJudge]
+    agreement: Agreement
+    """Over all systems' answers together (more answers than one system has)."""
+
+    def system(self, name: str) -> SystemJudge | None:
+        return next((s for s in self.systems if s.name == name), None)
+
+
 class EvalReport(BaseModel):
     schema_version: int = REPORT_SCHEMA_VERSION
     created: str
@@ -151,6 +218,8 @@ class EvalReport(BaseModel):
     edge: list[EdgeResult] = Field(default_factory=list)
     worst: dict[str, list[Worst]] = Field(default_factory=dict)
     gate: GateResult | None = None
+    judge: JudgeSummary | None = None
+    """The optional LLM judge's scores and its agreement with the rule metrics (None: no judge configured)."""
 
     def system(self, name: str) -> SystemSummary | None:
         return next((s for s in self.systems if s.name == name), None)

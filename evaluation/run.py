@@ -5,8 +5,8 @@ questions and edge cases with the same decoding, then scored and reported.
 
 Reads top to bottom: load the questions and the edge cases, open the serving retriever, then for each
 model load its engine through serving (`serving.engines.load_engine`: the transformers engine, or a
-remote one), ask every question with and without retrieval (the serving code path,
-`serving.context.with_context`, same k), greedy for the scored answer and sampled `repeats` times for
+remote one), ask every question (after its example's system prompt, without any context baked into it) with
+and without retrieval (the serving code path, `serving.context.with_context`, same k), greedy for the scored answer and sampled `repeats` times for
 consistency; each answer is appended to answers.jsonl as it is made, so a rerun resumes. Then score
 (`evaluation.score`) and write the report (`evaluation.report`).
 """
@@ -63,6 +63,9 @@ class EvalConfig(BaseModel):
     edge: bool = True
     name: str = "latest"
     """The report folder under WORKSPACE/reports/."""
+    judge: bool | None = None
+    """Score the answers with the LLM judge set by ONBOARD_JUDGE_BASE_URL/_MODEL/_API_KEY: None when it is
+    configured, True to require it (an error when it is not), False never."""
     gate_rule: Path | None = None
     """The gate's rule (YAML/JSON, `evaluation.gate.GateRule`); default: tuned+rag not worse than base+rag on
     key facts beyond the noise, and its edge-case pass rate not lower."""
@@ -101,6 +104,7 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     from evaluation.gate import GateRule
 
     rule = GateRule.load(cfg.gate_rule)  # a bad rule file fails now, not after hours of answers
+    judge_cfg = _judge_config(cfg.judge)  # likewise a half-configured judge
     test_file = cfg.test_file or cfg.ws.test_file("sft")
     questions = load_questions(test_file, cfg.limit)
     cases = load_suite(cfg.edge_suite) if cfg.edge else []
@@ -111,8 +115,8 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
         tuned_fingerprint=_fingerprint(cfg.tuned_model), test_file=str(test_file),
         test_sha256=hashlib.sha256(test_file.read_bytes()).hexdigest(), questions=len(questions),
         retrieval=_retrieval_settings(retriever, k),
-        sampling={"scored": "greedy", "max_new_tokens": cfg.max_new_tokens, "repeats": cfg.repeats,
-                  "temperature": cfg.temperature, "top_p": cfg.top_p})
+        sampling={"prompt": "example-history", "scored": "greedy", "max_new_tokens": cfg.max_new_tokens,
+                  "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p})
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, systems in _by_model(cfg):
@@ -120,8 +124,35 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     report = score(questions, cases, answers.done, cfg.systems, provenance,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report.gate = _gate(report, rule)
+    if judge_cfg is not None:
+        report.judge = _judged(judge_cfg, questions, answers, cfg, progress)
     write_report(report, cfg.out_dir)
     return report
+
+
+def _judge_config(wanted: bool | None):
+    if wanted is False:
+        return None
+    from evaluation.judge import BadJudge, JudgeConfig
+
+    judge_cfg = JudgeConfig.from_env()
+    if judge_cfg is None and wanted:
+        raise BadJudge("--judge needs a judge: set ONBOARD_JUDGE_BASE_URL (an OpenAI-compatible endpoint, usually "
+                       "ending in /v1) and ONBOARD_JUDGE_MODEL, and ONBOARD_JUDGE_API_KEY if it needs one.")
+    return judge_cfg
+
+
+def _judged(judge_cfg, questions: list[Question], answers: AnswerLog, cfg: EvalConfig, progress: Progress | None):
+    """The judge's scores of every system's scored (greedy) answers, cached in judge.jsonl so a rerun asks only
+    for new answers, with its agreement with the rule metrics on the same answers."""
+    from evaluation.judge import judge, summarise
+    from evaluation.score import per_question
+
+    items = [(s, q, answers.done[(s, "question", q.id, 0)]) for s in cfg.systems for q in questions]
+    rules = {s: {q.id: per_question(q, a) for s2, q, a in items if s2 == s} for s in cfg.systems}
+    scores = judge(judge_cfg, items, cfg.out_dir / "judge.jsonl",
+                   (lambda done, total: progress("judge", done, total)) if progress else None)
+    return summarise(scores, rules, judge_cfg)
 
 
 def _gate(report: EvalReport, rule) -> GateResult | None:
@@ -157,17 +188,17 @@ async def _ask_all(cfg: EvalConfig, model: Path, systems: list[str], questions: 
 
     greedy = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     sampled = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
-    todo = [(s, "question", q.id, r, q.question, None) for s in systems for q in questions
-            for r in range(1 + cfg.repeats)]
-    todo += [(s, "edge", c.id, 0, c.question, c) for s in systems for c in cases]
+    todo = [(s, "question", q.id, r, [*q.history, {"role": "user", "content": q.question}], None)
+            for s in systems for q in questions for r in range(1 + cfg.repeats)]
+    todo += [(s, "edge", c.id, 0, [{"role": "user", "content": c.question}], c) for s in systems for c in cases]
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
         return
     engine = await asyncio.to_thread(load_engine, ServeSettings(model=model, engine="transformers"))
     try:
-        for done, (system, kind, item, repeat, text, case) in enumerate(todo, 1):
+        for done, (system, kind, item, repeat, asked, case) in enumerate(todo, 1):
             rag = system.endswith("+rag")
-            messages, hits = await with_context([{"role": "user", "content": text}], retriever if rag else None, k)
+            messages, hits = await with_context(asked, retriever if rag else None, k)
             if case is not None and case.planted is not None:
                 messages = planted_messages(case, hits)
             got = await ask(engine, messages, greedy if repeat == 0 else sampled)
@@ -214,16 +245,44 @@ def _fingerprint(model: Path | None) -> str | None:
 
 
 def _check_same_run(out_dir: Path, provenance: Provenance, answers: AnswerLog) -> None:
-    """Answers already in the folder are reused only when they came from the same models and questions."""
+    """Answers already in the folder are reused only when each was made the way this run would make it: the
+    same base model, questions and decoding for every answer, the same retrieval for the +rag ones and the
+    same tuned weights for the tuned ones. So the base systems can be asked first and a tuned model added
+    later (or more sampled repeats asked), but answers of another model are never mixed in."""
     from rag.io import atomic_write_json
 
     marker = out_dir / "provenance.json"
     if answers.done and marker.exists():
         old = Provenance.model_validate_json(marker.read_text(encoding="utf-8"))
-        same = (old.base_model, old.tuned_fingerprint, old.test_sha256, old.retrieval, old.sampling) == (
-            provenance.base_model, provenance.tuned_fingerprint, provenance.test_sha256, provenance.retrieval,
-            provenance.sampling)
-        if not same:
-            raise EvaluationError(f"{out_dir} holds answers of another evaluation (other models, questions or "
-                                  "settings): pass --name NEW for a new report, or delete that folder.")
+        written = {key[0] for key in answers.done}
+        clashes = _clashes(old, provenance, written)
+        if clashes:
+            raise EvaluationError(f"{out_dir} holds answers of another evaluation ({'; '.join(clashes)}): pass "
+                                  "--name NEW for a new report, or delete that folder.")
+        if provenance.tuned_fingerprint is None and any(s.startswith("tuned") for s in written):
+            # a base-only rerun keeps the record of which tuned model the tuned answers came from
+            provenance = provenance.model_copy(update={"tuned_model": old.tuned_model,
+                                                       "tuned_fingerprint": old.tuned_fingerprint})
+        if not provenance.retrieval and any(s.endswith("+rag") for s in written):
+            provenance = provenance.model_copy(update={"retrieval": old.retrieval})
     atomic_write_json(marker, provenance.model_dump())
+
+
+def _decoding(p: Provenance) -> dict:
+    """What shapes every answer (the number of sampled repeats only adds answers, so it is not part of it)."""
+    return {k: v for k, v in p.sampling.items() if k != "repeats"}
+
+
+def _clashes(old: Provenance, new: Provenance, written: set[str]) -> list[str]:
+    """What differs between the run that wrote `written` systems' answers and this one, in words."""
+    out = []
+    if (old.base_model, old.test_sha256) != (new.base_model, new.test_sha256):
+        out.append("another base model or other questions")
+    if _decoding(old) != _decoding(new):
+        out.append(f"decoding {_decoding(old)} -> {_decoding(new)}")
+    if any(s.endswith("+rag") for s in written) and new.retrieval and old.retrieval != new.retrieval:
+        out.append(f"retrieval {old.retrieval} -> {new.retrieval}")
+    if any(s.startswith("tuned") for s in written) and new.tuned_fingerprint is not None and \
+            old.tuned_fingerprint != new.tuned_fingerprint:
+        out.append(f"another tuned model ({old.tuned_model} -> {new.tuned_model})")
+    return out

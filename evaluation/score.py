@@ -33,6 +33,8 @@ COMPARED = (("tuned+rag", "base+rag"), ("tuned", "base"), ("base+rag", "base"), 
 """What each pair shows: fine-tuning with retrieval, fine-tuning alone, retrieval alone, retrieval on the tuned model."""
 HEADLINE = ("facts", "f1_char", "rouge_l")
 WORST = 10
+BY_LANGUAGE = HEADLINE + ("hit_at_k",)
+"""The metrics the report breaks down by question language."""
 
 
 def per_question(q: Question, a: Answer) -> dict[str, float | None]:
@@ -64,17 +66,25 @@ def score(questions: Sequence[Question], cases: Sequence, answers: dict[tuple, A
             summary.edge_by_category = {c: sum(e.passed for e in mine if e.category == c) /
                                         sum(1 for e in mine if e.category == c) for c in cats}
     return EvalReport(created=created, provenance=provenance, systems=summaries,
-                      comparisons=_comparisons(scores, systems), edge=edge,
+                      comparisons=_comparisons(scores, systems) + _by_language(questions, scores, systems), edge=edge,
                       worst={s: _worst(s, questions, answers, scores[s]) for s in systems})
 
 
-def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSummary:
-    metrics = {}
-    for name in next(iter(scores.values())).keys():
-        values = [v[name] for v in scores.values() if v[name] is not None]
+def _intervals(rows: list[dict], names) -> dict[str, Interval]:
+    out = {}
+    for name in names:
+        values = [v[name] for v in rows if v[name] is not None]
         if values:
             mean, low, high = S.bootstrap_ci(values)
-            metrics[name] = Interval(mean=mean, low=low, high=high, n=len(values))
+            out[name] = Interval(mean=mean, low=low, high=high, n=len(values))
+    return out
+
+
+def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSummary:
+    metrics = _intervals(list(scores.values()), next(iter(scores.values())).keys())
+    languages = sorted({q.language for q in questions if q.language})
+    by_language = {lang: _intervals([scores[q.id] for q in questions if q.language == lang], BY_LANGUAGE)
+                   for lang in languages} if len(languages) > 1 else {}
     greedy = [answers[(system, "question", q.id, 0)] for q in questions]
     refs = [q.reference for q in questions]
     texts = [a.text for a in greedy]
@@ -88,7 +98,7 @@ def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSumm
     sampled = [(q, t) for q, t in sampled if len(t) >= 2]
     consistency = sum(F.same_facts(t, q.facts) for q, t in sampled) / len(sampled) if sampled else None
     return SystemSummary(name=system, metrics=metrics, corpus={"bleu": T.bleu(texts, refs), "chrf": T.chrf(texts, refs)},
-                         latency=latency, consistency=consistency)
+                         latency=latency, consistency=consistency, by_language=by_language)
 
 
 def _edge(system: str, case, answer: Answer) -> EdgeResult:
@@ -97,18 +107,28 @@ def _edge(system: str, case, answer: Answer) -> EdgeResult:
                       reason=r.reason, answer=answer.text)
 
 
-def _comparisons(scores: dict, systems: Sequence[str]) -> list[Comparison]:
+def _comparisons(scores: dict, systems: Sequence[str], ids: set[str] | None = None,
+                 language: str | None = None) -> list[Comparison]:
     out = []
     for a, b in COMPARED:
         if a not in systems or b not in systems:
             continue
         for metric in HEADLINE:
-            pairs = [(scores[a][q][metric], scores[b][q][metric]) for q in scores[a]
-                     if scores[a][q][metric] is not None and scores[b][q][metric] is not None]
+            pairs = [(scores[a][q][metric], scores[b][q][metric]) for q in scores[a] if (ids is None or q in ids)
+                     and scores[a][q][metric] is not None and scores[b][q][metric] is not None]
             if len(pairs) >= 2:
                 diff, low, high = S.paired_bootstrap_diff([x for x, _ in pairs], [y for _, y in pairs])
-                out.append(Comparison(a=a, b=b, metric=metric, diff=diff, low=low, high=high))
+                out.append(Comparison(a=a, b=b, metric=metric, diff=diff, low=low, high=high, language=language))
     return out
+
+
+def _by_language(questions: Sequence[Question], scores: dict, systems: Sequence[str]) -> list[Comparison]:
+    """The paired comparisons again within each question language, when there is more than one."""
+    languages = sorted({q.language for q in questions if q.language})
+    if len(languages) < 2:
+        return []
+    return [c for lang in languages
+            for c in _comparisons(scores, systems, {q.id for q in questions if q.language == lang}, lang)]
 
 
 def _worst(system: str, questions, answers, scores: dict) -> list[Worst]:

@@ -28,6 +28,14 @@ def format_context(hits: Sequence[Hit]) -> str:
     return "\n\n".join(parts)
 
 
+CONTEXT_MARK = "\n\nContext:\n"
+
+
+def strip_context(system: str) -> str:
+    """A system prompt without the retrieved context `build_rag_messages` appended to it."""
+    return system.split(CONTEXT_MARK, 1)[0]
+
+
 def build_rag_messages(
     messages: Sequence[dict], hits: Sequence[Hit], system: str = DEFAULT_SYSTEM
 ) -> list[dict]:
@@ -42,5 +50,5 @@ def build_rag_messages(
     if msgs and msgs[0]["role"] == "system":
         system = msgs.pop(0)["content"]
     if hits:
-        system = f"{system}\n\nContext:\n{format_context(hits)}"
+        system = f"{system}{CONTEXT_MARK}{format_context(hits)}"
     return [{"role": "system", "content": system}, *msgs]

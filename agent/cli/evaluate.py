@@ -33,6 +33,9 @@ def evaluate(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling of the consistency answers.")] = 0.9,
     edge: Annotated[bool, typer.Option(help="Ask the edge cases too.")] = True,
     suite: Annotated[Path | None, typer.Option(help="Your own edge-case suite (YAML) [default: bundled].")] = None,
+    judge: Annotated[bool | None, typer.Option("--judge/--no-judge", help="Score the answers with an LLM judge "
+                                               "(ONBOARD_JUDGE_BASE_URL, _MODEL, _API_KEY) [default: when "
+                                               "configured].", show_default=False)] = None,
     name: Annotated[str, typer.Option(help="Report folder under WORKSPACE/reports/ (rerun the same name to "
                                            "resume).")] = "latest",
     gate: Annotated[Path | None, typer.Option(help="The gate's rule (YAML/JSON: candidate, baseline, metric, "
@@ -55,13 +58,17 @@ def evaluate(
         report, out = pipeline.evaluate(
             Workspace(workspace), base=base, model=model, systems=tuple(s.strip() for s in systems.split(",")),
             test_file=questions, limit=limit, k=k, max_new_tokens=max_new_tokens, repeats=repeats,
-            temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, name=name, gate_rule=gate,
+            temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, judge=judge, name=name, gate_rule=gate,
             progress=update)
     for s in report.systems:
         facts = s.metrics.get("facts")
         shown = f"facts {facts.mean:.1%} [{facts.low:.1%}, {facts.high:.1%}]" if facts else "no key facts"
         edge_rate = f", edge cases {s.edge_pass_rate:.0%}" if s.edge_pass_rate is not None else ""
         console.print(f"  {s.name:10} {shown}{edge_rate}")
+    if report.judge is not None:
+        a = report.judge.agreement
+        rho = "—" if a.facts.rho is None else f"{a.facts.rho:+.2f}"
+        console.print(f"judge {report.judge.model}: agreement with key facts rho {rho} (n={a.facts.n})")
     if report.gate is not None:
         console.print(f"gate: {'passed' if report.gate.passed else 'FAILED'}: {'; '.join(report.gate.reasons)}")
     console.print(f"report: {out / 'eval.md'} and {out / 'eval.html'}")

@@ -145,3 +145,54 @@ def test_compare_shows_what_changed_between_two_reports(evaluated):
     (ws / "reports" / name / "eval.json").unlink()
     assert r.exit_code == 0, r.output
     assert "latest" in r.output and name in r.output and "gate" in r.output.lower()
+
+
+def test_base_systems_first_then_the_tuned_model_added_reuses_the_base_answers(evaluated, merged_model, tiny_base,
+                                                                               monkeypatch):
+    import serving.engines as engines
+
+    ws, args, _ = evaluated
+    staged = [a for a in args if a != "--model" and a != str(merged_model)] + ["--name", "staged"]
+    r = CliRunner().invoke(app, staged + ["--systems", "base,base+rag"])
+    assert r.exit_code == 0, r.output
+    loaded, real = [], engines.load_engine
+    monkeypatch.setattr(engines, "load_engine", lambda s: loaded.append(s.model) or real(s))
+    r = CliRunner().invoke(app, staged + ["--model", str(merged_model)])
+    assert r.exit_code == 0, r.output
+    assert loaded == [merged_model]  # the base answered once, and is not asked again
+    report = EvalReport.read(ws / "reports" / "staged" / "eval.json")
+    assert [s.name for s in report.systems] == list(SYSTEMS) and report.provenance.tuned_fingerprint
+    answers = AnswerLog(ws / "reports" / "staged" / "answers.jsonl").done
+    assert len([k for k in answers if k[0] == "tuned" and k[1] == "question"]) == 4 * 3  # greedy + 2 repeats
+    # one more sampled answer per question is asked of both models, and joins the answers already there
+    r = CliRunner().invoke(app, staged + ["--model", str(merged_model), "--repeats", "3"])
+    assert r.exit_code == 0, r.output
+    answers = AnswerLog(ws / "reports" / "staged" / "answers.jsonl").done
+    assert len([k for k in answers if k[0] == "base" and k[1] == "question"]) == 4 * 4
+    # another tuned model's answers never join these
+    r = CliRunner().invoke(app, staged + ["--model", str(tiny_base)])
+    assert r.exit_code == 1 and "another tuned model" in r.output and "--name" in r.output
+
+
+def test_the_judge_scores_every_systems_answers_and_the_report_states_its_agreement(evaluated, monkeypatch):
+    from tests.evaluation.judge_server import JudgeServer, Script
+
+    ws, args, _ = evaluated
+    with JudgeServer(Script(reply_style="fence")) as server:
+        monkeypatch.setenv("ONBOARD_JUDGE_BASE_URL", server.url)
+        monkeypatch.setenv("ONBOARD_JUDGE_MODEL", "scripted-judge")
+        r = CliRunner().invoke(app, args)  # every answer is written: only the judge is asked
+        assert r.exit_code == 0, r.output
+        asked = len(server.script.requests)
+        assert CliRunner().invoke(app, args).exit_code == 0 and len(server.script.requests) == asked  # cached
+    assert asked == 4 * 4  # each system's greedy answer to each question, nothing else
+    report = EvalReport.read(ws / "reports" / "latest" / "eval.json")
+    assert [s.name for s in report.judge.systems] == list(SYSTEMS) and report.judge.model == "scripted-judge"
+    assert all(s.scored == 4 and s.scores["correctness"].n == 4 for s in report.judge.systems)
+    assert report.judge.agreement.f1_char.n == 16
+    md = (ws / "reports" / "latest" / "eval.md").read_text(encoding="utf-8")
+    assert "## LLM judge" in md and "Agreement with the rule metrics" in md and "scripted-judge" in md
+    assert "judge scripted-judge" in r.output
+    monkeypatch.delenv("ONBOARD_JUDGE_BASE_URL")
+    r = CliRunner().invoke(app, args + ["--judge"])
+    assert r.exit_code == 1 and "ONBOARD_JUDGE_BASE_URL" in r.output
