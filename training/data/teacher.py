@@ -324,7 +324,8 @@ async def _ask(client, cfg: TeacherConfig, prompt: str, counter: Counter, health
         except openai.APITimeoutError as e:  # before APIConnectionError, its base class
             if not health.answered:
                 health.timeouts += 1
-                if health.timeouts >= FAIL_FAST_TIMEOUTS:
+                # on a request's last attempt its own error says it all (and does not race the others')
+                if health.timeouts >= FAIL_FAST_TIMEOUTS and not last:
                     raise TeacherError(
                         f"teacher at {url} has answered nothing: its first {health.timeouts} attempts each timed out "
                         f"after {cfg.timeout_s:g} s. Check that the server is up and has finished loading its model, "
