@@ -46,7 +46,9 @@ from evaluation.judge_summary import SCORES
 from evaluation.judge_summary import summarise as _summarise
 from evaluation.questions import Question
 from evaluation.results import Answer, JudgeScore, JudgeSummary
+from rag.aio import run_all
 from rag.errors import BadOption
+from rag.io import JsonlAppender
 
 log = logging.getLogger(__name__)
 
@@ -256,28 +258,6 @@ def read_cache(path: Path, model: str, version: str) -> dict[tuple[str, str, str
     return out
 
 
-class _CacheWriter:
-    """Append-only JSONL, each line flushed and fsynced. A last line torn by a crash is cut off first."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with path.open("r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-                log.warning("%s: dropped a torn last line left by an interrupted run", path)
-        self._f = path.open("a", encoding="utf-8")
-
-    def append(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
 # --- the client -----------------------------------------------------------------------------------
 
 class _CallFailed(Exception):
@@ -374,20 +354,6 @@ async def _ask(client: httpx.AsyncClient, cfg: JudgeConfig, prompt: str, health:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-async def _run_all(workers: list) -> None:
-    """Run the workers; on the first failure cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(w) for w in workers]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for t in done:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()
-
-
 async def ajudge(cfg: JudgeConfig, items: Iterable[Item], cache_path: str | Path | None = None,
                  progress: Callable[[int, int], None] | None = None) -> list[JudgeScore]:
     """Async `judge`, for callers that already run an event loop."""
@@ -405,7 +371,7 @@ async def ajudge(cfg: JudgeConfig, items: Iterable[Item], cache_path: str | Path
         progress(done, len(keyed))
     if todo:
         pending, health = iter(todo), _Health()
-        writer = _CacheWriter(path) if path else None
+        writer = JsonlAppender(path) if path else None
         limits = httpx.Limits(max_connections=cfg.concurrency)
 
         async def worker(client: httpx.AsyncClient) -> None:
@@ -427,7 +393,7 @@ async def ajudge(cfg: JudgeConfig, items: Iterable[Item], cache_path: str | Path
 
         try:
             async with httpx.AsyncClient(timeout=cfg.timeout_s, limits=limits) as client:
-                await _run_all([worker(client) for _ in range(min(cfg.concurrency, len(todo)))])
+                await run_all([worker(client) for _ in range(min(cfg.concurrency, len(todo)))])
         finally:
             if writer:
                 writer.close()

@@ -105,3 +105,26 @@ def require_space(folder: str | Path, needed: int, what: str) -> None:
     if free < needed * 1.05:
         raise DiskFull(f"{folder}: writing {what} needs about {human_bytes(needed)} but only {human_bytes(free)} is "
                        "free there. Free some space or choose another folder; nothing was written.")
+
+
+class JsonlAppender:
+    """Append-only JSONL for resumable work (teacher and judge caches): each line is flushed and fsynced, so a
+    crash keeps every finished record; a last line torn by an earlier crash is cut off first."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with path.open("r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+        self._f = path.open("a", encoding="utf-8")
+
+    def append(self, rec: dict) -> None:
+        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()

@@ -19,16 +19,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from evaluation.metrics.facts import fact_recall, key_facts
+from tests.serving.servers import serve_in_thread
 
 STYLES = ("bare", "fence", "prose")
 
@@ -129,24 +127,11 @@ class JudgeServer:
 
     def __init__(self, script: Script | None = None):
         self.script = script or Script()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
-        config = uvicorn.Config(make_app(self.script), log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._served = serve_in_thread(make_app(self.script))
 
     def __enter__(self) -> JudgeServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the scripted judge server did not start")
-            time.sleep(0.01)
+        self.url = self._served.__enter__() + "/v1"
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
+        self._served.__exit__(*exc)

@@ -38,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from rag.aio import run_all
 from rag.grounding import MIN_SUPPORT, check_grounded, content_tokens
 from rag.loaders import detect_language
 from training.data.teacher_cache import CACHE_VERSION, CacheWriter, read_cache, text_sha
@@ -371,20 +372,6 @@ async def _generate_chunk(client, cfg: TeacherConfig, chunk: ChunkLike, version:
             "questions_reply": reply, "answers": answers}
 
 
-async def _run_all(workers: list) -> None:
-    """Run the workers; on the first failure cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(w) for w in workers]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for t in done:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()
-
-
 async def agenerate(
     chunks: Iterable[ChunkLike], cfg: TeacherConfig, cache_path: str | Path,
     progress: Callable[[int, int], None] | None = None,
@@ -422,7 +409,7 @@ async def agenerate(
                     progress(done, len(unique))
 
         try:
-            await _run_all([worker() for _ in range(min(cfg.concurrency, len(todo)))])
+            await run_all([worker() for _ in range(min(cfg.concurrency, len(todo)))])
         finally:
             writer.close()
             await client.close()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
+
+from rag.io import JsonlAppender
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +54,6 @@ def read_cache(path: Path, model: str, version: str, questions_per_chunk: int) -
     return done
 
 
-class CacheWriter:
-    """Append-only JSONL; each line is flushed and fsynced so a crash keeps every finished chunk."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = path.open("a", encoding="utf-8")
-        if self._f.tell() > 0:
-            with path.open("rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":  # a torn last line: start ours on a fresh line
-                    self._f.write("\n")
-
-    def append(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
+class CacheWriter(JsonlAppender):
+    """Append-only JSONL; each line is flushed and fsynced so a crash keeps every finished chunk (a torn last
+    line is cut off)."""
