@@ -4,9 +4,10 @@ questions and edge cases with the same decoding, then scored and reported.
     onboard eval --workspace .onboard --base BASE --model .onboard/models/merged
 
 Reads top to bottom: load the questions and the edge cases, open the serving retriever, then for each
-model load its engine through serving (`serving.engines.load_engine`: the transformers engine, or a
-remote one), ask every question (after its example's system prompt, without any context baked into it) with
-and without retrieval (the serving code path, `serving.context.with_context`, same k), greedy for the scored answer and sampled `repeats` times for
+model load its engine through serving (`serving.engines.load_engine`; the transformers engine for now, a
+remote one such as llama.cpp is not yet selectable here), ask every question (after its example's system
+prompt, without any context baked into it) with and without retrieval (the serving code path,
+`serving.context.with_context`, same k), greedy for the scored answer and sampled `repeats` times for
 consistency; each answer is appended to answers.jsonl as it is made, so a rerun resumes. Then score
 (`evaluation.score`) and write the report (`evaluation.report`).
 """
