@@ -4,8 +4,8 @@ questions and edge cases with the same decoding, then scored and reported.
     onboard eval --workspace .onboard --base BASE --model .onboard/models/merged
 
 Reads top to bottom: load the questions and the edge cases, open the serving retriever, then for each
-model load its engine through serving (`serving.engines.load_engine`; the transformers engine for now, a
-remote one such as llama.cpp is not yet selectable here), ask every question (after its example's system
+model load its engine through serving (`serving.engines.load_engine`: the transformers engine, or the remote
+one for a model served elsewhere, --base-url/--model-url), ask every question (after its example's system
 prompt, without any context baked into it) with and without retrieval (the serving code path,
 `serving.context.with_context`, same k), greedy for the scored answer and sampled `repeats` times for
 consistency; each answer is appended to answers.jsonl as it is made, so a rerun resumes. Then score
@@ -64,6 +64,11 @@ class EvalConfig(BaseModel):
     edge: bool = True
     name: str = "latest"
     """The report folder under WORKSPACE/reports/."""
+    base_url: str | None = None
+    """Ask the base model through an OpenAI-compatible server (llama.cpp, vLLM, another Onboard without
+    retrieval) at this API base (with its /v1) instead of loading `base_model` here; the serving remote engine."""
+    tuned_url: str | None = None
+    """Likewise for the tuned model (e.g. its `onboard export gguf` served by llama.cpp)."""
     judge: bool | None = None
     """Score the answers with the LLM judge set by ONBOARD_JUDGE_BASE_URL/_MODEL/_API_KEY: None when it is
     configured, True to require it (an error when it is not), False never."""
@@ -117,11 +122,12 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
         test_sha256=hashlib.sha256(test_file.read_bytes()).hexdigest(), questions=len(questions),
         retrieval=_retrieval_settings(retriever, k),
         sampling={"prompt": "example-history", "scored": "greedy", "max_new_tokens": cfg.max_new_tokens,
-                  "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p})
+                  "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p},
+        engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"})
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
-    for model, systems in _by_model(cfg):
-        asyncio.run(_ask_all(cfg, model, systems, questions, cases, retriever, k, answers, progress))
+    for model, url, systems in _by_model(cfg):
+        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, retriever, k, answers, progress))
     report = score(questions, cases, answers.done, cfg.systems, provenance,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report.gate = _gate(report, rule)
@@ -173,14 +179,15 @@ def _gate(report: EvalReport, rule) -> GateResult | None:
         return GateResult(passed=False, reasons=[f"cannot judge: {e}"])
 
 
-def _by_model(cfg: EvalConfig) -> list[tuple[Path, list[str]]]:
-    """Systems grouped by the model they run on, so each model is loaded once."""
-    groups = [(cfg.base_model, [s for s in cfg.systems if s.startswith("base")]),
-              (cfg.tuned_model, [s for s in cfg.systems if s.startswith("tuned")])]
-    return [(m, s) for m, s in groups if s]
+def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
+    """Systems grouped by the model they run on (and the server that serves it, if any), so each model is
+    loaded once."""
+    groups = [(cfg.base_model, cfg.base_url, [s for s in cfg.systems if s.startswith("base")]),
+              (cfg.tuned_model, cfg.tuned_url, [s for s in cfg.systems if s.startswith("tuned")])]
+    return [(m, u, s) for m, u, s in groups if s]
 
 
-async def _ask_all(cfg: EvalConfig, model: Path, systems: list[str], questions: list[Question], cases: list,
+async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], questions: list[Question], cases: list,
                    retriever, k: int, answers: AnswerLog, progress: Progress | None) -> None:
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
@@ -195,7 +202,9 @@ async def _ask_all(cfg: EvalConfig, model: Path, systems: list[str], questions: 
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
         return
-    engine = await asyncio.to_thread(load_engine, ServeSettings(model=model, engine="transformers"))
+    settings = ServeSettings(model=model, engine="remote", remote_url=url) if url else \
+        ServeSettings(model=model, engine="transformers")
+    engine = await asyncio.to_thread(load_engine, settings)
     try:
         for done, (system, kind, item, repeat, asked, case) in enumerate(todo, 1):
             rag = system.endswith("+rag")
@@ -281,6 +290,11 @@ def _clashes(old: Provenance, new: Provenance, written: set[str]) -> list[str]:
         out.append("another base model or other questions")
     if _decoding(old) != _decoding(new):
         out.append(f"decoding {_decoding(old)} -> {_decoding(new)}")
+    for side in ("base", "tuned"):
+        was, now = (getattr(p, "engines", None) or {} for p in (old, new))
+        before = was.get(side) or "transformers"  # reports from before the remote engine was selectable
+        if any(s.startswith(side) for s in written) and before != now.get(side):
+            out.append(f"{side} answered by {before}, now by {now.get(side)}")
     if any(s.endswith("+rag") for s in written) and new.retrieval and old.retrieval != new.retrieval:
         out.append(f"retrieval {old.retrieval} -> {new.retrieval}")
     if any(s.startswith("tuned") for s in written) and new.tuned_fingerprint is not None and \

@@ -19,6 +19,11 @@ def evaluate(
                                                    "trained from, else WORKSPACE/base/tiny].")] = None,
     model: Annotated[Path | None, typer.Option(help="Fine-tuned (merged) model [default: WORKSPACE/models/merged]."
                                                )] = None,
+    base_url: Annotated[str | None, typer.Option(help="Ask the base model through this OpenAI-compatible server "
+                                                     "(its /v1 base: llama.cpp, vLLM) instead of loading it here."
+                                                )] = None,
+    model_url: Annotated[str | None, typer.Option(help="Likewise for the fine-tuned model (e.g. its GGUF export "
+                                                      "served by llama.cpp).")] = None,
     systems: Annotated[str, typer.Option(help="Comma-separated: base, base+rag, tuned, tuned+rag.")] =
     "base,base+rag,tuned,tuned+rag",
     questions: Annotated[Path | None, typer.Option(help="Chat examples to ask (JSONL, the format `data build` "
@@ -58,8 +63,8 @@ def evaluate(
         report, out = pipeline.evaluate(
             Workspace(workspace), base=base, model=model, systems=tuple(s.strip() for s in systems.split(",")),
             test_file=questions, limit=limit, k=k, max_new_tokens=max_new_tokens, repeats=repeats,
-            temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, judge=judge, name=name, gate_rule=gate,
-            progress=update)
+            temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, judge=judge, name=name,
+            base_url=base_url, tuned_url=model_url, gate_rule=gate, progress=update)
     for s in report.systems:
         facts = s.metrics.get("facts")
         shown = f"facts {facts.mean:.1%} [{facts.low:.1%}, {facts.high:.1%}]" if facts else "no key facts"

@@ -196,3 +196,27 @@ def test_the_judge_scores_every_systems_answers_and_the_report_states_its_agreem
     monkeypatch.delenv("ONBOARD_JUDGE_BASE_URL")
     r = CliRunner().invoke(app, args + ["--judge"])
     assert r.exit_code == 1 and "ONBOARD_JUDGE_BASE_URL" in r.output
+
+
+def test_a_model_served_elsewhere_is_asked_through_the_remote_engine(evaluated, merged_model):
+    """The tuned model behind another server (here an Onboard without retrieval, as llama.cpp or vLLM would
+    serve it) gives the same greedy answers as when loaded here: the remote engine is the same system."""
+    from serving.app import create_app
+    from serving.settings import ServeSettings
+    from tests.serving.servers import serve_in_thread
+
+    ws, args, _ = evaluated
+    remote = [a for a in args if a not in ("--repeats", "2")] + ["--systems", "tuned", "--repeats", "0", "--no-edge",
+                                                                 "--name", "remote"]
+    with serve_in_thread(create_app(ServeSettings(model=merged_model, rag_k=0))) as upstream:
+        r = CliRunner().invoke(app, remote + ["--model-url", f"{upstream}/v1"])
+        assert r.exit_code == 0, r.output
+        # the answers are the remote engine's: asking them again from the model loaded here is refused by name
+        r = CliRunner().invoke(app, remote)
+        assert r.exit_code == 1 and f"tuned answered by {upstream}/v1, now by transformers" in r.output
+    here = AnswerLog(ws / "reports" / "latest" / "answers.jsonl").done
+    there = AnswerLog(ws / "reports" / "remote" / "answers.jsonl").done
+    greedy = [k for k in there if k[0] == "tuned" and k[1] == "question"]
+    assert len(greedy) == 4 and all(there[k].text == here[k].text for k in greedy)
+    report = EvalReport.read(ws / "reports" / "remote" / "eval.json")
+    assert report.provenance.model_extra["engines"]["tuned"] == f"{upstream}/v1"
