@@ -88,14 +88,10 @@ class HardwarePlan:
 
 
 def machine_memory_gib() -> tuple[str, float]:
-    """("cuda", the first GPU's memory) or ("cpu", the machine's RAM), in GiB."""
-    import os
+    """("cuda", the first GPU's memory) or ("cpu", the machine's RAM), in GiB (training.memory)."""
+    from training.memory import machine_memory_gib
 
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", torch.cuda.get_device_properties(0).total_memory / 2**30
-    return "cpu", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return machine_memory_gib()
 
 
 def plan_hardware(base: str, method: str, seq_len: int, effective_batch: int = DEFAULT_EFFECTIVE_BATCH,

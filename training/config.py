@@ -41,7 +41,8 @@ METHODS: tuple[str, ...] = get_args(Method)
 Tracker = Literal["tensorboard", "wandb", "mlflow", "none"]
 
 CHECKPOINTING_FROM = 100_000_000
-"""Parameter count from which gradient checkpointing is on by default."""
+"""Parameter count from which gradient checkpointing is on by default when the memory of the model or
+method cannot be estimated (otherwise training.memory.needs_checkpointing decides)."""
 
 
 ResumeRule = Literal["same", "content", "free"]
@@ -113,8 +114,9 @@ class TrainConfig(BaseModel):
     max_length: int = Field(1024, gt=0, json_schema_extra=_meta())
     """Tokens per example: longer ones are truncated (CPT: packed to this length)."""
     gradient_checkpointing: bool | None = Field(None, json_schema_extra=_meta(resume="free"))
-    """Recompute activations in the backward pass; default: on from 100M parameters (less memory, and on
-    CPU also faster: bench/RESULTS.md)."""
+    """Recompute activations in the backward pass; default: on only when the batch would not fit the
+    machine's memory without it (training.memory; it costs ~30 % more compute, and on a 2-core CPU the 0.5B
+    model trained 1.5x slower with it at batch 1: bench/RESULTS.md)."""
     bf16: bool | None = Field(None, json_schema_extra=_meta())
     """Compute in bfloat16; default: on CUDA yes, on CPU no (bf16 matmuls are ~18x slower there)."""
     early_stopping_patience: int | None = Field(None, gt=0, json_schema_extra=_meta("--early-stopping", resume="free"))

@@ -126,7 +126,8 @@ class RunContext:
     # ---- the model and the trainer's settings
     def load_model(self, base: str | None = None):
         """The base model as the method needs it: 4-bit for qlora, full precision otherwise. Resolves
-        `cfg.gradient_checkpointing` when it is None (auto), from the model's size."""
+        `cfg.gradient_checkpointing` when it is None (auto): on only when the run's batch would not fit
+        this machine's memory without it (`auto_checkpointing`)."""
         from peft import prepare_model_for_kbit_training
 
         from training.base_model import load_model
@@ -134,7 +135,7 @@ class RunContext:
         cfg = self.cfg
         model = load_model(base or self.base, quantization="4bit" if cfg.method == "qlora" else "none", training=True)
         if cfg.gradient_checkpointing is None:
-            cfg.gradient_checkpointing = model.num_parameters() >= CHECKPOINTING_FROM
+            cfg.gradient_checkpointing = auto_checkpointing(model, cfg)
         if cfg.method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         if cfg.method == "prefix":
@@ -322,6 +323,28 @@ def _absolute(base: str) -> str:
     """A local base as an absolute path (a Hub id unchanged)."""
     p = Path(base).expanduser()
     return str(p.resolve()) if p.exists() else base
+
+
+def auto_checkpointing(model, cfg: TrainConfig) -> bool:
+    """Gradient checkpointing when the run's batch would not fit this machine's memory without it
+    (`training.memory.needs_checkpointing`); by the model's size (`CHECKPOINTING_FROM`) when its memory
+    cannot be estimated (a config the estimate cannot read, prefix tuning). Logs why."""
+    from training.memory import METHODS, ModelShape, machine_memory_gib, needs_checkpointing
+
+    try:
+        shape = ModelShape.from_config(model.config) if cfg.method in METHODS else None
+    except BadConfig:
+        shape = None
+    if shape is None:
+        on = model.num_parameters() >= CHECKPOINTING_FROM
+        log.info("gradient checkpointing %s: the memory of this model or method is not estimated; by size "
+                 "(%s parameters)", "on" if on else "off", f"{model.num_parameters():,}")
+        return on
+    device, gib = machine_memory_gib()
+    on, why = needs_checkpointing(shape, cfg.method, cfg.max_length, cfg.batch_size, gib, device=device,
+                                  lora_r=cfg.lora_r, lora_dropout=cfg.lora_dropout)
+    log.info("gradient checkpointing %s: %s", "on" if on else "off", why)
+    return on
 
 
 def _trackers(cfg: TrainConfig) -> list[str]:

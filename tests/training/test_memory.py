@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from training.memory import PRESETS, DoesNotFit, GiB, ModelShape, estimate, recommend
+from training.memory import PRESETS, DoesNotFit, GiB, ModelShape, estimate, needs_checkpointing, recommend
 
 QWEN7 = ModelShape.preset("qwen2.5-7b")
 
@@ -113,6 +113,16 @@ def test_recommend_checkpoints_only_when_needed():
     assert recommend(QWEN7, "qlora", 2048, 24).gradient_checkpointing  # 7B activations at 2k tokens
     tiny = recommend(PRESETS["tiny"], "lora", 256, 80, target_batch=8)
     assert not tiny.gradient_checkpointing and tiny.batch_size == 8
+
+
+def test_checkpointing_is_needed_only_when_the_given_batch_does_not_fit():
+    small = ModelShape.preset("qwen2.5-0.5b")
+    plain = estimate(small, "lora", 1024, 1, gradient_checkpointing=False, dtype="fp32", device="cpu").total_gib
+    on, why = needs_checkpointing(small, "lora", 1024, 1, 24, device="cpu")
+    assert not on and f"{plain:.1f} GiB" in why and "within the 21.6 GiB budget" in why  # 24 GiB x 0.9
+    on, why = needs_checkpointing(small, "lora", 1024, 1, plain / 0.9 - 0.1, device="cpu")
+    assert on and "over the" in why
+    assert needs_checkpointing(QWEN7, "qlora", 2048, 8, 24)[0], "7B activations at 8 x 2k tokens need it"
 
 
 def test_recommend_on_cpu_prefers_lora_on_fp32_and_says_so():

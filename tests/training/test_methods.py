@@ -139,3 +139,23 @@ def test_dpo_with_other_methods(method, tiny_base, workspace, merged_model, tmp_
     r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2))
     rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in x for x in rows) and r.steps == 2
+
+
+@pytest.mark.parametrize(("memory_gib", "method", "expected", "why"), [
+    (64.0, "lora", False, "within the"), (0.01, "lora", True, "over the"), (0.01, "prefix", False, "not estimated")])
+def test_auto_checkpointing_follows_the_memory_estimate(tiny_base, monkeypatch, caplog, memory_gib, method, expected,
+                                                        why):
+    """Unset, checkpointing is on only when the run's batch would not fit the machine without it; prefix
+    tuning's memory is not modelled, so the model's size decides (the tiny model: off)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM
+
+    import training.memory as memory
+    from training.runs import auto_checkpointing
+
+    monkeypatch.setattr(memory, "machine_memory_gib", lambda: ("cpu", memory_gib))
+    cfg = SimpleNamespace(method=method, max_length=1024, batch_size=4, lora_r=16, lora_dropout=0.05)
+    with caplog.at_level("INFO", logger="training.runs"):
+        assert auto_checkpointing(AutoModelForCausalLM.from_pretrained(tiny_base), cfg) is expected
+    assert why in caplog.text

@@ -17,7 +17,7 @@ Qwen2 and Llama decoder layers of three shapes (exact, or within 1 % under autoc
 bench/memory_estimate.py checks the whole estimate against measured peaks (bench/RESULTS.md, "Issue 5").
 
 The package: `shape` (ModelShape and PRESETS), `estimate` (the per-term model, MemoryEstimate and its
-constants), `plan` (recommend() and Plan), and beside memory, time: `duration` (a run's planned tokens,
+constants), `plan` (recommend() and Plan; needs_checkpointing() for a given batch), and beside memory, time: `duration` (a run's planned tokens,
 its duration from a timed first step, and what would shorten a long one).
 """
 
@@ -44,11 +44,12 @@ from training.memory.estimate import (
     Optimizer,
     estimate,
 )
-from training.memory.plan import Plan, recommend
+from training.memory.plan import Plan, machine_memory_gib, needs_checkpointing, recommend
 from training.memory.shape import PRESETS, ModelShape
 
 __all__ = [
     "CPU_RUNTIME_GIB", "CUDA_ALLOCATOR_SLACK", "CUDA_CONTEXT_GIB", "GLIBC_CACHE", "LONG_RUN_S", "METHODS", "PRESETS",
     "Device", "DoesNotFit", "Dtype", "GiB", "MemoryEstimate", "Method", "ModelShape", "Optimizer", "Plan", "RunSize",
-    "describe_size", "duration_s", "estimate", "human_duration", "recommend", "suggestions",
+    "describe_size", "duration_s", "estimate", "human_duration", "machine_memory_gib", "needs_checkpointing",
+    "recommend", "suggestions",
 ]
