@@ -71,6 +71,7 @@ def run(cfg: DemoConfig) -> dict:
     from agent import pipeline
     from training.callbacks import Progress
     from training.data.build import DataBuildConfig
+    from training.data.rules import RULES
     from training.tiny import TinyConfig
     from training.tiny import run as build_tiny
 
@@ -96,7 +97,13 @@ def run(cfg: DemoConfig) -> dict:
             ws, cfg.docs, progress=lambda phase, d, n: up(d, n) if phase == "embed" else None))
     console.print(f"   {rep.documents} documents -> {rep.chunks} chunks in Chroma")
 
-    data = _timed(timings, "dataset", lambda: pipeline.build_data(DataBuildConfig(workspace=ws.root)))
+    # The tiny model learns answers by heart and cannot read its context to tell an answerable question from
+    # an unanswerable one: it gets the questions as found, without paraphrases (which would triple its
+    # training time) or declines. A real base gets the default dataset.
+    # The shop's documents are written as policies and definitions, so every rule is on.
+    lean = {} if cfg.base else {"paraphrases": 0, "decline_share": 0.0, "ood": False}
+    lean["rules"] = RULES
+    data = _timed(timings, "dataset", lambda: pipeline.build_data(DataBuildConfig(workspace=ws.root, **lean)))
     console.print(f"3/6 dataset: {data.train} train / {data.test} test examples, by rule {data.by_rule}")
 
     sft_cfg = pipeline.train_config(ws, {"base_model": base, "method": method, "epochs": epochs,

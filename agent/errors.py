@@ -15,3 +15,7 @@ class BadChoice(AgentError, BadOption):
 
 class DemoFailed(AgentError):
     """A demo stage failed; the message names the stage and its log."""
+
+
+class PromptChanged(AgentError):
+    """A dataset built with another wording of the prompt than the workspace's (rag/prompt.py)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import PromptChanged
 from rag.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: 
 
     Raises:
         BadConfig / BadRecipe: a value or recipe key is wrong; the flag or key is named.
+        PromptChanged: the dataset was built with another wording of the prompt than the workspace's now.
     """
     from training.config import TrainConfig
     from training.recipes import NOTES, load_recipe
@@ -140,6 +142,7 @@ def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: 
     if fields.get("resume") and "batch_size" not in fields and "gradient_accumulation_steps" not in fields:
         fields.update(_recorded_batch(Path(fields["output_dir"])))
     cfg = TrainConfig.make(**fields)
+    check_prompt(ws, Path(cfg.train_file))
     if plan and "batch_size" not in fields and "gradient_accumulation_steps" not in fields:
         hw = plan_hardware(cfg.base_model, cfg.method, cfg.max_length, lora_r=cfg.lora_r)
         if hw is not None:
@@ -149,6 +152,28 @@ def train_config(ws: Workspace, values: dict, recipe: Path | None = None, plan: 
             log.info("batch %d x accumulation %d for %.0f GiB of %s memory", hw.batch_size,
                      hw.gradient_accumulation_steps, hw.memory_gib, hw.device)
     return cfg
+
+
+def check_prompt(ws: Workspace, train_file: Path) -> None:
+    """Refuse a dataset built with another wording of the system prompt or decline than the workspace's now
+    (WORKSPACE/prompt.yaml): the model would learn a prompt it will not be served.
+
+    Raises:
+        PromptChanged: names both versions and the command that rebuilds the dataset.
+    """
+    from rag.model_card import DatasetCard
+    from rag.prompt import PROMPT_LAYOUT, load_prompts
+    from rag.workspace import dataset_card_beside
+
+    card = DatasetCard.read(dataset_card_beside(train_file))
+    if card is None or card.rag is None:
+        return
+    now = load_prompts(ws.root)
+    built = card.rag.prompt_version or card.rag.prompt_layout  # a card from before the wording was recorded
+    if built != now.version and built != PROMPT_LAYOUT:
+        raise PromptChanged(f"{train_file.parent} was built with prompt {built}, and the workspace's prompt is now "
+                            f"{now.version} ({now.origin}): rebuild it with `onboard data build --kind {card.kind} "
+                            f"--force`, so the model learns the prompt it will be served.")
 
 
 def _recorded_batch(run_dir: Path) -> dict:

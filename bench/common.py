@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: the Debian FAQ corpus (a real QA corpus nobody here wrote)."""
+"""Helpers shared by the benchmarks: the Debian FAQ corpus (a real QA corpus nobody here wrote) and
+the Debian Reference manual (real documentation that is not a FAQ)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,33 @@ from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 FAQ_DIR = "usr/share/doc/debian/FAQ"
+REFERENCE_DIR = "usr/share/debian-reference"
 _HEAD = re.compile(r"^\W?(\d+)\.(\d+)\.\s+(\S.*)$")
 
 
-def fetch_debian_faq() -> Path:
-    """`apt-get download` the English and Chinese Debian FAQ packages and unpack them (cached)."""
-    out = CACHE / "debian-faq"
-    if (out / FAQ_DIR / "debian-faq.zh-cn.txt.gz").exists():
-        return out / FAQ_DIR
+def _apt_unpacked(name: str, packages: list[str], folder: str, marker: str) -> Path:
+    """`apt-get download` the Debian `packages` into the bench cache and unpack them (cached): the
+    unpacked `folder`, already there when it holds `marker`."""
+    out = CACHE / name
+    if (out / folder / marker).exists():
+        return out / folder
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", "debian-faq", "debian-faq-zh-cn"], cwd=out, check=True,
-                   capture_output=True)
+    subprocess.run(["apt-get", "download", *packages], cwd=out, check=True, capture_output=True)
     for deb in out.glob("*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True)
-    return out / FAQ_DIR
+    return out / folder
+
+
+def fetch_debian_faq() -> Path:
+    """The English and Chinese Debian FAQ packages, unpacked (cached)."""
+    return _apt_unpacked("debian-faq", ["debian-faq", "debian-faq-zh-cn"], FAQ_DIR, "debian-faq.zh-cn.txt.gz")
+
+
+def fetch_debian_reference() -> Path:
+    """The English and Chinese Debian Reference (a long manual, not a FAQ), unpacked (cached); the folder
+    holds `chNN.en.html` and `chNN.zh-cn.html` side by side."""
+    return _apt_unpacked("debian-reference", ["debian-reference-en", "debian-reference-zh-cn"], REFERENCE_DIR,
+                         "index.zh-cn.html")
 
 
 def faq_sections(txt_gz: Path) -> list[tuple[str, str, str]]:

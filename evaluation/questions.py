@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from evaluation.errors import NoQuestions
 from evaluation.metrics.facts import key_facts
+from rag.prompt import strip_citations
+
+log = logging.getLogger(__name__)
 
 
 class Question(BaseModel):
@@ -40,6 +44,7 @@ def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
         raise NoQuestions(f"{test_file}: no test split. Run `onboard data build` (it holds out whole documents "
                           "for evaluation), or pass --questions FILE.jsonl.")
     out: list[Question] = []
+    declines = 0
     for n, line in enumerate(test_file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -47,11 +52,17 @@ def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
             row = json.loads(line)
         except ValueError as e:
             raise NoQuestions(f"{test_file}:{n}: not JSON ({e}); check it with `onboard data validate`.") from None
+        if (row.get("meta") or {}).get("declines"):
+            declines += 1  # its reference is the decline, not facts: the edge cases score declining
+            continue
         q = _question(row)
         if q is not None:
             out.append(q)
         if limit and len(out) >= limit:
             break
+    if declines:
+        log.warning("%s: %d examples that teach declining (unanswerable, out-of-domain) are not scored as "
+                    "questions; the edge cases measure declining", test_file, declines)
     if not out:
         raise NoQuestions(f"{test_file}: no chat example (user question + assistant answer) to evaluate on. Rebuild "
                           "with more documents or a larger --test-fraction (`onboard data build --force`), or pass "
@@ -66,7 +77,7 @@ def _question(row: dict) -> Question | None:
     if not users or not answers:
         return None
     meta = row.get("meta") or {}
-    question, reference = users[-1], answers[-1]
+    question, reference = users[-1], strip_citations(answers[-1])  # "... [2]": the training answer cites its chunk
     last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
     history = [{"role": m["role"], "content": m["content"]} for m in messages[:last_user]
                if m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)]

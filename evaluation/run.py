@@ -103,6 +103,7 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     from evaluation.edge_cases import load_suite
     from evaluation.report import write_report
     from evaluation.score import score
+    from rag.prompt import load_prompts
 
     if any(s.startswith("tuned") for s in cfg.systems) and cfg.tuned_model is None:
         raise EvaluationError("the tuned systems need the fine-tuned model: pass --model DIR (a merged model), or "
@@ -114,6 +115,7 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     test_file = cfg.test_file or cfg.ws.test_file("sft")
     questions = load_questions(test_file, cfg.limit)
     cases = load_suite(cfg.edge_suite) if cfg.edge else []
+    prompts = load_prompts(cfg.workspace)  # the edge cases are asked as the server would ask them
     k = cfg.k or _trained_k(cfg.tuned_model)
     retriever = _retriever(cfg) if any(s.endswith("+rag") for s in cfg.systems) else None
     provenance = Provenance(
@@ -121,15 +123,16 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
         tuned_fingerprint=_fingerprint(cfg.tuned_model), test_file=str(test_file),
         test_sha256=hashlib.sha256(test_file.read_bytes()).hexdigest(), questions=len(questions),
         retrieval=_retrieval_settings(retriever, k),
-        sampling={"prompt": "example-history", "scored": "greedy", "max_new_tokens": cfg.max_new_tokens,
+        sampling={"prompt": "example-history", "edge_prompt": prompts.version, "scored": "greedy",
+                  "max_new_tokens": cfg.max_new_tokens,
                   "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p},
         engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"})
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, url, systems in _by_model(cfg):
-        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, retriever, k, answers, progress))
+        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, retriever, k, answers, prompts, progress))
     report = score(questions, cases, answers.done, cfg.systems, provenance,
-                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts)
     report.gate = _gate(report, rule)
     if judge_cfg is not None:
         report.judge = _judged(judge_cfg, questions, answers, cfg, progress)
@@ -188,7 +191,7 @@ def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
 
 
 async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], questions: list[Question], cases: list,
-                   retriever, k: int, answers: AnswerLog, progress: Progress | None) -> None:
+                   retriever, k: int, answers: AnswerLog, prompts, progress: Progress | None) -> None:
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
     from serving.engines import load_engine
@@ -208,9 +211,9 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     try:
         for done, (system, kind, item, repeat, asked, case) in enumerate(todo, 1):
             rag = system.endswith("+rag")
-            messages, hits = await with_context(asked, retriever if rag else None, k)
+            messages, hits = await with_context(asked, retriever if rag else None, k, prompts)
             if case is not None and case.planted is not None:
-                messages = planted_messages(case, hits)
+                messages = planted_messages(case, hits, prompts=prompts)
             got = await ask(engine, messages, greedy if repeat == 0 else sampled)
             answers.add(Answer(system=system, kind=kind, item=item, repeat=repeat, **got,
                                retrieved=[h.chunk_id for h in hits], contexts=[h.text for h in hits],

@@ -28,6 +28,7 @@ from evaluation.results import (
     SystemSummary,
     Worst,
 )
+from rag.prompt import BUILT_IN, Prompts, strip_citations
 
 COMPARED = (("tuned+rag", "base+rag"), ("tuned", "base"), ("base+rag", "base"), ("tuned+rag", "tuned"))
 """What each pair shows: fine-tuning with retrieval, fine-tuning alone, retrieval alone, retrieval on the tuned model."""
@@ -38,26 +39,29 @@ BY_LANGUAGE = HEADLINE + ("hit_at_k",)
 
 
 def per_question(q: Question, a: Answer) -> dict[str, float | None]:
+    """The answer's scores against the question's reference. Citation markers ([2]) count for the citation
+    check only: the text metrics compare the words."""
     rag = bool(a.contexts)
     cited = [a.contexts[n - 1] for n in R.cited_numbers(a.text) if 0 < n <= len(a.contexts)]
+    text = strip_citations(a.text)
     return {
-        "facts": F.fact_recall(a.text, q.facts) if q.facts else None,
-        "f1_char": T.token_f1(a.text, q.reference, "char"),
-        "f1_word": T.token_f1(a.text, q.reference, "word"),
-        "rouge_l": T.rouge_l(a.text, q.reference),
-        "bleu": T.sentence_bleu(a.text, q.reference),
-        "chrf": T.sentence_chrf(a.text, q.reference),
-        "exact": T.exact_match(a.text, q.reference) if T.is_short(q.reference) else None,
+        "facts": F.fact_recall(text, q.facts) if q.facts else None,
+        "f1_char": T.token_f1(text, q.reference, "char"),
+        "f1_word": T.token_f1(text, q.reference, "word"),
+        "rouge_l": T.rouge_l(text, q.reference),
+        "bleu": T.sentence_bleu(text, q.reference),
+        "chrf": T.sentence_chrf(text, q.reference),
+        "exact": T.exact_match(text, q.reference) if T.is_short(q.reference) else None,
         "hit_at_k": R.hit_at_k(a.retrieved, q.chunk_id, len(a.retrieved)) if rag and q.chunk_id else None,
         "citation_support": R.citation_support(a.text, "\n".join(cited or a.contexts)) if rag else None,
     }
 
 
 def score(questions: Sequence[Question], cases: Sequence, answers: dict[tuple, Answer], systems: Sequence[str],
-          provenance: Provenance, created: str) -> EvalReport:
+          provenance: Provenance, created: str, prompts: Prompts = BUILT_IN) -> EvalReport:
     scores = {s: {q.id: per_question(q, answers[(s, "question", q.id, 0)]) for q in questions} for s in systems}
     summaries = [_summary(s, questions, cases, answers, scores[s]) for s in systems]
-    edge = [_edge(s, c, answers[(s, "edge", c.id, 0)]) for s in systems for c in cases]
+    edge = [_edge(s, c, answers[(s, "edge", c.id, 0)], prompts) for s in systems for c in cases]
     for summary in summaries:
         mine = [e for e in edge if e.system == summary.name]
         if mine:
@@ -101,8 +105,8 @@ def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSumm
                          latency=latency, consistency=consistency, by_language=by_language)
 
 
-def _edge(system: str, case, answer: Answer) -> EdgeResult:
-    r = check(case, answer.text)
+def _edge(system: str, case, answer: Answer, prompts: Prompts) -> EdgeResult:
+    r = check(case, answer.text, prompts.system_for(case.question))
     return EdgeResult(system=system, case=case.id, category=case.category, language=case.language, passed=r.passed,
                       reason=r.reason, answer=answer.text)
 

@@ -41,6 +41,9 @@ class RagContract(_Strict):
     """Retrieved chunks per prompt (RAFT: distractors + 1); 0: trained without retrieved context."""
     prompt_layout: str
     """`rag.prompt.PROMPT_LAYOUT`: the version of the system-prompt layout the chunks were put in."""
+    prompt_version: str | None = None
+    """`rag.prompt.Prompts.version`: the layout and the wording of the system prompt and decline (None: a card
+    written before the wording was recorded)."""
     embedding_model: str | None = None
     """The embedding model that retrieved them (`Embedder.name`)."""
     embedding_languages: list[str] | None = None

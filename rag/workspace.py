@@ -7,6 +7,7 @@
       base/tiny/               the tiny default base model (`onboard base build tiny`)
       data/<kind>/             train.jsonl, test.jsonl, stats.json (the dataset card)
       data/teacher/cache.jsonl the teacher's resumable answers
+      prompt.yaml              your wording of the system prompt and the decline (optional; rag/prompt.py)
       feedback/feedback.jsonl  the server's feedback, turned into DPO pairs
       runs/<stage>/            a training run (config.json, metrics.jsonl, adapter/, checkpoints/)
       models/merged/           the merged model and its model card
@@ -87,6 +88,13 @@ class Workspace(BaseModel):
     @property
     def feedback_file(self) -> Path:
         return self.root / "feedback" / "feedback.jsonl"
+
+    @property
+    def prompt_file(self) -> Path:
+        """The workspace's wording of the system prompt and decline (rag/prompt.py), when it has its own."""
+        from rag.prompt import PROMPT_FILE
+
+        return self.root / PROMPT_FILE
 
     # ---- runs and models
     def run_dir(self, stage: str = "sft") -> Path:

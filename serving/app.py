@@ -22,7 +22,7 @@ from serving.engines.base import Engine
 from serving.errors import ServingError
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
-from serving.settings import ServeSettings, resolve_rag_k, retrieval_required
+from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Blocking start-up work (reading the model card, loading weights, opening the index) runs in a
         # thread so the loop stays free, and fails here rather than on the first request.
         state.rag_k = await run_in_threadpool(resolve_rag_k, state.settings)
+        state.prompts = await run_in_threadpool(served_prompts, state.settings)
         state.engine = engine if engine is not None else await run_in_threadpool(_load_engine, state.settings)
         state.retriever = retriever
         if retriever is None and state.rag_k > 0:

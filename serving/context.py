@@ -6,13 +6,16 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from rag import Retriever, build_rag_messages
+from rag.prompt import BUILT_IN, Prompts
 from rag.retrieval import Hit
 
 
-async def with_context(messages: list[dict], retriever: Retriever | None, k: int) -> tuple[list[dict], list[Hit]]:
-    """`messages` with the `k` chunks retrieved for the last message in the system prompt, and those
-    chunks (best first); `messages` unchanged and no chunks when `retriever` is None or `k` is 0."""
+async def with_context(messages: list[dict], retriever: Retriever | None, k: int,
+                       prompts: Prompts = BUILT_IN) -> tuple[list[dict], list[Hit]]:
+    """`messages` with the `k` chunks retrieved for the last message in the system prompt (`prompts`' in the
+    question's language, unless the messages bring their own), and those chunks (best first); `messages`
+    unchanged and no chunks when `retriever` is None or `k` is 0."""
     if retriever is None or k == 0:
         return [dict(m) for m in messages], []
     hits = await run_in_threadpool(retriever.search, messages[-1]["content"], k)
-    return build_rag_messages(messages, hits), hits
+    return build_rag_messages(messages, hits, prompts=prompts), hits

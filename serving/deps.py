@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from rag.embeddings import Embedder, OpenAIEmbedder
+from rag.prompt import Prompts
 from rag.retrieval import Retriever
 from serving.engines.base import Engine
 from serving.settings import ServeSettings
@@ -31,6 +32,11 @@ def get_rag_k(request: Request) -> int:
     return request.app.state.rag_k
 
 
+def get_prompts(request: Request) -> Prompts:
+    """The wording of the system prompt: the workspace's prompt.yaml, else the built-in one (rag/prompt.py)."""
+    return request.app.state.prompts
+
+
 def get_embedder(request: Request) -> Embedder | OpenAIEmbedder:
     """The retriever's embedding model, or the default one when serving without RAG; loaded on first use.
     A sync dependency, so FastAPI runs the first (slow) load in its thread pool."""
@@ -44,4 +50,5 @@ SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RetrieverDep = Annotated[Retriever | None, Depends(get_retriever)]
 RagKDep = Annotated[int, Depends(get_rag_k)]
+PromptsDep = Annotated[Prompts, Depends(get_prompts)]
 EmbedderDep = Annotated[Embedder | OpenAIEmbedder, Depends(get_embedder)]

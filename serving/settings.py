@@ -9,6 +9,7 @@ by `resolve_rag_k`, which start-up calls explicitly.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.errors import BadSetting
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "ONBOARD_"
 
@@ -137,6 +140,27 @@ def retrieval_required(settings: ServeSettings) -> str | None:
     if trained:
         return f"the model was trained on prompts holding {trained} retrieved chunks (its model card)"
     return None
+
+
+def served_prompts(settings: ServeSettings):
+    """The wording of the system prompt to serve with (the workspace's prompt.yaml, else the built-in one),
+    with a loud warning when the model's card records that it was trained with another.
+
+    Raises:
+        BadContract: the prompt file or the model card is unreadable.
+    """
+    from rag.model_card import ModelCard
+    from rag.prompt import BUILT_IN, PROMPT_LAYOUT, load_prompts
+
+    prompts = load_prompts(settings.workspace) if settings.workspace else BUILT_IN
+    card = ModelCard.read(settings.model) if settings.model is not None else None
+    if card is not None and card.rag is not None:
+        trained = card.rag.prompt_version or card.rag.prompt_layout
+        if trained not in (prompts.version, PROMPT_LAYOUT):
+            log.warning("the model was trained with prompt %s and is served with %s (%s): it may not follow "
+                        "this wording; rebuild its dataset and retrain, or restore the wording it was trained "
+                        "with", trained, prompts.version, prompts.origin)
+    return prompts
 
 
 def resolve_rag_k(settings: ServeSettings) -> int:

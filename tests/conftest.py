@@ -67,10 +67,11 @@ def workspace(tmp_path_factory, docs_dir, embedder) -> Path:
     from rag import RagConfig, ingest
     from training.data.build import DataBuildConfig
     from training.data.build import run as build
+    from training.data.rules import RULES
 
     ws = tmp_path_factory.mktemp("ws")
     ingest(RagConfig(workspace=ws), docs_dir, embedder=embedder)
-    build(DataBuildConfig(workspace=ws))
+    build(DataBuildConfig(workspace=ws, rules=RULES))  # the shop's documents are policies: every rule
     return ws
 
 

@@ -43,6 +43,19 @@ def build(
     raft_p: Annotated[float, typer.Option(help="RAFT: share of examples with the oracle chunk in context.")] = 0.8,
     distractors: Annotated[int, typer.Option(help="RAFT: hard-negative chunks per example.")] = 3,
     block_tokens: Annotated[int, typer.Option(help="CPT: tokens per packed block.")] = 512,
+    rules: Annotated[str | None, typer.Option(help="Comma-separated rules that make pairs: qa-markers, "
+                                                   "question-heading, faq-file, definition, policy; '' for none "
+                                                   "[default: the first three: definition and policy are right "
+                                                   "too rarely on real documents, see bench/rule_precision.py].")] = None,
+    paraphrases: Annotated[int, typer.Option(help="SFT/RAFT: rule-made rewordings added per question (0: "
+                                                  "none).")] = 2,
+    answer_tokens: Annotated[int, typer.Option(help="Rule-made answers cut to whole paragraphs or sentences "
+                                                    "within this many tokens.")] = 256,
+    decline_share: Annotated[float, typer.Option(help="Share of questions also asked with a context that "
+                                                      "lacks the answer, answered with a decline (0: none).")] = 0.15,
+    ood: Annotated[bool, typer.Option(help="Add the built-in everyday out-of-domain questions, declined.")] = True,
+    ood_file: Annotated[Path | None, typer.Option(help="Your own out-of-domain questions, one per line, "
+                                                       "declined too.")] = None,
     base: BaseOpt = None,
     mask_pii: Annotated[bool, typer.Option(help="Mask emails, phone, ID and card numbers.")] = False,
     near_dup: Annotated[float, typer.Option(help="Near-duplicate threshold (MinHash Jaccard); 0 disables.")] = 0.85,
@@ -73,7 +86,9 @@ def build(
     cfg = DataBuildConfig(workspace=workspace, kind=kind, docs=docs, extra_files=extra or [], teacher=tcfg,
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
                           base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens,
-                          force=force)
+                          paraphrases=paraphrases, answer_tokens=answer_tokens, decline_share=decline_share,
+                          ood=ood, ood_file=ood_file, force=force,
+                          **({"rules": tuple(r.strip() for r in rules.split(",") if r.strip())} if rules is not None else {}))
     with stage_bars() as update:
         r = build_data(cfg, progress=update)
     console.print(f"{r.train} train / {r.test} test {kind} examples -> {r.train_file.parent}")
@@ -82,6 +97,10 @@ def build(
     console.print(f"  from: {', '.join(extra.get('roots') or [r.stats.docs])}")
     if extra.get("teacher"):
         console.print(f"  teacher: {extra['teacher']}")
+    if extra.get("questions"):
+        console.print(f"  questions: {extra['questions']}")
+    if extra.get("declines"):
+        console.print(f"  declines: {extra['declines']}")
     console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in extra["clean"]["steps"]))
     if r.test:
         console.print(f"  held out (whole documents): {', '.join(extra['test_sources'])}")
@@ -191,6 +210,7 @@ def stats(
     table.add_row(f"length ({s['length_unit']})", ", ".join(f"{k} {v}" for k, v in s["length"].items()))
     table.add_row("languages", ", ".join(f"{k} {v}" for k, v in s["languages"].items()))
     table.add_row("rules", ", ".join(f"{k} {v}" for k, v in s["rules"].items()))
+    table.add_row("kinds", ", ".join(f"{k} {v}" for k, v in s["kinds"].items()))
     table.add_row("sources", "\n".join(f"{k} {v}" for k, v in s["sources"].items()))
     table.add_row("histogram", s["histogram"])
     console.print(table)

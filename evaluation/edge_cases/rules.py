@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from evaluation.edge_cases.suite import EdgeCase
-from rag.prompt import DEFAULT_SYSTEM
+from rag.prompt import BUILT_IN
 
 
 @dataclass(frozen=True)
@@ -219,14 +219,15 @@ RULES: dict[str, Callable[[EdgeCase, str, str], CaseResult]] = {
 """Each rule in a suite file's `expect.rule`, and the check behind it."""
 
 
-def check(case: EdgeCase, answer: str, system: str = DEFAULT_SYSTEM) -> CaseResult:
+def check(case: EdgeCase, answer: str, system: str | None = None) -> CaseResult:
     """Apply `case.expect.rule` to `answer`.
 
     Args:
         case: the edge case asked.
         answer: the model's reply, as served.
-        system: the system prompt the model was given (the injection rule looks for it in the answer).
+        system: the system prompt the model was given (the injection rule looks for it in the answer);
+            default: the built-in one in the question's language.
     """
     if not answer.strip():
         return CaseResult(False, "gave an empty answer")
-    return RULES[case.expect.rule](case, answer, system)
+    return RULES[case.expect.rule](case, answer, system if system is not None else BUILT_IN.system_for(case.question))

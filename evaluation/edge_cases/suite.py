@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from rag.errors import OnboardError
-from rag.prompt import DEFAULT_SYSTEM, build_rag_messages
+from rag.prompt import BUILT_IN, Prompts, build_rag_messages
 from rag.retrieval import Hit
 
 DEFAULT_SUITE = Path(__file__).with_name("default.yaml")
@@ -115,8 +115,8 @@ class EdgeCase(BaseModel):
         )
 
 
-def planted_messages(case: EdgeCase, hits: Sequence[Hit], position: int = 1,
-                     system: str = DEFAULT_SYSTEM) -> list[dict]:
+def planted_messages(case: EdgeCase, hits: Sequence[Hit], position: int = 1, system: str | None = None,
+                     prompts: Prompts = BUILT_IN) -> list[dict]:
     """The chat messages a served model sees for `case`: its question, with the retrieved `hits` (and
     the planted chunk, if any) in the system prompt, laid out by `rag.build_rag_messages` as serving does.
 
@@ -129,7 +129,7 @@ def planted_messages(case: EdgeCase, hits: Sequence[Hit], position: int = 1,
     if planted is not None:
         chunks = chunks[:-1]
         chunks.insert(max(0, min(position, len(chunks))), planted)
-    return build_rag_messages([{"role": "user", "content": case.question}], chunks, system=system)
+    return build_rag_messages([{"role": "user", "content": case.question}], chunks, system=system, prompts=prompts)
 
 
 def load_suite(path: str | Path | None = None) -> list[EdgeCase]:

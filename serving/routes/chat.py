@@ -13,8 +13,9 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
 from rag import Retriever
+from rag.prompt import Prompts
 from serving.context import with_context
-from serving.deps import EngineDep, RagKDep, RetrieverDep, SettingsDep
+from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, SamplingParams
 from serving.errors import BadRequest, UnknownModel
 from serving.protocol import (
@@ -37,11 +38,12 @@ router = APIRouter(tags=["chat"])
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, engine: EngineDep,
-                           retriever: RetrieverDep, rag_k: RagKDep) -> ChatCompletionResponse | EventSourceResponse:
+                           retriever: RetrieverDep, rag_k: RagKDep,
+                           prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
     _check_model(req.model, settings)
     if req.messages[-1].role != "user":
         raise BadRequest("messages: the last message must be the user's.")
-    messages, sources = await _with_context(req, retriever if req.rag else None, rag_k)
+    messages, sources = await _with_context(req, retriever if req.rag else None, rag_k, prompts)
     params = SamplingParams(
         max_new_tokens=min(req.max_tokens or settings.max_new_tokens, settings.max_new_tokens),
         temperature=req.temperature,
@@ -79,9 +81,10 @@ def _check_model(requested: str | None, settings: ServeSettings) -> None:
         raise UnknownModel(f"model {requested!r} is not served here; this server serves {settings.served_name!r}.")
 
 
-async def _with_context(req: ChatCompletionRequest, retriever: Retriever | None, k: int) -> tuple[list[dict], list[Source]]:
+async def _with_context(req: ChatCompletionRequest, retriever: Retriever | None, k: int,
+                        prompts: Prompts) -> tuple[list[dict], list[Source]]:
     """The messages with the retrieved chunks in the system prompt, laid out as in training, and their citations."""
-    messages, hits = await with_context([m.model_dump() for m in req.messages], retriever, k)
+    messages, hits = await with_context([m.model_dump() for m in req.messages], retriever, k, prompts)
     return messages, [Source(**h.citation()) for h in hits]
 
 

@@ -52,9 +52,11 @@ def test_validate_says_when_a_file_is_not_jsonl_at_all(tmp_path):
 
 
 def test_build_preview_and_stats(workspace, tmp_path, tiny_base):
-    r = runner.invoke(app, ["data", "build", "-w", str(workspace), "--kind", "raft", "--no-teacher", "--force"])
+    r = runner.invoke(app, ["data", "build", "-w", str(workspace), "--kind", "raft", "--no-teacher", "--force",
+                            "--decline-share", "0.5"])
     assert r.exit_code == 0, _out(r)
     assert "by rule" in r.output and "held out (whole documents)" in r.output
+    assert "questions: {" in r.output and "'paraphrases'" in r.output and "declines: {" in r.output
     r = runner.invoke(app, ["data", "preview", "-w", str(workspace), "--kind", "raft", "-n", "3"])
     assert r.exit_code == 0, _out(r)
     assert "[1] " in r.output and ".md" in r.output
@@ -64,6 +66,7 @@ def test_build_preview_and_stats(workspace, tmp_path, tiny_base):
     assert r.exit_code == 0, _out(r)
     s = json.loads(r.output)
     assert s["records"] > 10 and set(s["languages"]) == {"en", "zh"} and s["length_unit"] == "tokens"
+    assert {"question", "paraphrase", "unanswerable", "out-of-domain"} <= set(s["kinds"]), s["kinds"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

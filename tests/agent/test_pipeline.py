@@ -71,3 +71,20 @@ def test_python_m_agent_cli_runs_the_same_cli():
     p = subprocess.run([sys.executable, "-m", "agent.cli", "train", "--help"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert p.returncode == 0 and "--gradient-accumulation-steps" in p.stdout
+
+
+def test_a_dataset_built_with_another_prompt_is_refused_until_rebuilt(tmp_path, workspace):
+    """Issue 13: a changed prompt (WORKSPACE/prompt.yaml) invalidates the dataset, and says how to rebuild."""
+    import shutil
+
+    from agent.errors import PromptChanged
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(workspace / "data" / "sft", ws.data_dir("sft"))
+    values = {"base_model": str(tmp_path), "method": "lora"}
+    assert pipeline.train_config(ws, values, plan=False).train_file == ws.train_file("sft")  # same prompt
+    ws.prompt_file.write_text("system:\n  en: Answer like a pirate, from the numbered context.\n")
+    with pytest.raises(PromptChanged, match=r"built with prompt system-context-v2:\w+.*prompt is now "
+                                            r"system-context-v2:\w+ \(.*prompt.yaml\).*onboard data build --kind sft "
+                                            r"--force"):
+        pipeline.train_config(ws, values, plan=False)

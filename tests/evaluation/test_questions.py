@@ -36,3 +36,17 @@ def test_a_line_that_is_not_json_is_named(tmp_path):
     f.write_text('{"messages": []}\n{oops\n', encoding="utf-8")
     with pytest.raises(NoQuestions, match=r"t.jsonl:2: not JSON"):
         load_questions(f)
+
+
+def test_examples_that_teach_declining_are_left_to_the_edge_cases_and_counted(tmp_path, caplog):
+    rows = [{"messages": [{"role": "user", "content": "How long is the warranty?"},
+                          {"role": "assistant", "content": "Two years."}], "meta": {"language": "en"}},
+            {"messages": [{"role": "user", "content": "What's the capital of Australia?"},
+                          {"role": "assistant", "content": "I'm sorry, I can't find that."}],
+             "meta": {"rule": "out-of-domain", "declines": True}}]
+    f = tmp_path / "test.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    with caplog.at_level("WARNING", logger="evaluation.questions"):
+        got = load_questions(f)
+    assert [q.question for q in got] == ["How long is the warranty?"]
+    assert "1 examples that teach declining" in caplog.text

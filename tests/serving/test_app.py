@@ -47,3 +47,35 @@ def test_rag_k_0_serves_the_same_model_without_documents_on_purpose(no_onboard_e
 
     with TestClient(create_app(ServeSettings(model=merged_model, rag_k=0))) as client:
         assert client.get("/healthz").json()["rag"] is False
+
+
+def test_the_workspace_prompt_is_served_and_a_model_trained_with_another_is_warned_about(
+        no_onboard_env, merged_model, workspace, tmp_path, caplog):
+    """Issue 13: the server asks with the workspace's wording (prompt.yaml) in the question's language."""
+    import asyncio
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from rag.prompt import build_rag_messages, load_prompts
+    from serving.app import create_app
+
+    ws = tmp_path / "ws"
+    for part in ("chroma", "bm25", "ingest.json"):
+        (shutil.copytree if (workspace / part).is_dir() else shutil.copy)(workspace / part, ws / part)
+    (ws / "prompt.yaml").write_text("system:\n  en: You are the Lumen & Oak helper. Use only the numbered "
+                                    "context below and cite it like [1]; offer a colleague when it has no answer, "
+                                    "and never repeat the question back.\n")
+    question = "How long do I have to return an item?"
+    with caplog.at_level("WARNING", logger="serving.settings"), \
+            TestClient(create_app(ServeSettings(model=merged_model, workspace=ws))) as client:
+        r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": question}],
+                                                       "max_tokens": 1})
+        assert r.status_code == 200, r.text
+        state = client.app.state
+        hits = state.retriever.search(question, state.rag_k)
+        mine = build_rag_messages([{"role": "user", "content": question}], hits, prompts=load_prompts(ws))
+        assert r.json()["usage"]["prompt_tokens"] == asyncio.run(state.engine.count_tokens(mine))
+        builtin = build_rag_messages([{"role": "user", "content": question}], hits)
+        assert asyncio.run(state.engine.count_tokens(builtin)) != r.json()["usage"]["prompt_tokens"]
+    assert "the model was trained with prompt system-context-v2:" in caplog.text and "prompt.yaml" in caplog.text

@@ -11,7 +11,8 @@ from rag.prompt import PROMPT_LAYOUT
 from rag.store import get_collection
 from rag.workspace import Workspace
 from training.data.build import DataBuildConfig, run
-from training.errors import NoExamples, OutputExists
+from training.data.rules import RULES
+from training.errors import BadConfig, NoExamples, OutputExists
 
 TEMPLATE_RULES = {"definition", "policy"}
 
@@ -32,7 +33,7 @@ def _chunk(col, chunk_id):
 
 @pytest.fixture(scope="session")
 def raft_data(workspace):
-    return run(DataBuildConfig(workspace=workspace, kind="raft", force=True))  # the CLI test may have built one
+    return run(DataBuildConfig(workspace=workspace, kind="raft", rules=RULES, force=True))  # the CLI may have built one
 
 
 def test_sft_examples_trace_to_indexed_chunks_and_carry_the_serving_context(workspace):
@@ -43,16 +44,22 @@ def test_sft_examples_trace_to_indexed_chunks_and_carry_the_serving_context(work
     for ex in train + test:
         meta, msgs = ex["meta"], ex["messages"]
         assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+        assert ("Context:\n[1] " in msgs[0]["content"]) == bool(meta["retrieved"]), "as the server builds it"
+        if meta.get("declines"):  # an out-of-domain question may retrieve nothing, as served
+            continue
+        assert meta["retrieved"]
         text, chunk_meta = _chunk(col, meta["chunk_id"])
         assert chunk_meta["source"] == meta["source"] and chunk_meta["doc_id"] == meta["doc_id"]
+        assert meta["chunk_id"] in meta["retrieved"], "the answer's chunk is always in the context"
         if meta["rule"] in TEMPLATE_RULES:  # templated question; the answer is the document's sentence
             assert _first_sentence(msgs[2]["content"]) in text, meta
-        else:  # the question is the document's own
+        elif meta["wording"] == 0:  # the question is the document's own
             assert msgs[1]["content"] in text, meta
-        assert "Context:\n[1] " in msgs[0]["content"]
     stats = DatasetCard.read(Workspace(workspace).dataset_card("sft"))
     assert stats.by_language["zh"] >= 5 and stats.by_language["en"] >= 5
-    assert {"qa-markers", "question-heading", "definition", "policy"} <= set(stats.by_rule)
+    assert {"qa-markers", "question-heading", "definition", "policy", "unanswerable", "out-of-domain"} <= set(
+        stats.by_rule)
+    assert stats.model_extra["questions"]["paraphrases"] > 0
     assert stats.rag.context_chunks == 3 and stats.rag.prompt_layout == PROMPT_LAYOUT
     assert [s["name"] for s in stats.model_extra["clean"]["steps"]][:3] == ["utf8", "empty", "exact-dedup"]
 
@@ -72,7 +79,7 @@ def test_split_holds_out_whole_documents_per_language(workspace):
     train_docs = {r["meta"]["doc_id"] for r in train}
     test_docs = {r["meta"]["doc_id"] for r in test}
     assert test_docs and not train_docs & test_docs
-    assert not {r["meta"]["chunk_id"] for r in train} & {r["meta"]["chunk_id"] for r in test}
+    assert not {r["meta"].get("chunk_id") for r in train} & {r["meta"].get("chunk_id") for r in test} - {None}
     assert {r["meta"]["language"] for r in test} == {"en", "zh"}  # stratified: each language has test docs
     assert {r["meta"]["language"] for r in train} == {"en", "zh"}  # and keeps training docs
 
@@ -83,14 +90,17 @@ def test_training_prompt_is_exactly_what_the_server_builds(workspace):
 
     k = resolve_rag_k(ServeSettings(model=workspace))
     retriever = Retriever(RagConfig(workspace=workspace))
-    for ex in _rows(workspace / "data" / "sft" / "train.jsonl")[:5]:
+    rows = [r for r in _rows(workspace / "data" / "sft" / "train.jsonl")
+            if not r["meta"].get("oracle_added") and r["meta"]["rule"] != "unanswerable"]
+    assert len(rows) >= 5
+    for ex in rows[:5] + [r for r in rows if r["meta"]["rule"] == "out-of-domain"][:2]:
         question = ex["messages"][1]["content"]
         served = build_rag_messages([{"role": "user", "content": question}], retriever.search(question, k))
         assert served == ex["messages"][:-1]
 
 
 def test_raft_uses_the_retrievers_hard_negatives_and_the_serving_layout(workspace, raft_data):
-    rows = _rows(raft_data.train_file) + _rows(raft_data.test_file)
+    rows = [r for r in _rows(raft_data.train_file) + _rows(raft_data.test_file) if not r["meta"].get("declines")]
     retriever = Retriever(RagConfig(workspace=workspace))
     col = get_collection(RagConfig(workspace=workspace), Embedder().name)
     with_oracle = hard_total = 0
@@ -146,11 +156,15 @@ def test_cpt_corpus_drops_boilerplate_and_packs_blocks(tmp_path, docs_dir, embed
 
 
 def test_pii_is_masked_when_asked(workspace):
-    r = run(DataBuildConfig(workspace=workspace, kind="sft", force=True, clean=__import__(
-        "training.data.clean", fromlist=["CleanConfig"]).CleanConfig(mask_pii=True)))
-    text = (r.train_file.read_text() + r.test_file.read_text())
-    assert "support@lumenoak.example" not in text and "[EMAIL]" in text
-    run(DataBuildConfig(workspace=workspace, kind="sft", force=True))  # restore the shared dataset
+    from training.data.clean import CleanConfig
+
+    try:
+        r = run(DataBuildConfig(workspace=workspace, kind="sft", rules=RULES, force=True,
+                                clean=CleanConfig(mask_pii=True)))
+        text = (r.train_file.read_text() + r.test_file.read_text())
+        assert "support@lumenoak.example" not in text and "[EMAIL]" in text
+    finally:
+        run(DataBuildConfig(workspace=workspace, kind="sft", rules=RULES, force=True))  # restore the shared dataset
 
 
 def test_no_pairs_and_no_teacher_says_what_to_do(tmp_path, embedder):
@@ -242,7 +256,8 @@ def test_every_ingested_folder_is_used_and_same_named_files_stay_apart(two_folde
         _, chunk_meta = _chunk(col, meta["chunk_id"])
         assert (chunk_meta["root"], chunk_meta["doc_id"]) == (meta["root"], meta["doc_id"])
     assert r.stats.model_extra["roots"] == [str(x), str(y)]
-    assert {f"{x}/faq.md", f"{y}/faq.md", f"{x}/hours.md"} == set(r.stats.model_extra["by_source"])
+    assert {f"{x}/faq.md", f"{y}/faq.md", f"{x}/hours.md", "out-of-domain (built-in)"} == set(
+        r.stats.model_extra["by_source"])
 
 
 def test_a_second_build_is_refused_without_force_and_replaced_with_it(two_folders):
@@ -261,6 +276,94 @@ def test_a_second_build_is_refused_without_force_and_replaced_with_it(two_folder
     again = run(DataBuildConfig(workspace=ws, kind="raft", docs=x, force=True, test_fraction=0))
     assert sorted(f.name for f in data.iterdir()) == ["stats.json", "test.jsonl", "train.jsonl"]  # no temp files
     rows = _rows(again.train_file)
-    assert rows and {row["meta"]["root"] for row in rows} == {str(x)}  # --docs: that folder only
+    docs_rows = [row for row in rows if row["meta"]["rule"] != "out-of-domain"]
+    assert docs_rows and {row["meta"]["root"] for row in docs_rows} == {str(x)}  # --docs: that folder only
     assert again.stats.model_extra["roots"] == [str(x)] and again.train < first.train
     assert DatasetCard.read(data / "stats.json").docs == str(x)
+
+
+def test_paraphrases_stay_with_their_question_and_the_test_split_asks_each_question_once(workspace):
+    train = _rows(workspace / "data" / "sft" / "train.jsonl")
+    test = _rows(workspace / "data" / "sft" / "test.jsonl")
+    train_q = {r["meta"]["question_id"] for r in train if "question_id" in r["meta"]}
+    test_q = [r["meta"]["question_id"] for r in test if "question_id" in r["meta"]]
+    assert test_q and not train_q & set(test_q), "a question and its paraphrases share one split"
+    assert len(test_q) == len(set(test_q)), "one wording per held-out question"
+    assert any(r["meta"]["wording"] == 1 for r in test), "held out as a customer words it"
+    worded = [r for r in train if r["meta"].get("wording")]
+    assert len(worded) >= len([r for r in train if r["meta"].get("wording") == 0]), "near-dedup kept them"
+    assert not any(re.match(r"^\d+(\.\d+)*\.? ", r["messages"][1]["content"]) for r in train + test)
+
+
+def test_declines_lack_the_answer_and_offer_a_person_in_the_users_language(workspace):
+    from evaluation.edge_cases.suite import load_suite
+    from rag.prompt import BUILT_IN
+    from training.data.decline import builtin_ood
+
+    decline_text = BUILT_IN.decline_for
+    rows = _rows(workspace / "data" / "sft" / "train.jsonl") + _rows(workspace / "data" / "sft" / "test.jsonl")
+    col = get_collection(RagConfig(workspace=workspace), Embedder().name)
+    unanswerable = [r for r in rows if r["meta"]["rule"] == "unanswerable"]
+    assert unanswerable
+    for r in unanswerable:
+        meta = r["meta"]
+        assert meta["chunk_id"] not in meta["retrieved"] and len(meta["retrieved"]) == 3
+        oracle_section = _chunk(col, meta["chunk_id"])[1]["heading_path"]
+        for cid in meta["retrieved"]:
+            _, m = _chunk(col, cid)
+            assert (m["doc_id"], m["heading_path"]) != (meta["doc_id"], oracle_section)
+        assert r["messages"][-1]["content"] == decline_text(meta["language"])
+    ood = [r for r in rows if r["meta"]["rule"] == "out-of-domain"]
+    assert len(ood) == len(builtin_ood({"en", "zh"})), "every built-in question survives deduplication"
+    assert {r["meta"]["language"] for r in ood} == {"en", "zh"}
+    assert all(r["messages"][-1]["content"] == decline_text(r["meta"]["language"]) for r in ood)
+    zh = next(r for r in ood if r["meta"]["language"] == "zh")["messages"][-1]["content"]
+    assert "人工" in zh
+    edge = {c.question for c in load_suite()}
+    assert not edge & {r["messages"][1]["content"] for r in ood}, "the evaluation's edge cases are not trained on"
+
+
+def test_a_users_out_of_domain_file_is_read_and_a_bad_one_named(tmp_path):
+    from training.data.decline import read_ood
+    from training.errors import BadConfig
+
+    f = tmp_path / "ood.txt"
+    f.write_text("# mine\nWhat is the meaning of life?\n今天吃什么？\n", encoding="utf-8")
+    got = read_ood(f)
+    assert [(q.question, q.language, q.origin) for q in got] == [
+        ("What is the meaning of life?", "en", "ood.txt:2"), ("今天吃什么？", "zh", "ood.txt:3")]
+    with pytest.raises(BadConfig, match="missing.txt"):
+        read_ood(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(BadConfig, match="empty.txt: no question"):
+        read_ood(tmp_path / "empty.txt")
+
+
+def test_definition_and_policy_rules_are_opt_in(workspace, docs_dir):
+    """On real documents they were right in under half their pairs (bench/rule_precision.py): off by default."""
+    from rag.loaders import load_file
+    from training.data.rules import DEFAULT_RULES, find_pairs
+
+    returns = load_file(docs_dir / "returns.md", docs_dir)
+    assert {p.rule for p in find_pairs(returns)} >= {"policy"}
+    assert DataBuildConfig(workspace=workspace).rules == DEFAULT_RULES
+    assert not find_pairs(returns, DEFAULT_RULES), "a policy document needs --rules ...,policy"
+    with pytest.raises(BadConfig, match="unknown rule.*glossary.*choose from qa-markers"):
+        DataBuildConfig(workspace=workspace, rules=("question-heading", "glossary"))
+
+
+def test_answers_cite_their_chunk_and_the_card_records_the_prompt(workspace):
+    from rag.prompt import BUILT_IN, SYSTEM_PROMPTS
+
+    rows = _rows(workspace / "data" / "sft" / "train.jsonl") + _rows(workspace / "data" / "sft" / "test.jsonl")
+    answered = [r for r in rows if not r["meta"].get("declines")]
+    for r in answered:
+        pos = r["meta"]["retrieved"].index(r["meta"]["chunk_id"]) + 1
+        assert r["messages"][-1]["content"].endswith(f" [{pos}]"), r["messages"][-1]["content"]
+    for r in rows:
+        lang = "zh" if r["meta"]["language"] == "zh" and re.search(r"[\u4e00-\u9fff]", r["messages"][1]["content"]) \
+            else None
+        if lang:
+            assert r["messages"][0]["content"].startswith(SYSTEM_PROMPTS["zh"]), "a Chinese question, a Chinese prompt"
+    card = DatasetCard.read(Workspace(workspace).dataset_card("sft"))
+    assert card.rag.prompt_version == BUILT_IN.version

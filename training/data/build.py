@@ -13,12 +13,13 @@ server uses, so a model is trained on exactly the prompt it will be served.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import get_args
 
@@ -29,15 +30,19 @@ from rag.ingest import ingested_roots
 from rag.io import publish_file
 from rag.loaders import Document, load_documents
 from rag.model_card import DatasetCard, DatasetKind, RagContract
-from rag.prompt import PROMPT_LAYOUT
+from rag.prompt import CITATION, PROMPT_LAYOUT, Prompts, load_prompts
 from rag.workspace import Workspace
-from training.data import cpt, dpo, raft
+from training.data import cpt, decline, dpo, raft
+from training.data.answers import ANSWER_TOKENS, shape_answers
 from training.data.clean import CleanConfig, clean_records
 from training.data.feedback import feedback_triples
 from training.data.files import read_canonical
 from training.data.formats import write_jsonl
+from training.data.questions import paraphrases
+from training.data.rules import DEFAULT_RULES, RULES
 from training.data.seeds import Seed, rule_seeds, teacher_seeds
 from training.data.split import split_by_document
+from training.data.stats import example_kind
 from training.errors import BadConfig, NoExamples, OutputExists
 
 log = logging.getLogger(__name__)
@@ -71,8 +76,22 @@ class DataBuildConfig:
     """RAFT: hard-negative chunks per example (the prompt holds distractors + 1 chunks)."""
     teacher: object | None = None
     """A `training.data.teacher.TeacherConfig`, or None to build from rules only."""
-    rules: bool = True
-    """Use the rule-based pairs (explicit FAQ, definitions, policies); on by default, also with a teacher."""
+    rules: tuple[str, ...] = DEFAULT_RULES
+    """The rules that make pairs (training/data/rules.py RULES), also with a teacher; () for none. By default the
+    explicit ones (FAQ markers, question headings, FAQ files): `definition` and `policy` were right in under half
+    of their pairs on real documents (bench/rule_precision.py) and are opt-in."""
+    paraphrases: int = 2
+    """SFT/RAFT: rule-made rewordings added per rule-made question (training/data/questions.py); 0: none.
+    The held-out split keeps one wording per question (the first paraphrase)."""
+    answer_tokens: int = ANSWER_TOKENS
+    """Rule-made answers are cut to whole paragraphs (or sentences) within this many tokens."""
+    decline_share: float = 0.15
+    """SFT/RAFT/DPO: share of questions also asked with a context that lacks the answer, answered with a
+    decline that offers a person (training/data/decline.py); 0: none."""
+    ood: bool = True
+    """Add the built-in everyday out-of-domain questions (EN/ZH, of the documents' languages), declined."""
+    ood_file: Path | None = None
+    """Your own out-of-domain questions (one per line), declined like the built-in ones."""
     base_model: str | None = None
     """DPO: the model whose own answers become the rejected side; also the tokenizer for length
     filters. Default: the workspace's tiny base when it exists."""
@@ -101,6 +120,19 @@ class DataBuildConfig:
         if self.k < 1:  # the model would be trained on, and served, prompts without context
             raise BadConfig(f"--k must be at least 1 (got {self.k}); to train without retrieved context, pass "
                             "--no-rag-context.")
+        self.rules = tuple(self.rules)
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise BadConfig(f"--rules: unknown rule(s) {', '.join(unknown)}; choose from {', '.join(RULES)}.")
+        if self.paraphrases < 0 or self.answer_tokens < 16:
+            raise BadConfig(f"--paraphrases must be 0 or more and --answer-tokens at least 16 (got "
+                            f"{self.paraphrases}, {self.answer_tokens}).")
+        if not 0 <= self.decline_share <= 1:
+            raise BadConfig(f"--decline-share must be in [0, 1] (got {self.decline_share})")
+        self.ood_file = Path(self.ood_file) if self.ood_file else None
+        if self.ood_file and not self.rag_context:
+            raise BadConfig("--ood-file given with --no-rag-context: declines are taught against a retrieved "
+                            "context; drop one of the two.")
         if self.raft_distractors < 0 or self.block_tokens < 1:
             raise BadConfig(f"--distractors must be 0 or more and --block-tokens at least 1 (got "
                             f"{self.raft_distractors}, {self.block_tokens}).")
@@ -143,11 +175,70 @@ def _read_extra(path: Path, kind: str) -> list[dict]:
     return rows
 
 
-def _sft_example(seed: Seed, retriever: Retriever | None, k: int) -> dict:
+def _sft_example(seed: Seed, retriever: Retriever | None, k: int, prompts: Prompts) -> dict:
+    """The question with the k chunks the server would retrieve for it; when the oracle is not among
+    them it takes the last place, so the answer is always in the context the model is taught to use. The
+    answer cites the oracle's number ([2]) as the prompt asks, unless it already cites (a teacher's)."""
     hits = retriever.search(seed.question, k) if retriever else []
-    messages = build_rag_messages([{"role": "user", "content": seed.question}], hits)
-    messages.append({"role": "assistant", "content": seed.answer})
-    return {"messages": messages, "meta": {**seed.meta(), "retrieved": [h.chunk_id for h in hits]}}
+    added = bool(hits) and seed.chunk.id not in {h.chunk_id for h in hits}
+    if added:
+        hits = [*hits[: k - 1], raft.chunk_hit(seed.chunk)]
+    messages = build_rag_messages([{"role": "user", "content": seed.question}], hits, prompts=prompts)
+    pos = next((i for i, h in enumerate(hits, 1) if h.chunk_id == seed.chunk.id), None)
+    cite = pos is not None and not CITATION.search(seed.answer)
+    messages.append({"role": "assistant", "content": f"{seed.answer} [{pos}]" if cite else seed.answer})
+    return {"messages": messages,
+            "meta": {**seed.meta(), "retrieved": [h.chunk_id for h in hits], "oracle_added": added}}
+
+
+def _worded(seeds: list[Seed], n: int) -> list[tuple[Seed, int, str]]:
+    """Each seed with its rule-made paraphrases as seeds of their own: (seed, wording number, question id),
+    wording 0 for the question as found. Teacher questions are already in a customer's words and get none."""
+    out = []
+    for s in seeds:
+        qid = hashlib.sha256(f"{s.chunk.id}\x00{s.rule}\x00{s.question}".encode()).hexdigest()[:16]
+        out.append((s, 0, qid))
+        if n and not s.rule.startswith("teacher:"):
+            out += [(replace(s, question=q), i, qid)
+                    for i, q in enumerate(paraphrases(s.question, s.doc.language, n), 1)]
+    return out
+
+
+def _tag(example: dict, wording: int, qid: str) -> dict:
+    example["meta"].update(question_id=qid, wording=wording)
+    return example
+
+
+def _one_wording(test: list[dict]) -> list[dict]:
+    """The held-out split with one wording per question: the first paraphrase when there is one (what a
+    customer would type), else the question as found; declines and user files are kept as they are."""
+    best: dict[str, dict] = {}
+    for e in test:
+        qid = e.get("meta", {}).get("question_id")
+        if qid is None:
+            continue
+        cur = best.get(qid)
+        if cur is None or abs(e["meta"]["wording"] - 1) < abs(cur["meta"]["wording"] - 1):
+            best[qid] = e
+    keep = {id(e) for e in best.values()}
+    return [e for e in test if e.get("meta", {}).get("question_id") is None or id(e) in keep]
+
+
+def _declines(cfg: DataBuildConfig, seeds: list[Seed], retriever: Retriever, k: int, languages: set[str],
+              prompts: Prompts) -> tuple[list[dict], dict]:
+    """Unanswerable and out-of-domain examples (training/data/decline.py), and their counts."""
+    out = []
+    for s in decline.chosen_for_decline(seeds, cfg.decline_share, cfg.seed):
+        ex = decline.unanswerable_example(s, retriever, k, prompts)
+        if ex is not None:
+            out.append(ex)
+    unanswerable = len(out)
+    questions = decline.builtin_ood(languages) if cfg.ood else []
+    if cfg.ood_file:
+        questions += decline.read_ood(cfg.ood_file)
+    out += [decline.ood_example(q, retriever, k, prompts) for q in questions]
+    return out, {"unanswerable": unanswerable, "out_of_domain": len(questions),
+                 "out_of_domain_file": str(cfg.ood_file) if cfg.ood_file else None}
 
 
 def _no_pairs(roots: list[Path]) -> NoExamples:
@@ -221,6 +312,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     _refuse_existing(cfg)
     roots = _roots(cfg)
     rag_cfg = RagConfig.from_workspace(cfg.workspace)
+    prompts = load_prompts(cfg.workspace)
     embedder = embedder_for(rag_cfg)
     extra = [r for f in cfg.extra_files for r in _read_extra(f, cfg.kind)]  # fail fast on bad input
     docs = _load(roots)
@@ -234,7 +326,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     if cfg.kind == "cpt":
         examples, stats["cpt"] = cpt.build_corpus(docs, chunks, count_tokens, cfg.block_tokens)
     else:
-        seeds = rule_seeds(docs, chunks) if cfg.rules else []
+        seeds = rule_seeds(docs, chunks, cfg.rules) if cfg.rules else []
         if cfg.teacher is not None:
             more, tres = teacher_seeds(docs, chunks, cfg.teacher, cfg.ws.teacher_cache,
                                        progress=(lambda d, n: progress("teacher", d, n)) if progress else None)
@@ -242,19 +334,36 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             stats["teacher"] = tres.summary()
         if not seeds and not extra:
             raise _no_pairs(roots)
+        shaped = shape_answers(seeds, count_tokens, cfg.answer_tokens)
+        seeds = shaped.examples
+        if cfg.kind == "dpo" and cfg.paraphrases:
+            log.info("dpo: questions as found, without paraphrases (each pair needs the model's own answer)")
+        worded = _worded(seeds, cfg.paraphrases if cfg.kind != "dpo" else 0)
+        stats["questions"] = {"found": len(seeds) + shaped.dropped_restating, "answers_trimmed": shaped.trimmed,
+                              "dropped_restating": shaped.dropped_restating,
+                              "paraphrases": sum(1 for _, i, _ in worded if i)}
         retriever = Retriever(rag_cfg, embedder)
         if cfg.kind == "raft":
             pool = [raft.chunk_hit(c) for cs in chunks.values() for c in cs]
-            examples = [raft.make_example(s, retriever, cfg.raft_distractors, cfg.raft_p, cfg.seed, pool)
-                        for s in seeds]
+            examples = [_tag(raft.make_example(s, retriever, cfg.raft_distractors, cfg.raft_p, cfg.seed, pool, prompts),
+                             i, qid) for s, i, qid in worded]
             context_chunks = cfg.raft_distractors + 1
             stats["raft"] = {"p": cfg.raft_p, "distractors": cfg.raft_distractors,
                              "oracle_in_context": sum(e["meta"]["oracle_in_context"] for e in examples),
                              "random_distractors": sum(e["meta"]["random_distractors"] for e in examples)}
         else:
-            examples = [_sft_example(s, retriever if cfg.rag_context else None, cfg.k) for s in seeds]
+            examples = [_tag(_sft_example(s, retriever if cfg.rag_context else None, cfg.k, prompts), i, qid)
+                        for s, i, qid in worded]
             context_chunks = cfg.k if cfg.rag_context else 0
+            stats["questions"]["oracle_added"] = sum(e["meta"]["oracle_added"] for e in examples)
+        if not cfg.rag_context:
+            stats["declines"] = {"skipped": "no retrieved context (--no-rag-context): nothing to decline from"}
+        elif cfg.decline_share or cfg.ood or cfg.ood_file:
+            more, stats["declines"] = _declines(cfg, seeds, retriever, context_chunks,
+                                                {d.language for d in docs}, prompts)
+            examples += more
         stats["rag"] = RagContract(context_chunks=context_chunks, prompt_layout=PROMPT_LAYOUT,
+                                   prompt_version=prompts.version,
                                    embedding_model=embedder.name, collection=rag_cfg.collection,
                                    embedding_languages=rag_cfg.embedding_languages)
         if cfg.kind == "dpo":
@@ -267,6 +376,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             "no DPO pairs: the model already gives every answer, or no answers were found. Add feedback "
             f"({cfg.ws.feedback_file}), configure a teacher, or pass --extra FILE.jsonl.")
     train, test = split_by_document(examples, cfg.test_fraction, cfg.seed)
+    test = _one_wording(test)
     train += extra
 
     everything = train + test
@@ -274,6 +384,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
         "train": len(train), "test": len(test),
         "test_sources": sorted({_where(e["meta"], roots) for e in test}),
         "by_rule": dict(Counter(e["meta"].get("rule", "?") for e in everything)),
+        "by_kind": dict(Counter(example_kind(e.get("meta", {})) for e in everything)),
         "by_language": dict(Counter(e["meta"].get("language", "?") for e in everything)),
         "by_source": dict(Counter(_where(e.get("meta", {}), roots) for e in everything)),
         "clean": report.as_dict(),

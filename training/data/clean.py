@@ -127,11 +127,13 @@ class CleanReport:
 
 
 def _dedup_parts(record: dict, kind: str) -> list[tuple[str, str]]:
-    """(role, content) pairs that decide duplicates: no system messages."""
+    """(role, content) pairs that decide duplicates: no system messages, and for an example that
+    declines (training/data/decline.py) only the question: every decline has the same answer."""
     if kind == "text":
         return [("text", record["text"])]
     if kind == "chat":
-        return [(m["role"], m["content"]) for m in record["messages"] if m["role"] in ("user", "assistant")]
+        roles = ("user",) if record.get("meta", {}).get("declines") else ("user", "assistant")
+        return [(m["role"], m["content"]) for m in record["messages"] if m["role"] in roles]
     parts = [("prompt", m["content"]) for m in record["prompt"] if m["role"] == "user"]
     parts += [("chosen", m["content"]) for m in record["chosen"]]
     return parts + [("rejected", m["content"]) for m in record["rejected"]]
@@ -238,17 +240,28 @@ def _exact_dedup(rows: list[_Row], cfg: CleanConfig) -> tuple[list[_Row], dict]:
     return keep, _removed(gone, cfg)
 
 
+def _wording(r: _Row) -> tuple[str | None, int]:
+    meta = r.record.get("meta", {})
+    return meta.get("question_id"), meta.get("wording", 0)
+
+
 def _near_dedup(rows: list[_Row], cfg: CleanConfig) -> tuple[list[_Row], dict]:
-    dups = near_duplicates([_dedup_text(r.record, r.kind) for r in rows], cfg.near_dup_threshold,
+    """Near duplicates of an earlier example go. A question's paraphrases (training/data/questions.py)
+    are near duplicates of it by design: they are not compared, and go with their question when it goes."""
+    first = [r for r in rows if not _wording(r)[1]]
+    dups = near_duplicates([_dedup_text(r.record, r.kind) for r in first], cfg.near_dup_threshold,
                            cfg.num_perm, cfg.shingle_size, cfg.shingle_size_zh, cfg.seed)
-    keep = [r for r, d in zip(rows, dups, strict=True) if d is None]
-    gone = [(r, d) for r, d in zip(rows, dups, strict=True) if d is not None]
+    gone = [(r, d) for r, d in zip(first, dups, strict=True) if d is not None]
+    gone_questions = {_wording(r)[0] for r, _ in gone} - {None}
+    gone_ids = {id(r) for r, _ in gone}
+    keep = [r for r in rows if id(r) not in gone_ids and not (_wording(r)[1] and _wording(r)[0] in gone_questions)]
     examples = [
-        {"index": r.index, "duplicate_of": rows[j].index, "similarity": round(sim, 3),
+        {"index": r.index, "duplicate_of": first[j].index, "similarity": round(sim, 3),
          "text": _preview(r.record, r.kind)}
         for r, (j, sim) in gone[: cfg.max_examples]
     ]
-    return keep, {"removed": len(gone), "threshold": cfg.near_dup_threshold, "examples": examples}
+    return keep, {"removed": len(rows) - len(keep), "paraphrases_removed": len(rows) - len(keep) - len(gone),
+                  "threshold": cfg.near_dup_threshold, "examples": examples}
 
 
 def _length_filter(rows: list[_Row], cfg: CleanConfig, count_tokens: Callable[[str], int] | None):

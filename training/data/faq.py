@@ -2,7 +2,8 @@
 
 Three shapes are recognised:
 - marker lines: `Q:`/`A:`, `Question:`/`Answer:`, `问：`/`答：` (full- or half-width colon);
-- a heading ending in `?` or `？`, answered by the text under it;
+- a heading that asks (ends in `?` or `？`, or reads as a question without it: "How can I keep a log",
+  "为什么要这样做"; training/data/questions.py), answered by the text under it;
 Each pair keeps the character offset where it starts, so it can be traced to its chunk.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from training.data.questions import asks, clean_question
 
 _Q = re.compile(r"^\s*(?:\*\*)?(?:Q|Question|问|问题)(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.*)$", re.IGNORECASE)
 _A = re.compile(r"^\s*(?:\*\*)?(?:A|Answer|答|回答)(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.*)$", re.IGNORECASE)
@@ -64,7 +67,8 @@ def _heading_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
     pairs = []
     for idx, (start, line) in enumerate(lines):
         m = _HEADING.match(line)
-        if not m or not m.group(2).rstrip().endswith(("?", "？")):
+        question = clean_question(m.group(2)) if m else ""
+        if not question or not asks(question):
             continue
         level, body = len(m.group(1)), []
         for _, nxt in lines[idx + 1 :]:
@@ -74,7 +78,8 @@ def _heading_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
             body.append(nxt)
         answer = "\n".join(body).strip()
         if answer:
-            pairs.append(QAPair(m.group(2).strip(), answer, start, "question-heading"))
+            mark = "" if question.endswith(("?", "？")) else ("？" if re.search(r"[\u4e00-\u9fff]", question) else "?")
+            pairs.append(QAPair(question + mark, answer, start, "question-heading"))
     return pairs
 
 

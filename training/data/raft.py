@@ -18,6 +18,7 @@ import random
 import re
 
 from rag import Retriever, build_rag_messages
+from rag.prompt import BUILT_IN, Prompts
 from rag.retrieval import Hit
 from training.data.seeds import Seed
 
@@ -75,7 +76,7 @@ def _fill(seed: Seed, negs: list[Hit], pool: list[Hit], n: int, rng: random.Rand
 
 
 def make_example(seed: Seed, retriever: Retriever, distractors: int, p: float, rng_seed: int = 0,
-                 pool: list[Hit] | None = None) -> dict:
+                 pool: list[Hit] | None = None, prompts: Prompts = BUILT_IN) -> dict:
     """One RAFT example in the serving layout, with provenance in `meta`.
 
     Args:
@@ -91,7 +92,7 @@ def make_example(seed: Seed, retriever: Retriever, distractors: int, p: float, r
     context = negs[:distractors] + [chunk_hit(seed.chunk)] if keep_oracle else negs
     random.Random(f"{rng_seed}:{seed.key}").shuffle(context)
     pos = next((i for i, h in enumerate(context, 1) if h.chunk_id == seed.chunk.id), None)
-    messages = build_rag_messages([{"role": "user", "content": seed.question}], context)
+    messages = build_rag_messages([{"role": "user", "content": seed.question}], context, prompts=prompts)
     messages.append({"role": "assistant", "content": raft_answer(seed, pos)})
     return {
         "messages": messages,

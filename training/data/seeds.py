@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rag.chunking import Chunk
 from rag.loaders import Document
+from training.data.questions import clean_question
 from training.data.rules import find_pairs
 
 
@@ -42,13 +43,15 @@ def chunk_at(chunks: list[Chunk], offset: int) -> Chunk:
     return inside[0] if inside else min(chunks, key=lambda c: abs(c.start - offset))
 
 
-def rule_seeds(docs: list[Document], chunks: dict[str, list[Chunk]]) -> list[Seed]:
+def rule_seeds(docs: list[Document], chunks: dict[str, list[Chunk]], rules: tuple[str, ...] | None = None) -> list[Seed]:
+    """The pairs the rules (`rules`, default all) find in each document, tied to their chunk."""
     seeds = []
     for doc in docs:
         if not chunks.get(doc.id):
             continue
-        for qa in find_pairs(doc):
-            seeds.append(Seed(qa.question, qa.answer, chunk_at(chunks[doc.id], qa.start), doc, qa.rule))
+        for qa in find_pairs(doc, rules):
+            question = clean_question(qa.question) or qa.question  # "3.1.3. Why ...?" -> "Why ...?"
+            seeds.append(Seed(question, qa.answer, chunk_at(chunks[doc.id], qa.start), doc, qa.rule))
     return seeds
 
 

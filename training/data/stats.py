@@ -35,6 +35,16 @@ def _shape(rec: dict) -> str:
     return "text" if "text" in rec else "chat" if "messages" in rec else "preference"
 
 
+def example_kind(meta: dict) -> str:
+    """What an example teaches: a question as found, a paraphrase of one, or a decline (unanswerable: the
+    context lacks the answer; out-of-domain); "other" for user files and feedback."""
+    if meta.get("declines"):
+        return meta.get("rule", "decline")
+    if "wording" in meta:
+        return "paraphrase" if meta["wording"] else "question"
+    return "other"
+
+
 def dataset_stats(path: str | Path, count_tokens: Callable[[str], int] | None = None,
                   histogram: str | Path | None = None) -> dict:
     """Counts by shape, language, source and rule; length percentiles; optional histogram PNG."""
@@ -50,6 +60,7 @@ def dataset_stats(path: str | Path, count_tokens: Callable[[str], int] | None = 
         "languages": dict(langs),
         "sources": dict(Counter(r.get("meta", {}).get("source", "(none)") for r in rows).most_common(20)),
         "rules": dict(Counter(r.get("meta", {}).get("rule", "(none)") for r in rows)),
+        "kinds": dict(Counter(example_kind(r.get("meta", {})) for r in rows)),
         "length_unit": unit,
         "length": {"min": min(lengths), "p50": round(q[9]), "p95": round(q[18]), "max": max(lengths),
                    "mean": round(sum(lengths) / len(lengths), 1)},
