@@ -59,7 +59,7 @@ def describe(c: Comparison, n: int | None = None) -> str:
 
 CORRECTNESS: tuple[str, ...] = ("facts", "f1_char", "f1_word", "rouge_l", "bleu", "chrf", "exact")
 """Answer-correctness metrics, in the order the report shows them."""
-RETRIEVAL: tuple[str, ...] = ("hit_at_k", "citation_support")
+RETRIEVAL: tuple[str, ...] = ("hit_at_k", "cites_source", "citation_support")
 """Retrieval metrics (systems with retrieval only)."""
 
 

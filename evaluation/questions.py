@@ -33,6 +33,20 @@ class Question(BaseModel):
     the question after them, so with and without retrieval differ only in the retrieved context."""
 
 
+class DeclineQuestion(BaseModel):
+    """A held-out question the model must decline (training/data/decline.py made it): out-of-domain, asked
+    as served (with what the retriever returns for it), or unanswerable, asked with systems with retrieval
+    given the example's own context (the chunks near the question with the answer's section removed)."""
+
+    id: str
+    question: str
+    kind: str
+    """"out-of-domain" or "unanswerable"."""
+    language: str | None = None
+    context_messages: list[dict] = Field(default_factory=list)
+    """Unanswerable: the example's messages up to and with the question, its context in the system prompt."""
+
+
 def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
     """The chat examples of `test_file` as questions: the last user turn, the assistant's answer.
 
@@ -53,7 +67,7 @@ def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
         except ValueError as e:
             raise NoQuestions(f"{test_file}:{n}: not JSON ({e}); check it with `onboard data validate`.") from None
         if (row.get("meta") or {}).get("declines"):
-            declines += 1  # its reference is the decline, not facts: the edge cases score declining
+            declines += 1  # its reference is the decline, not facts: scored by `load_declines`
             continue
         q = _question(row)
         if q is not None:
@@ -61,8 +75,7 @@ def load_questions(test_file: Path, limit: int | None = None) -> list[Question]:
         if limit and len(out) >= limit:
             break
     if declines:
-        log.warning("%s: %d examples that teach declining (unanswerable, out-of-domain) are not scored as "
-                    "questions; the edge cases measure declining", test_file, declines)
+        log.info("%s: %d examples that teach declining are scored as declines, not answers", test_file, declines)
     if not out:
         raise NoQuestions(f"{test_file}: no chat example (user question + assistant answer) to evaluate on. Rebuild "
                           "with more documents or a larger --test-fraction (`onboard data build --force`), or pass "
@@ -93,3 +106,24 @@ def _without_context(history: list[dict]) -> list[dict]:
     from rag.prompt import strip_context
 
     return [{**m, "content": strip_context(m["content"])} if m["role"] == "system" else m for m in history]
+
+
+def load_declines(test_file: Path) -> list[DeclineQuestion]:
+    """The examples of `test_file` that teach declining (meta.declines), as questions to decline; [] when
+    there are none or the file is missing (load_questions reports that)."""
+    test_file = Path(test_file)
+    if not test_file.exists():
+        return []
+    out = []
+    for line in test_file.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line) if line.strip() else {}
+        meta = row.get("meta") or {}
+        messages = row.get("messages") or []
+        if not meta.get("declines") or len(messages) < 2 or messages[-1].get("role") != "assistant":
+            continue
+        question = messages[-2]["content"]
+        kind = "unanswerable" if meta.get("rule") == "unanswerable" else "out-of-domain"
+        qid = hashlib.sha256(f"{kind}\x00{question}\x00{meta.get('chunk_id', '')}".encode()).hexdigest()[:16]
+        out.append(DeclineQuestion(id=qid, question=question, kind=kind, language=meta.get("language"),
+                                   context_messages=messages[:-1] if kind == "unanswerable" else []))
+    return out

@@ -51,6 +51,12 @@ def _matrix(report: EvalReport, charts: dict[str, str]) -> list[Block]:
         rows.append(["edge-case pass rate"] + [fmt.pct(s.edge_pass_rate) for s in systems])
     if any(s.consistency is not None for s in systems):
         rows.append(["consistency"] + [fmt.pct(s.consistency) for s in systems])
+    if any(s.echo_rate is not None for s in systems):
+        rows.append(["echo rate (lower is better)"] + [fmt.pct(s.echo_rate) for s in systems])
+    if any(s.decline_rate is not None for s in systems):
+        rows.append(["declined, must decline"] + [fmt.pct(s.decline_rate) for s in systems])
+        for kind in sorted(set().union(*(s.decline_by_kind for s in systems))):
+            rows.append([f"  declined, {kind}"] + [fmt.pct(s.decline_by_kind.get(kind)) for s in systems])
     out: list[Block] = [
         Heading(2, "The matrix"),
         Para("Each score is the mean over the questions with its 95% bootstrap interval [low, high], in percent; "

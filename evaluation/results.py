@@ -22,7 +22,7 @@ REPORT_SCHEMA_VERSION = 1
 SYSTEMS: tuple[str, ...] = ("base", "base+rag", "tuned", "tuned+rag")
 """The four systems, in the order the report shows them."""
 
-Kind = Literal["question", "edge"]
+Kind = Literal["question", "edge", "decline"]
 
 
 class Answer(BaseModel):
@@ -82,6 +82,13 @@ class SystemSummary(BaseModel):
     edge_by_category: dict[str, float] = Field(default_factory=dict)
     consistency: float | None = None
     """Share of questions whose sampled answers state the same key facts (None: not measured)."""
+    echo_rate: float | None = None
+    """Share of the greedy answers to the held-out questions that repeat the question back (lower is better)."""
+    decline_rate: float | None = None
+    """Share of the held-out questions that must be declined (out-of-domain, unanswerable from their
+    context) that were (None: the test split holds none)."""
+    decline_by_kind: dict[str, float] = Field(default_factory=dict)
+    """decline_rate per kind of question: "out-of-domain", "unanswerable"."""
     by_language: dict[str, dict[str, Interval]] = Field(default_factory=dict)
     """The headline metrics per question language ("en", "zh"), when the questions are in more than one."""
 

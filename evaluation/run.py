@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from evaluation.answers import AnswerLog, ask
 from evaluation.errors import EvaluationError
-from evaluation.questions import Question, load_questions
+from evaluation.questions import DeclineQuestion, Question, load_declines, load_questions
 from evaluation.results import SYSTEMS, Answer, EvalReport, GateResult, Provenance
 from rag.workspace import Workspace
 from serving.engines.base import SamplingParams
@@ -114,6 +114,7 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     judge_cfg = _judge_config(cfg.judge)  # likewise a half-configured judge
     test_file = cfg.test_file or cfg.ws.test_file("sft")
     questions = load_questions(test_file, cfg.limit)
+    declines = load_declines(test_file)[: cfg.limit]
     cases = load_suite(cfg.edge_suite) if cfg.edge else []
     prompts = load_prompts(cfg.workspace)  # the edge cases are asked as the server would ask them
     k = cfg.k or _trained_k(cfg.tuned_model)
@@ -130,9 +131,10 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, url, systems in _by_model(cfg):
-        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, retriever, k, answers, prompts, progress))
+        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, declines, retriever, k, answers, prompts,
+                             progress))
     report = score(questions, cases, answers.done, cfg.systems, provenance,
-                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts)
+                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts, declines=declines)
     report.gate = _gate(report, rule)
     if judge_cfg is not None:
         report.judge = _judged(judge_cfg, questions, answers, cfg, progress)
@@ -191,7 +193,8 @@ def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
 
 
 async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], questions: list[Question], cases: list,
-                   retriever, k: int, answers: AnswerLog, prompts, progress: Progress | None) -> None:
+                   declines: list[DeclineQuestion], retriever, k: int, answers: AnswerLog, prompts,
+                   progress: Progress | None) -> None:
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
     from serving.engines import load_engine
@@ -202,6 +205,7 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     todo = [(s, "question", q.id, r, [*q.history, {"role": "user", "content": q.question}], None)
             for s in systems for q in questions for r in range(1 + cfg.repeats)]
     todo += [(s, "edge", c.id, 0, [{"role": "user", "content": c.question}], c) for s in systems for c in cases]
+    todo += [(s, "decline", d.id, 0, [{"role": "user", "content": d.question}], d) for s in systems for d in declines]
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
         return
@@ -211,8 +215,11 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     try:
         for done, (system, kind, item, repeat, asked, case) in enumerate(todo, 1):
             rag = system.endswith("+rag")
-            messages, hits = await with_context(asked, retriever if rag else None, k, prompts)
-            if case is not None and case.planted is not None:
+            if kind == "decline" and rag and case.context_messages:  # unanswerable: its own answer-less context
+                messages, hits = case.context_messages, []
+            else:
+                messages, hits = await with_context(asked, retriever if rag else None, k, prompts)
+            if kind == "edge" and case.planted is not None:
                 messages = planted_messages(case, hits, prompts=prompts)
             got = await ask(engine, messages, greedy if repeat == 0 else sampled)
             answers.add(Answer(system=system, kind=kind, item=item, repeat=repeat, **got,

@@ -3,8 +3,11 @@
 Per question (the greedy answer): `facts` (share of the reference's key facts stated; questions whose
 reference has none are left out of it), `f1_char`, `f1_word`, `rouge_l`, `bleu`, `chrf` (sentence level),
 `exact` (short references only), and for systems with retrieval `hit_at_k` (the question's source chunk
-among the k retrieved) and `citation_support` (the answer supported by the chunks it cites with `[n]`,
-or by all retrieved chunks when it cites none). Consistency: the sampled answers state the same key facts.
+among the k retrieved), `cites_source` (when it was retrieved, the answer cites its number `[n]`) and
+`citation_support` (the answer supported by the chunks it cites with `[n]`, or by all retrieved chunks
+when it cites none). Per system: the echo rate (greedy answers that repeat the question back),
+consistency (the sampled answers state the same key facts) and the decline rate on the held-out
+questions that must be declined (out-of-domain, unanswerable from their context).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from evaluation.edge_cases import check
+from evaluation.edge_cases.rules import declined
 from evaluation.metrics import facts as F
 from evaluation.metrics import retrieval as R
 from evaluation.metrics import stats as S
 from evaluation.metrics import text as T
-from evaluation.questions import Question
+from evaluation.questions import DeclineQuestion, Question
 from evaluation.results import (
     Answer,
     Comparison,
@@ -42,7 +46,9 @@ def per_question(q: Question, a: Answer) -> dict[str, float | None]:
     """The answer's scores against the question's reference. Citation markers ([2]) count for the citation
     check only: the text metrics compare the words."""
     rag = bool(a.contexts)
-    cited = [a.contexts[n - 1] for n in R.cited_numbers(a.text) if 0 < n <= len(a.contexts)]
+    numbers = R.cited_numbers(a.text)
+    cited = [a.contexts[n - 1] for n in numbers if 0 < n <= len(a.contexts)]
+    source = a.retrieved.index(q.chunk_id) + 1 if rag and q.chunk_id in a.retrieved else None
     text = strip_citations(a.text)
     return {
         "facts": F.fact_recall(text, q.facts) if q.facts else None,
@@ -53,14 +59,18 @@ def per_question(q: Question, a: Answer) -> dict[str, float | None]:
         "chrf": T.sentence_chrf(text, q.reference),
         "exact": T.exact_match(text, q.reference) if T.is_short(q.reference) else None,
         "hit_at_k": R.hit_at_k(a.retrieved, q.chunk_id, len(a.retrieved)) if rag and q.chunk_id else None,
+        "cites_source": float(source in numbers) if source else None,
         "citation_support": R.citation_support(a.text, "\n".join(cited or a.contexts)) if rag else None,
     }
 
 
 def score(questions: Sequence[Question], cases: Sequence, answers: dict[tuple, Answer], systems: Sequence[str],
-          provenance: Provenance, created: str, prompts: Prompts = BUILT_IN) -> EvalReport:
+          provenance: Provenance, created: str, prompts: Prompts = BUILT_IN,
+          declines: Sequence[DeclineQuestion] = ()) -> EvalReport:
     scores = {s: {q.id: per_question(q, answers[(s, "question", q.id, 0)]) for q in questions} for s in systems}
     summaries = [_summary(s, questions, cases, answers, scores[s]) for s in systems]
+    for summary in summaries:
+        _declines(summary, declines, answers)
     edge = [_edge(s, c, answers[(s, "edge", c.id, 0)], prompts) for s in systems for c in cases]
     for summary in summaries:
         mine = [e for e in edge if e.system == summary.name]
@@ -101,8 +111,19 @@ def _summary(system: str, questions, cases, answers, scores: dict) -> SystemSumm
                for q in questions if q.facts]
     sampled = [(q, t) for q, t in sampled if len(t) >= 2]
     consistency = sum(F.same_facts(t, q.facts) for q, t in sampled) / len(sampled) if sampled else None
+    echo = sum(T.echoes(q.question, strip_citations(t)) for q, t in zip(questions, texts, strict=True)) / len(texts)
     return SystemSummary(name=system, metrics=metrics, corpus={"bleu": T.bleu(texts, refs), "chrf": T.chrf(texts, refs)},
-                         latency=latency, consistency=consistency, by_language=by_language)
+                         latency=latency, consistency=consistency, echo_rate=echo, by_language=by_language)
+
+
+def _declines(summary: SystemSummary, declines: Sequence[DeclineQuestion], answers: dict) -> None:
+    """The share of the must-decline questions the system declined, overall and per kind."""
+    if not declines:
+        return
+    said = [(d.kind, declined(answers[(summary.name, "decline", d.id, 0)].text) is not None) for d in declines]
+    summary.decline_rate = sum(ok for _, ok in said) / len(said)
+    summary.decline_by_kind = {k: sum(ok for kind, ok in said if kind == k) / sum(1 for kind, _ in said if kind == k)
+                               for k in sorted({kind for kind, _ in said})}
 
 
 def _edge(system: str, case, answer: Answer, prompts: Prompts) -> EdgeResult:

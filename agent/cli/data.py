@@ -47,8 +47,11 @@ def build(
                                                    "question-heading, faq-file, definition, policy; '' for none "
                                                    "[default: the first three: definition and policy are right "
                                                    "too rarely on real documents, see bench/rule_precision.py].")] = None,
-    paraphrases: Annotated[int, typer.Option(help="SFT/RAFT: rule-made rewordings added per question (0: "
+    paraphrases: Annotated[int, typer.Option(help="SFT/RAFT: rewordings added per rule-made question (0: "
                                                   "none).")] = 2,
+    paraphraser: Annotated[str, typer.Option(help="Who rewords: teacher (the configured teacher LLM), self (the "
+                                                  "base model, run here: slow on a CPU), rules, or auto (the "
+                                                  "teacher when configured, else rules).")] = "auto",
     answer_tokens: Annotated[int, typer.Option(help="Rule-made answers cut to whole paragraphs or sentences "
                                                     "within this many tokens.")] = 256,
     decline_share: Annotated[float, typer.Option(help="Share of questions also asked with a context that "
@@ -86,7 +89,7 @@ def build(
     cfg = DataBuildConfig(workspace=workspace, kind=kind, docs=docs, extra_files=extra or [], teacher=tcfg,
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
                           base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens,
-                          paraphrases=paraphrases, answer_tokens=answer_tokens, decline_share=decline_share,
+                          paraphrases=paraphrases, paraphraser=paraphraser, answer_tokens=answer_tokens, decline_share=decline_share,
                           ood=ood, ood_file=ood_file, force=force,
                           **({"rules": tuple(r.strip() for r in rules.split(",") if r.strip())} if rules is not None else {}))
     with stage_bars() as update:

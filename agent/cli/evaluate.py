@@ -69,7 +69,9 @@ def evaluate(
         facts = s.metrics.get("facts")
         shown = f"facts {facts.mean:.1%} [{facts.low:.1%}, {facts.high:.1%}]" if facts else "no key facts"
         edge_rate = f", edge cases {s.edge_pass_rate:.0%}" if s.edge_pass_rate is not None else ""
-        console.print(f"  {s.name:10} {shown}{edge_rate}")
+        declined = f", declined {s.decline_rate:.0%} of must-decline" if s.decline_rate is not None else ""
+        echo = f", echoed {s.echo_rate:.0%}" if s.echo_rate is not None else ""
+        console.print(f"  {s.name:10} {shown}{edge_rate}{declined}{echo}")
     if report.judge is not None:
         a = report.judge.agreement
         rho = "—" if a.facts.rho is None else f"{a.facts.rho:+.2f}"

@@ -98,6 +98,11 @@ def _find(text: str, phrases: Iterable[str]) -> str | None:
     return next((p for p in phrases if _flat(p) in flat), None)
 
 
+def declined(answer: str) -> str | None:
+    """The phrase with which `answer` declines or hands off to a person (DECLINE), or None."""
+    return _find(answer, DECLINE)
+
+
 def contains(text: str, needle: str) -> bool:
     """Whether `text` states `needle`, ignoring case, width and spacing ("30 天" matches "30天"); a
     number only matches whole ("30 days" is not in "130 days", "30" is not in "30.5")."""

@@ -172,3 +172,21 @@ def sentence_chrf(pred: str, ref: str) -> float:
     import sacrebleu
 
     return min(sacrebleu.sentence_chrf(pred, [ref]).score / 100, 1.0)
+
+
+ECHO_SHARE = 0.8
+"""An answer echoes its question when it repeats this share of the question's tokens in one run."""
+
+
+def echoes(question: str, answer: str) -> bool:
+    """Whether `answer` repeats its question back instead of answering: it holds at least ECHO_SHARE of the
+    question's tokens (by character for Chinese) as one unbroken run, for a question of 4 tokens or more.
+    "How long do refunds take?" -> "Refunds take 5 to 10 business days." does not echo; "How long do refunds
+    take? Refunds ..." does."""
+    from difflib import SequenceMatcher
+
+    q, a = tokenize(question, "char"), tokenize(answer, "char")
+    if len(q) < 4 or not a:
+        return False
+    m = SequenceMatcher(None, q, a, autojunk=False).find_longest_match(0, len(q), 0, len(a))
+    return m.size >= ECHO_SHARE * len(q)

@@ -123,3 +123,14 @@ def test_a_teacher_that_never_answers_stops_the_build_in_seconds(workspace, tmp_
         r = runner.invoke(app, ["data", "build", "-w", str(ws), "--kind", "sft", "--teacher-retries", "0"])
         assert r.exit_code == 1 and "did not answer within 0.5 s (0 retries)" in _out(r), _out(r)
     assert not (ws / "data" / "sft").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--paraphraser", "llm"], "--paraphraser must be one of auto, rules, teacher, self"),
+    (["--paraphraser", "teacher", "--no-teacher"], "--paraphraser teacher but no teacher is configured"),
+    (["--paraphraser", "self", "--paraphrases", "0"], "--paraphraser self has nothing to do: --paraphrases is 0"),
+])
+def test_a_paraphraser_that_cannot_work_is_refused_by_name_before_any_work(tmp_path, args, named):
+    r = runner.invoke(app, ["data", "build", "-w", str(tmp_path / "ws"), *args])
+    assert r.exit_code == 1 and named in " ".join(_out(r).split()) and "Traceback" not in _out(r)
+    assert not (tmp_path / "ws").exists()

@@ -38,15 +38,22 @@ def test_a_line_that_is_not_json_is_named(tmp_path):
         load_questions(f)
 
 
-def test_examples_that_teach_declining_are_left_to_the_edge_cases_and_counted(tmp_path, caplog):
+def test_examples_that_teach_declining_are_questions_to_decline_not_to_answer(tmp_path):
+    from evaluation.questions import load_declines
+
+    system = {"role": "system", "content": "Answer only from the context.\n\nContext:\n[1] a.md\nShipping is free."}
     rows = [{"messages": [{"role": "user", "content": "How long is the warranty?"},
                           {"role": "assistant", "content": "Two years."}], "meta": {"language": "en"}},
             {"messages": [{"role": "user", "content": "What's the capital of Australia?"},
                           {"role": "assistant", "content": "I'm sorry, I can't find that."}],
-             "meta": {"rule": "out-of-domain", "declines": True}}]
+             "meta": {"rule": "out-of-domain", "declines": True, "language": "en"}},
+            {"messages": [system, {"role": "user", "content": "How long is the warranty?"},
+                          {"role": "assistant", "content": "I'm sorry, I can't find that."}],
+             "meta": {"rule": "unanswerable", "declines": True, "chunk_id": "c9", "language": "en"}}]
     f = tmp_path / "test.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows))
-    with caplog.at_level("WARNING", logger="evaluation.questions"):
-        got = load_questions(f)
-    assert [q.question for q in got] == ["How long is the warranty?"]
-    assert "1 examples that teach declining" in caplog.text
+    assert [q.question for q in load_questions(f)] == ["How long is the warranty?"]
+    ood, unanswerable = load_declines(f)
+    assert (ood.kind, ood.question, ood.context_messages) == ("out-of-domain", "What's the capital of Australia?", [])
+    assert unanswerable.kind == "unanswerable" and unanswerable.context_messages == rows[2]["messages"][:2]
+    assert load_declines(tmp_path / "missing.jsonl") == []

@@ -54,6 +54,8 @@ def test_the_four_systems_are_scored_with_every_metric_group(evaluated):
             s.metrics["f1_char"].high
         assert ("hit_at_k" in s.metrics) == s.name.endswith("+rag")  # retrieval only where there is retrieval
         assert s.latency.total_p50 > 0 and s.edge_pass_rate is not None and s.consistency is not None
+        assert s.echo_rate is not None and s.decline_rate is not None  # the split holds examples to decline
+        assert set(s.decline_by_kind) <= {"out-of-domain", "unanswerable"} and s.decline_by_kind
     rag = report.system("base+rag").metrics["hit_at_k"]
     assert rag.mean > 0.5  # the serving retriever finds the question's own chunk for most questions
     assert {e.case for e in report.edge} == {"weather-en", "injection-zh"} and len(report.edge) == 8

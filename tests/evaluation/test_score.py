@@ -74,3 +74,38 @@ def test_the_gate_judges_over_all_questions_not_one_language():
                           if c.language == "zh" else c for c in report.comparisons]
     result = apply_gate(report, GateRule(candidate="tuned", baseline="base"))
     assert result.passed and "better beyond the noise" in result.reasons[0]
+
+
+def test_echoes_citing_the_source_and_declining_are_scored_per_system(tmp_path):
+    from evaluation.questions import DeclineQuestion
+
+    qs = [Question(id="q1", question="How long do refunds take to arrive?", reference="Refunds take 14 days.",
+                   chunk_id="c-refund"),
+          Question(id="q2", question="运费是多少钱呢？", reference="运费是5欧元。", chunk_id="c-ship")]
+    declines = [DeclineQuestion(id="d1", question="Will it rain tomorrow?", kind="out-of-domain"),
+                DeclineQuestion(id="d2", question="明天天气怎么样？", kind="out-of-domain"),
+                DeclineQuestion(id="d3", question="How long do refunds take?", kind="unanswerable")]
+    texts = {"echo": ["How long do refunds take to arrive? Please see the policy [1].", "运费是多少钱呢？"],
+             "good": ["Refunds take 14 days [2].", "运费是5欧元 [1]。"]}
+    said = {"echo": ["It will be sunny.", "明天晴天。", "Refunds take 14 days."],
+            "good": ["Sorry, I can't find that; shall I put you through to a member of our team?",
+                     "抱歉，资料里没有这个答案，需要为您转接人工客服吗？", "Refunds take 14 days."]}
+    answers = {}
+    for system in ("echo", "good"):
+        for q, t in zip(qs, texts[system], strict=True):
+            a = Answer(system=system, kind="question", item=q.id, text=t, total_s=0.5,
+                       retrieved=["c-other", q.chunk_id], contexts=["other", q.reference])
+            answers[a.key] = a
+        for d, t in zip(declines, said[system], strict=True):
+            a = Answer(system=system, kind="decline", item=d.id, text=t, total_s=0.5)
+            answers[a.key] = a
+    prov = Provenance(base_model="b", test_file="t.jsonl", test_sha256="0" * 64, questions=len(qs))
+    report = score(qs, [], answers, ("echo", "good"), prov, created="2026-01-01T00:00:00+00:00", declines=declines)
+    echo, good = report.system("echo"), report.system("good")
+    assert (echo.echo_rate, good.echo_rate) == (1.0, 0.0)
+    # the source is retrieved second: "[2]" cites it, "[1]" cites the other chunk
+    assert (echo.metrics["cites_source"].mean, good.metrics["cites_source"].mean) == (0.0, 0.5)
+    assert (echo.decline_rate, round(good.decline_rate, 3)) == (0.0, 0.667)
+    assert good.decline_by_kind == {"out-of-domain": 1.0, "unanswerable": 0.0}
+    md = write_report(report, tmp_path)["eval.md"].read_text()
+    assert "echo rate (lower is better)" in md and "declined, out-of-domain" in md

@@ -98,3 +98,17 @@ def test_corpus_metrics_refuse_mismatched_or_unlisted_input():
         bleu(["a", "b"], ["a"])
     with pytest.raises(TypeError, match="sentence_bleu"):
         chrf("a string", "another")
+
+
+@pytest.mark.parametrize("question, answer, echo", [
+    ("How long do refunds take?", "Refunds take 5 to 10 business days.", False),
+    ("How long do refunds take?", "How long do refunds take? Refunds take 5 days.", True),
+    ("How long do refunds take to arrive?", "how long do refunds take to arrive", True),
+    ("退货需要多长时间？", "退货需要多长时间？请看文档", True),
+    ("退货需要多长时间？", "退货在 30 天内可以办理。", False),
+    ("Refund?", "Refund? Yes.", False),  # too short a question to tell
+])
+def test_an_answer_that_repeats_its_question_echoes(question, answer, echo):
+    from evaluation.metrics.text import echoes
+
+    assert echoes(question, answer) is echo

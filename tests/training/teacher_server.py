@@ -5,6 +5,9 @@
 It reads the `<context>` (and `<question>`) blocks of the teacher's prompts and answers from them:
 - a questions prompt gets three questions built from the first words of the context's sentences (English
   as a JSON list after a preamble, Chinese as numbered lines under a header line, to exercise parsing);
+- a paraphrase prompt (a `<question>` block and no context) gets two rewordings prefixed "Excuse me," /
+  "One more thing," (打扰一下，/ 再问一下，), the question itself, a preamble line and, for a Chinese question,
+  an English line, so that filtering is exercised;
 - an answer prompt gets `##Reason ... ##begin_quote## <the sentence the question is about> ##end_quote##
   ##Answer: <that sentence>`, unless the context holds `ungrounded_marker` (an invented quote and answer)
   or `refuse_marker` (a refusal).
@@ -47,7 +50,7 @@ class Script:
     api_key: str | None = None
     """When set, requests with another bearer token get 401."""
     requests: list[dict] = field(default_factory=list)
-    """One record per HTTP request: kind ('questions', 'answer', 'other'), context, question, prompt, status."""
+    """One record per HTTP request: kind ('questions', 'answer', 'paraphrase', 'other'), context, question, prompt, status."""
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -80,6 +83,13 @@ def questions_reply(context: str) -> str:
     return "Here are the questions:\n" + json.dumps(qs)
 
 
+def paraphrase_reply(question: str) -> str:
+    if _CJK.search(question):
+        return f"好的：\n1. 打扰一下，{question}\n2. {question}\n3. 再问一下，{question}\n4. Excuse me, is that so?"
+    low = question[:1].lower() + question[1:]
+    return f"Sure, here they are:\n- Excuse me, {low}\n- {question}\n- One more thing, {low}"
+
+
 def answer_reply(context: str, question: str, script: Script) -> str:
     zh = bool(_CJK.search(context))
     if script.refuse_marker in context:
@@ -106,7 +116,8 @@ def make_app(script: Script) -> FastAPI:
         body = await request.json()
         prompt = body["messages"][-1]["content"]
         context, question = _block(prompt, "context"), _block(prompt, "question")
-        kind = "other" if context is None else "answer" if question is not None else "questions"
+        kind = ("paraphrase" if question is not None else "other") if context is None else \
+            "answer" if question is not None else "questions"
         record = {"kind": kind, "context": context, "question": question, "prompt": prompt, "status": 200}
         script.requests.append(record)
         script.in_flight += 1
@@ -124,6 +135,8 @@ def make_app(script: Script) -> FastAPI:
                                     status_code=script.fail_status, headers={"retry-after-ms": "10"})
             if kind == "questions":
                 content = questions_reply(context)
+            elif kind == "paraphrase":
+                content = paraphrase_reply(question)
             elif kind == "answer":
                 content = answer_reply(context, question, script)
             else:

@@ -56,6 +56,41 @@ def test_sft_and_raft_with_a_teacher(workspace, teacher, tmp_path):
     assert all("##Answer:" in r["messages"][-1]["content"] for r in rr)
 
 
+def _linked_ws(workspace, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name in ("chroma", "bm25", "ingest.json"):  # share the session's index, keep our own data/
+        if (workspace / name).exists():
+            (ws / name).symlink_to(workspace / name)
+    return ws
+
+
+def test_the_teacher_rewords_the_rule_questions_once_and_the_rules_fill_in(workspace, teacher, tmp_path):
+    ws = _linked_ws(workspace, tmp_path)
+    r = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(teacher.url), paraphrases=3, test_fraction=0))
+    rows = _rows(r.train_file)
+    found = {r_["meta"]["question_id"]: r_ for r_ in rows if r_["meta"].get("wording") == 0
+             and not r_["meta"]["rule"].startswith("teacher:") and "question_id" in r_["meta"]}
+    asked = [x for x in teacher.script.requests if x["kind"] == "paraphrase"]
+    assert found and len(asked) == len({x["question"] for x in asked})  # each question asked once
+    assert {x["question"] for x in asked} == {x["messages"][1]["content"] for x in found.values()}
+    by = r.stats.model_extra["questions"]["paraphrased_by"]
+    assert by["by"] == "teacher:scripted" and by["llm"] == 2 * by["asked"] and by["rules"] == by["asked"]
+    for qid, first in found.items():
+        q, lang = first["messages"][1]["content"], first["meta"]["language"]
+        words = {x["meta"]["wording"]: x["messages"][1]["content"] for x in rows if x["meta"].get("question_id") == qid}
+        taught = [w for w in words.values() if w.startswith(("Excuse me,", "One more thing,", "打扰一下，", "再问一下，"))]
+        assert len(taught) == 2, words  # the teacher's two, not its copy of the question nor its preamble
+        assert len(words) == 4 and q in words.values()  # the question, and the rules' third wording
+        if lang == "zh":  # its English line for a Chinese question is not kept
+            assert not any(w.startswith("Excuse me") for w in words.values())
+
+    teacher.script.reset()
+    again = run(DataBuildConfig(workspace=ws, kind="raft", teacher=_cfg(teacher.url), paraphrases=3, test_fraction=0))
+    assert teacher.script.requests == []  # questions and paraphrases both came from the caches
+    assert again.stats.model_extra["questions"]["paraphrased_by"]["from_cache"] == by["asked"]
+
+
 def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -83,7 +118,7 @@ def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
         r = run(DataBuildConfig(workspace=ws, kind="sft", teacher=_cfg(server.url)))
         assert r.stats.model_extra["teacher"]["chunks_from_cache"] == len(done) > 0
         assert r.stats.model_extra["teacher"]["chunks_generated"] > 0
-        asked = {text_sha(x["context"]) for x in server.script.requests}
+        asked = {text_sha(x["context"]) for x in server.script.requests if x["kind"] != "paraphrase"}
         assert asked and not asked & done  # finished chunks were not asked for again
         assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()
 

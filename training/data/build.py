@@ -38,7 +38,7 @@ from training.data.clean import CleanConfig, clean_records
 from training.data.feedback import feedback_triples
 from training.data.files import read_canonical
 from training.data.formats import write_jsonl
-from training.data.questions import paraphrases
+from training.data.rewording import PARAPHRASERS, Rewording, reword
 from training.data.rules import DEFAULT_RULES, RULES
 from training.data.seeds import Seed, rule_seeds, teacher_seeds
 from training.data.split import split_by_document
@@ -81,8 +81,12 @@ class DataBuildConfig:
     explicit ones (FAQ markers, question headings, FAQ files): `definition` and `policy` were right in under half
     of their pairs on real documents (bench/rule_precision.py) and are opt-in."""
     paraphrases: int = 2
-    """SFT/RAFT: rule-made rewordings added per rule-made question (training/data/questions.py); 0: none.
-    The held-out split keeps one wording per question (the first paraphrase)."""
+    """SFT/RAFT: rewordings added per rule-made question; 0: none. The held-out split keeps one wording per
+    question (the first paraphrase)."""
+    paraphraser: str = "auto"
+    """Who rewords (training/data/rewording.py): "teacher" (the configured teacher LLM), "self" (the base
+    model, run here: slow on a CPU), "rules" (training/data/questions.py), or "auto": the teacher when one is
+    configured, else the rules. The rules fill in whatever an LLM leaves short."""
     answer_tokens: int = ANSWER_TOKENS
     """Rule-made answers are cut to whole paragraphs (or sentences) within this many tokens."""
     decline_share: float = 0.15
@@ -127,6 +131,15 @@ class DataBuildConfig:
         if self.paraphrases < 0 or self.answer_tokens < 16:
             raise BadConfig(f"--paraphrases must be 0 or more and --answer-tokens at least 16 (got "
                             f"{self.paraphrases}, {self.answer_tokens}).")
+        if self.paraphraser not in PARAPHRASERS:
+            raise BadConfig(f"--paraphraser must be one of {', '.join(PARAPHRASERS)} (got {self.paraphraser!r})")
+        if self.paraphraser == "teacher" and self.teacher is None:
+            raise BadConfig("--paraphraser teacher but no teacher is configured: set ONBOARD_TEACHER_BASE_URL and "
+                            "ONBOARD_TEACHER_MODEL, or pass --paraphraser self (the base model) or rules.")
+        if self.paraphraser in ("teacher", "self") and (self.paraphrases == 0 or self.kind in ("cpt", "dpo")):
+            raise BadConfig(f"--paraphraser {self.paraphraser} has nothing to do: "
+                            + ("--paraphrases is 0." if self.paraphrases == 0 else
+                               f"--kind {self.kind} is built without paraphrases.") + " Drop one of the two.")
         if not 0 <= self.decline_share <= 1:
             raise BadConfig(f"--decline-share must be in [0, 1] (got {self.decline_share})")
         self.ood_file = Path(self.ood_file) if self.ood_file else None
@@ -191,17 +204,32 @@ def _sft_example(seed: Seed, retriever: Retriever | None, k: int, prompts: Promp
             "meta": {**seed.meta(), "retrieved": [h.chunk_id for h in hits], "oracle_added": added}}
 
 
-def _worded(seeds: list[Seed], n: int) -> list[tuple[Seed, int, str]]:
-    """Each seed with its rule-made paraphrases as seeds of their own: (seed, wording number, question id),
-    wording 0 for the question as found. Teacher questions are already in a customer's words and get none."""
+def _worded(seeds: list[Seed], rewording: Rewording) -> list[tuple[Seed, int, str]]:
+    """Each seed with its paraphrases as seeds of their own: (seed, wording number, question id), wording 0
+    for the question as found. Teacher questions are already in a customer's words and get none."""
     out = []
     for s in seeds:
         qid = hashlib.sha256(f"{s.chunk.id}\x00{s.rule}\x00{s.question}".encode()).hexdigest()[:16]
         out.append((s, 0, qid))
-        if n and not s.rule.startswith("teacher:"):
-            out += [(replace(s, question=q), i, qid)
-                    for i, q in enumerate(paraphrases(s.question, s.doc.language, n), 1)]
+        if not s.rule.startswith("teacher:"):
+            out += [(replace(s, question=q), i, qid) for i, q in enumerate(rewording.get(s.question, s.doc.language), 1)]
     return out
+
+
+def _reword(cfg: DataBuildConfig, seeds: list[Seed], base: str | None, progress: Progress | None) -> Rewording:
+    """Paraphrases of the rule-made questions, by the paraphraser `cfg` names (none for DPO: each pair needs
+    the model's own answer to the question as found)."""
+    n = cfg.paraphrases if cfg.kind in ("sft", "raft") else 0
+    if cfg.kind == "dpo" and cfg.paraphrases:
+        log.info("dpo: questions as found, without paraphrases (each pair needs the model's own answer)")
+    who = cfg.paraphraser if cfg.paraphraser != "auto" else ("teacher" if cfg.teacher is not None else "rules")
+    if who == "self" and base is None:
+        raise BadConfig("--paraphraser self needs the base model: pass --base MODEL (or build the tiny base into "
+                        f"{cfg.ws.tiny_base}).")
+    questions = [(s.question, s.doc.language) for s in seeds if not s.rule.startswith("teacher:")]
+    return reword(questions, n, teacher=cfg.teacher if who == "teacher" else None,
+                  base_model=base if who == "self" else None, cache_path=cfg.ws.paraphrase_cache,
+                  progress=(lambda d, t: progress("paraphrases", d, t)) if progress else None)
 
 
 def _tag(example: dict, wording: int, qid: str) -> dict:
@@ -336,12 +364,11 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             raise _no_pairs(roots)
         shaped = shape_answers(seeds, count_tokens, cfg.answer_tokens)
         seeds = shaped.examples
-        if cfg.kind == "dpo" and cfg.paraphrases:
-            log.info("dpo: questions as found, without paraphrases (each pair needs the model's own answer)")
-        worded = _worded(seeds, cfg.paraphrases if cfg.kind != "dpo" else 0)
+        rewording = _reword(cfg, seeds, base, progress)
+        worded = _worded(seeds, rewording)
         stats["questions"] = {"found": len(seeds) + shaped.dropped_restating, "answers_trimmed": shaped.trimmed,
                               "dropped_restating": shaped.dropped_restating,
-                              "paraphrases": sum(1 for _, i, _ in worded if i)}
+                              "paraphrases": sum(1 for _, i, _ in worded if i), "paraphrased_by": rewording.counts}
         retriever = Retriever(rag_cfg, embedder)
         if cfg.kind == "raft":
             pool = [raft.chunk_hit(c) for cs in chunks.values() for c in cs]

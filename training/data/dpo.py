@@ -22,26 +22,36 @@ def _same(a: str, b: str) -> bool:
     return re.sub(r"\W+", "", a).lower() == re.sub(r"\W+", "", b).lower()
 
 
-def model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: int = 96,
-                  progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """Greedy answers of `base_model` to each prompt, rendered with its chat template."""
+def iter_model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: int = 96):
+    """(index, greedy answer) of `base_model` to each prompt, rendered with its chat template, yielded a
+    batch at a time so a caller can keep each as it comes (the paraphrase cache does)."""
     import torch
 
     from training.base_model import load_model, load_tokenizer
 
+    if not prompts:
+        return
     tok = load_tokenizer(base_model)
     tok.padding_side = "left"
     model = load_model(base_model, quantization="none")
     model.eval()
-    out: list[str] = []
     for i in range(0, len(prompts), BATCH):
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i : i + BATCH]]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        out += [tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for g in gen]
-        if progress:
+        for j, g in enumerate(gen):
+            yield i + j, tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: int = 96,
+                  progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Greedy answers of `base_model` to each prompt, rendered with its chat template."""
+    out: list[str] = []
+    for _, answer in iter_model_answers(base_model, prompts, max_new_tokens):
+        out.append(answer)
+        if progress and (len(out) % BATCH == 0 or len(out) == len(prompts)):
             progress(len(out), len(prompts))
     return out
 
