@@ -6,7 +6,7 @@
       chroma/  bm25/<coll>/    the index
       base/tiny/               the tiny default base model (`onboard base build tiny`)
       data/<kind>/             train.jsonl, test.jsonl, stats.json (the dataset card)
-      data/teacher/cache.jsonl the teacher's resumable answers
+      data/teacher/cache.jsonl the teacher's resumable answers (answers.jsonl: its short answers to rule-made questions)
       data/paraphrases/cache.jsonl  the LLM paraphraser's resumable replies (training/data/rewording.py)
       prompt.yaml              your wording of the system prompt and the decline (optional; rag/prompt.py)
       feedback/feedback.jsonl  the server's feedback, turned into DPO pairs
@@ -85,6 +85,10 @@ class Workspace(BaseModel):
     @property
     def teacher_cache(self) -> Path:
         return self.root / "data" / "teacher" / "cache.jsonl"
+
+    @property
+    def teacher_answers_cache(self) -> Path:
+        return self.root / "data" / "teacher" / "answers.jsonl"
 
     @property
     def paraphrase_cache(self) -> Path:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.teacher_server import TeacherServer
+from rag.prompt import strip_citations
+from tests.training.teacher_server import TeacherServer, _sentences
 from training.data.build import DataBuildConfig, run
 from training.data.teacher import TeacherConfig
 from training.data.teacher_cache import text_sha
@@ -84,6 +85,16 @@ def test_the_teacher_rewords_the_rule_questions_once_and_the_rules_fill_in(works
         assert len(words) == 4 and q in words.values()  # the question, and the rules' third wording
         if lang == "zh":  # its English line for a Chinese question is not kept
             assert not any(w.startswith("Excuse me") for w in words.values())
+
+    short = r.stats.model_extra["teacher_answers"]  # long rule-made answers: the teacher's grounded short answer
+    assert short["shortened"] > 0 and short["shortened"] + short["kept"] == short["asked"] == short["requests"]
+    sent = [x for x in teacher.script.requests if x["kind"] == "answer" and x["context"] not in
+            {c for c in (y["context"] for y in teacher.script.requests if y["kind"] == "questions")}]
+    assert len(sent) == short["asked"]
+    trained = {(x["messages"][1]["content"], strip_citations(x["messages"][-1]["content"])) for x in rows}
+    now_short = [x for x in sent if any((x["question"], one) in trained
+                                        for one in _sentences(x["context"]) if one != x["context"])]
+    assert len(now_short) == short["shortened"]  # trained on the teacher's one sentence, not the whole text
 
     teacher.script.reset()
     again = run(DataBuildConfig(workspace=ws, kind="raft", teacher=_cfg(teacher.url), paraphrases=3, test_fraction=0))

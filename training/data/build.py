@@ -33,7 +33,7 @@ from rag.model_card import DatasetCard, DatasetKind, RagContract
 from rag.prompt import CITATION, PROMPT_LAYOUT, Prompts, load_prompts
 from rag.workspace import Workspace
 from training.data import cpt, decline, dpo, raft
-from training.data.answers import ANSWER_TOKENS, shape_answers
+from training.data.answers import ANSWER_TOKENS, shape_answers, teacher_answers
 from training.data.clean import CleanConfig, clean_records
 from training.data.feedback import feedback_triples
 from training.data.files import read_canonical
@@ -362,6 +362,10 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
             stats["teacher"] = tres.summary()
         if not seeds and not extra:
             raise _no_pairs(roots)
+        if cfg.teacher is not None:  # the teacher's short answers to the rule-made questions with long ones
+            stats["teacher_answers"] = teacher_answers(
+                seeds, cfg.teacher, cfg.ws.teacher_answers_cache, count_tokens,
+                progress=(lambda d, n: progress("teacher answers", d, n)) if progress else None)
         shaped = shape_answers(seeds, count_tokens, cfg.answer_tokens)
         seeds = shaped.examples
         rewording = _reword(cfg, seeds, base, progress)
