@@ -97,11 +97,14 @@ def read_text(path: Path) -> Parsed:
 
 
 _BOILERPLATE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg")
-_BOILERPLATE_HINT = re.compile(r"\b(nav|navbar|menu|footer|sidebar|breadcrumbs?|cookie|banner|skip-link)\b", re.I)
+_BOILERPLATE_HINT = re.compile(r"\b(nav|navbar|menu|footer|sidebar|breadcrumbs?|cookie|banner|skip-link|toc|"
+                               r"table-of-contents|list-of-(?:tables|figures|examples))\b", re.I)
+"""Classes and ids of navigation. A table of contents (DocBook's `<div class="toc">`) lists other sections'
+questions: retrieved as context it invites copying a question instead of answering one."""
 
 
 def read_html(path: Path) -> Parsed:
-    """HTML without navigation and boilerplate; headings, lists and tables kept."""
+    """HTML without navigation, tables of contents and boilerplate; headings, lists and tables kept."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode(path.read_bytes(), path), "html.parser")
