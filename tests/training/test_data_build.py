@@ -375,14 +375,16 @@ def test_answers_cite_their_chunk_and_the_card_records_the_prompt(workspace):
     assert card.rag.prompt_version == BUILT_IN.version
 
 
-def test_the_base_model_rewords_as_a_self_teacher_cached_and_the_rules_fill_in(workspace, tiny_base, tmp_path):
+def test_the_base_model_rewords_as_a_self_teacher_cached_and_the_rules_fill_in(workspace, tiny_base, tmp_path, caplog):
     ws = tmp_path / "ws"
     ws.mkdir()
     for name in ("chroma", "bm25", "ingest.json"):  # share the session's index, keep our own data/
         (ws / name).symlink_to(workspace / name)
     cfg = dict(workspace=ws, kind="sft", paraphraser="self", base_model=str(tiny_base), rules=RULES, test_fraction=0)
-    r = run(DataBuildConfig(**cfg))
+    with caplog.at_level("WARNING", logger="training.data.rewording"):
+        r = run(DataBuildConfig(**cfg))
     by = r.stats.model_extra["questions"]["paraphrased_by"]
+    assert f"self:{tiny_base.name} gave 0 usable" in caplog.text  # said, not hidden in stats.json
     cache = [json.loads(line) for line in Workspace(ws).paraphrase_cache.read_text().splitlines()]
     assert by["by"] == f"self:{tiny_base.name}" and by["asked"] == by["requests"] == len(cache) > 0
     assert {c["question"] for c in cache} >= {x["messages"][1]["content"] for x in _rows(r.train_file)

@@ -110,4 +110,8 @@ def reword(questions: list[tuple[str, str]], n: int, *, teacher=None, base_model
         out.by_question[(q, lang)] = got + more[: n - len(got)]
     counts["rules"] = sum(len(v) for v in out.by_question.values()) - counts["llm"]
     out.counts = {"by": out.source, **dict(counts)}
+    if out.source != "rules" and counts["asked"] and counts["llm"] < counts["asked"]:
+        log.warning("paraphrases: %s gave %d usable of the %d asked for (%d questions); the rules wrote the other %d. "
+                    "Replies are in %s.", out.source, counts["llm"], n * counts["asked"], counts["asked"],
+                    counts["rules"], cache_path)
     return out
