@@ -47,8 +47,11 @@ def unanswerable_example(seed: Seed, retriever: Retriever, k: int, prompts: Prom
     """The seed's question with `k` retrieved chunks none of which is the oracle or holds the answer,
     answered with the decline (`prompts`, rag/prompt.py); None when the retriever finds no such chunk."""
     section = (seed.doc.id, seed.chunk.heading_path)
-    context = [h for h in hard_negatives(seed, retriever, k + SAME_SECTION_SPARE)
-               if (h.metadata.get("doc_id"), h.heading_path) != section][:k]  # the answer's other chunks
+    for pool in (k + SAME_SECTION_SPARE, 4 * (k + SAME_SECTION_SPARE)):  # a wider pool when the section is long
+        context = [h for h in hard_negatives(seed, retriever, pool)
+                   if (h.metadata.get("doc_id"), h.heading_path) != section][:k]  # the answer's other chunks
+        if len(context) == k:
+            break
     if not context:
         return None
     messages = build_rag_messages([{"role": "user", "content": seed.question}], context, prompts=prompts)

@@ -22,14 +22,18 @@ def split_by_document(examples: list[dict], test_fraction: float, seed: int = 0)
     Per language, documents (in a seeded hash order) go to test until about `test_fraction` of that
     language's examples are held out; a document that would push the test share past twice the
     target is skipped, and at least one document of each language always stays in training.
+    Out-of-domain questions (training/data/decline.py: each its own pseudo-document) are split apart
+    from the documents: counted with them, fifty one-question pseudo-documents would fill the
+    held-out share and leave the real documents almost all in training.
     """
     if test_fraction <= 0:
         return list(examples), []
-    by_lang: dict[str, Counter] = defaultdict(Counter)
+    by_lang: dict[tuple[str, bool], Counter] = defaultdict(Counter)
     for e in examples:
         meta = e.get("meta", {})
         if meta.get("doc_id"):
-            by_lang[meta.get("language", "?")][meta["doc_id"]] += 1
+            stratum = (meta.get("language", "?"), meta.get("rule") == "out-of-domain")
+            by_lang[stratum][meta["doc_id"]] += 1
     test_docs: set[str] = set()
     for sizes in by_lang.values():
         total, target = sum(sizes.values()), test_fraction * sum(sizes.values())
