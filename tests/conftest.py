@@ -72,7 +72,14 @@ def workspace(tmp_path_factory, docs_dir, embedder) -> Path:
     ws = tmp_path_factory.mktemp("ws")
     ingest(RagConfig(workspace=ws), docs_dir, embedder=embedder)
     build(DataBuildConfig(workspace=ws, rules=RULES))  # the shop's documents are policies: every rule
+    # Tests rebuild the workspace's datasets with other options; the shared QLoRA run trains on this
+    # first build whichever test asks for it first, so the models it yields do not depend on test order.
+    shutil.copytree(ws / "data" / "sft", _sft_as_built(tmp_path_factory))
     return ws
+
+
+def _sft_as_built(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "sft-as-built"
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +88,9 @@ def qlora_run(tmp_path_factory, tiny_base, workspace):
     from training.sft import SFTRunConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "sft"
-    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
-                       eval_file=workspace / "data" / "sft" / "test.jsonl", output_dir=out, method="qlora",
-                       max_steps=12, learning_rate=2e-3, batch_size=4, save_steps=6)
+    data = _sft_as_built(tmp_path_factory)
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=data / "train.jsonl", eval_file=data / "test.jsonl",
+                       output_dir=out, method="qlora", max_steps=12, learning_rate=2e-3, batch_size=4, save_steps=6)
     return run(cfg)
 
 
