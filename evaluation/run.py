@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +35,24 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """progress(what, done, total): what is the system being asked."""
+
+
+@dataclass(frozen=True)
+class _Items:
+    """What every system is asked: the held-out questions, the edge cases, the questions to decline."""
+
+    questions: list[Question]
+    cases: list
+    declines: list[DeclineQuestion]
+
+
+@dataclass(frozen=True)
+class _Retrieval:
+    """How the +rag systems get their context: the serving retriever, k and prompts."""
+
+    retriever: object | None
+    k: int
+    prompts: object
 
 
 class EvalConfig(BaseModel):
@@ -131,8 +150,8 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, url, systems in _by_model(cfg):
-        asyncio.run(_ask_all(cfg, model, url, systems, questions, cases, declines, retriever, k, answers, prompts,
-                             progress))
+        asyncio.run(_ask_all(cfg, model, url, systems, _Items(questions, cases, declines),
+                             _Retrieval(retriever, k, prompts), answers, progress))
     report = score(questions, cases, answers.done, cfg.systems, provenance,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts, declines=declines)
     report.gate = _gate(report, rule)
@@ -192,9 +211,8 @@ def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
     return [(m, u, s) for m, u, s in groups if s]
 
 
-async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], questions: list[Question], cases: list,
-                   declines: list[DeclineQuestion], retriever, k: int, answers: AnswerLog, prompts,
-                   progress: Progress | None) -> None:
+async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], items: _Items,
+                   rag_setup: _Retrieval, answers: AnswerLog, progress: Progress | None) -> None:
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
     from serving.engines import load_engine
@@ -203,9 +221,10 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     greedy = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     sampled = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     todo = [(s, "question", q.id, r, [*q.history, {"role": "user", "content": q.question}], None)
-            for s in systems for q in questions for r in range(1 + cfg.repeats)]
-    todo += [(s, "edge", c.id, 0, [{"role": "user", "content": c.question}], c) for s in systems for c in cases]
-    todo += [(s, "decline", d.id, 0, [{"role": "user", "content": d.question}], d) for s in systems for d in declines]
+            for s in systems for q in items.questions for r in range(1 + cfg.repeats)]
+    todo += [(s, "edge", c.id, 0, [{"role": "user", "content": c.question}], c) for s in systems for c in items.cases]
+    todo += [(s, "decline", d.id, 0, [{"role": "user", "content": d.question}], d)
+             for s in systems for d in items.declines]
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
         return
@@ -218,9 +237,10 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
             if kind == "decline" and rag and case.context_messages:  # unanswerable: its own answer-less context
                 messages, hits = case.context_messages, []
             else:
-                messages, hits = await with_context(asked, retriever if rag else None, k, prompts)
+                messages, hits = await with_context(asked, rag_setup.retriever if rag else None, rag_setup.k,
+                                                    rag_setup.prompts)
             if kind == "edge" and case.planted is not None:
-                messages = planted_messages(case, hits, prompts=prompts)
+                messages = planted_messages(case, hits, prompts=rag_setup.prompts)
             got = await ask(engine, messages, greedy if repeat == 0 else sampled)
             answers.add(Answer(system=system, kind=kind, item=item, repeat=repeat, **got,
                                retrieved=[h.chunk_id for h in hits], contexts=[h.text for h in hits],

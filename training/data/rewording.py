@@ -53,12 +53,17 @@ def _key(text: str) -> str:
     return re.sub(r"[\W_]+", "", text).lower()
 
 
+LENGTH_RATIO = 3
+"""A paraphrase from 1/3 to 3x (+10 characters) the question's length: shorter ones have dropped what the
+question asks about, longer ones have added to it (a heuristic, not tuned on data)."""
+
+
 def keep(question: str, language: str, reply: str | None, n: int) -> list[str]:
     """The usable paraphrases in an LLM's reply (see the module docstring), at most `n`."""
     seen, out = {_key(question)}, []
     for p in parse_questions(reply, 4 * n):
         p = re.sub(r"\s+", " ", p).strip()
-        if _key(p) in seen or not len(question) / 3 <= len(p) <= 3 * len(question) + 10:
+        if _key(p) in seen or not len(question) / LENGTH_RATIO <= len(p) <= LENGTH_RATIO * len(question) + 10:
             continue
         if detect_language(p) != ("zh" if language == "zh" else "en"):
             continue
