@@ -68,7 +68,9 @@ def test_rule_pairs_in_both_languages(workspace):
     rows = _rows(workspace / "data" / "sft" / "train.jsonl") + _rows(workspace / "data" / "sft" / "test.jsonl")
     qa = {(r["messages"][1]["content"], r["meta"]["rule"]) for r in rows}
     assert ("What is Oak Circle?", "definition") in qa
-    assert ("What does the Returns Policy say about eligibility?", "policy") in qa
+    # returns.md may be held out, where one wording of each question is kept (often a paraphrase)
+    assert any(rule == "policy" and "what does the returns policy say about eligibility?" in q.lower()
+               for q, rule in qa)
     assert ("退货政策中关于退货条件有什么规定？", "policy") in qa or any(
         r["meta"]["rule"] == "policy" and r["meta"]["language"] == "zh" for r in rows)
 
@@ -188,6 +190,16 @@ def test_user_files_in_any_chat_format_join_the_training_split(workspace, tmp_pa
     mine = [x for x in rows if x["meta"]["rule"] == "user-file"]
     assert len(mine) == 1 and mine[0]["messages"][-1]["content"] == "Yes, many."
     assert not any(x["meta"]["rule"] == "user-file" for x in _rows(r.test_file))
+
+
+def test_a_models_answer_may_not_start_blank(tiny_base):
+    from training.base_model import load_tokenizer
+    from training.data.dpo import _blank_starts
+
+    tok = load_tokenizer(str(tiny_base))
+    blank = _blank_starts(tok)
+    assert tok.encode("\n", add_special_tokens=False)[0] in blank
+    assert all(not tok.decode([i]).strip() for i in blank) and not set(blank) & set(tok.encode("the", add_special_tokens=False))
 
 
 def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):

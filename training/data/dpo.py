@@ -22,9 +22,18 @@ def _same(a: str, b: str) -> bool:
     return re.sub(r"\W+", "", a).lower() == re.sub(r"\W+", "", b).lower()
 
 
+def _blank_starts(tok) -> list[int]:
+    """Token ids of a bare newline or space: an answer may not begin with one (see iter_model_answers)."""
+    ids = {i for text in ("\n", "\n\n", " ", "  ", "\t") for i in tok.encode(text, add_special_tokens=False)}
+    return sorted(i for i in ids if not tok.decode([i]).strip())
+
+
 def iter_model_answers(base_model: str, prompts: list[list[dict]], max_new_tokens: int = 96):
     """(index, greedy answer) of `base_model` to each prompt, rendered with its chat template, yielded a
-    batch at a time so a caller can keep each as it comes (the paraphrase cache does)."""
+    batch at a time so a caller can keep each as it comes (the paraphrase cache does).
+
+    The first token may not be a newline or a space: a weak model's greedy answer is often nothing but
+    blank lines, which is no answer to prefer against (an answer that ends at once still can)."""
     import torch
 
     from training.base_model import load_model, load_tokenizer
@@ -35,12 +44,14 @@ def iter_model_answers(base_model: str, prompts: list[list[dict]], max_new_token
     tok.padding_side = "left"
     model = load_model(base_model, quantization="none")
     model.eval()
+    blank = _blank_starts(tok)
     for i in range(0, len(prompts), BATCH):
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[i : i + BATCH]]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                 begin_suppress_tokens=blank)
         for j, g in enumerate(gen):
             yield i + j, tok.decode(g[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
