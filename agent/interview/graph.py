@@ -1,0 +1,96 @@
+"""The interview as a LangGraph state graph, checkpointed in SQLite so a killed chat resumes where it stopped.
+
+One node, `turn`, asks (LangGraph's `interrupt`: the graph stops and waits for the user) and reads the
+answer with `turn.answer_turn`; it loops until every question is answered. The state is the plan (as JSON),
+the conversation's language and the agent's last reply, all saved after every turn in WORKSPACE/chat.sqlite.
+
+    with Interview.open(ws.root / "chat.sqlite", thread="default") as chat:
+        print(chat.pending())              # the question waiting for an answer (the first one on a new thread)
+        reply = chat.send("Answer customers' questions about returns")
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+from agent.interview.plan import Plan
+from agent.interview.turn import answer_turn, first_question, language_of
+
+
+class State(TypedDict):
+    plan: dict
+    lang: str
+    reply: str
+    done: bool
+
+
+def _turn(state: State) -> dict:
+    from langgraph.types import interrupt
+
+    answer = interrupt({"say": state["reply"]})
+    lang = language_of(str(answer), state["lang"])
+    turn = answer_turn(Plan.model_validate(state["plan"]), str(answer), lang)
+    return {"plan": turn.plan.model_dump(mode="json"), "lang": lang, "reply": turn.reply, "done": turn.done}
+
+
+def build(checkpointer):
+    """The compiled interview graph, saving its state with `checkpointer`."""
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(State)
+    graph.add_node("turn", _turn)
+    graph.add_edge(START, "turn")
+    graph.add_conditional_edges("turn", lambda s: END if s["done"] else "turn")
+    return graph.compile(checkpointer=checkpointer)
+
+
+@dataclass
+class Reply:
+    say: str
+    done: bool
+    plan: Plan
+
+
+class Interview:
+    """One conversation (a thread) of the interview graph, saved in a SQLite file."""
+
+    def __init__(self, conn: sqlite3.Connection, thread: str, lang: str = "en"):
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self._conn = conn
+        self._graph = build(SqliteSaver(conn))
+        self._cfg = {"configurable": {"thread_id": thread}}
+        if not self._graph.get_state(self._cfg).values:  # a new thread: ask the first question
+            self._graph.invoke({"plan": Plan().model_dump(mode="json"), "lang": lang, "reply": first_question(lang),
+                                "done": False}, self._cfg)
+
+    @classmethod
+    def open(cls, db: Path, thread: str = "default", lang: str = "en") -> Interview:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return cls(sqlite3.connect(db, check_same_thread=False), thread, lang)
+
+    def __enter__(self) -> Interview:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._conn.close()
+
+    def state(self) -> Reply:
+        values = self._graph.get_state(self._cfg).values
+        return Reply(values["reply"], values["done"], Plan.model_validate(values["plan"]))
+
+    def pending(self) -> str:
+        """What the agent last said: the question waiting for an answer (or the plan, when done)."""
+        return self.state().say
+
+    def send(self, answer: str) -> Reply:
+        """The user's answer in, the agent's reply out (saved before it returns)."""
+        from langgraph.types import Command
+
+        if self.state().done:
+            return self.state()
+        self._graph.invoke(Command(resume=answer), self._cfg)
+        return self.state()
