@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from agent.cli.base import base_app
+from agent.cli.chat import chat
 from agent.cli.data import data_app
 from agent.cli.evaluate import evaluate
 from agent.cli.index import ingest, search
@@ -21,7 +22,7 @@ app = typer.Typer(help="Onboard: turn a general LLM into your company's domain e
                   rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
-for verb in (ingest, search, handle_errors(train), merge, export, serve, demo):
+for verb in (chat, ingest, search, handle_errors(train), merge, export, serve, demo):
     app.command()(verb)
 app.command("eval")(evaluate)
 

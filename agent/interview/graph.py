@@ -67,6 +67,26 @@ class Interview:
             self._graph.invoke({"plan": Plan().model_dump(mode="json"), "lang": lang, "reply": first_question(lang),
                                 "done": False}, self._cfg)
 
+    @staticmethod
+    def started(db: Path, thread: str = "default") -> bool:
+        """Whether `thread` has a saved conversation in `db` (without starting one)."""
+        if not db.is_file():
+            return False
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        with sqlite3.connect(db, check_same_thread=False) as conn:
+            return SqliteSaver(conn).get_tuple({"configurable": {"thread_id": thread}}) is not None
+
+    @staticmethod
+    def forget(db: Path, thread: str = "default") -> None:
+        """Delete `thread`'s saved conversation (to start over)."""
+        if not db.is_file():
+            return
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        with sqlite3.connect(db, check_same_thread=False) as conn:
+            SqliteSaver(conn).delete_thread(thread)
+
     @classmethod
     def open(cls, db: Path, thread: str = "default", lang: str = "en") -> Interview:
         db.parent.mkdir(parents=True, exist_ok=True)

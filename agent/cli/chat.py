@@ -1,0 +1,59 @@
+"""`onboard chat`: set up a fine-tune by answering questions, in English or Chinese, in the terminal.
+
+The conversation is saved after every answer in WORKSPACE/chat.sqlite: a chat closed or killed midway
+continues with `--resume`. When every question is answered the plan is written to WORKSPACE/plan.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agent.cli.common import DEFAULT_WS, WorkspaceOpt
+from agent.errors import AgentError
+from agent.ui import console, handle_errors
+from rag.workspace import Workspace
+
+
+@handle_errors
+def chat(
+    workspace: WorkspaceOpt = DEFAULT_WS,
+    resume: Annotated[bool, typer.Option(help="Continue the saved conversation.")] = False,
+    new: Annotated[bool, typer.Option(help="Forget the saved conversation and start again.")] = False,
+    thread: Annotated[str, typer.Option(help="Which conversation (several can be kept apart).")] = "default",
+    lang: Annotated[str, typer.Option(help="Language of the first question: en or zh (then the user's).")] = "en",
+    force: Annotated[bool, typer.Option(help="Write over an existing WORKSPACE/plan.yaml.")] = False,
+):
+    """Set up a fine-tune by answering a few questions; the plan is saved to WORKSPACE/plan.yaml."""
+    from agent.interview.graph import Interview
+    from agent.interview.plan import save
+
+    if lang not in ("en", "zh"):
+        raise AgentError(f"--lang {lang!r}: choose en or zh")
+    if resume and new:
+        raise AgentError("--resume continues the saved conversation and --new forgets it: pass one of them")
+    ws = Workspace(workspace)
+    db = ws.root / "chat.sqlite"
+    if new:
+        Interview.forget(db, thread)
+    elif Interview.started(db, thread) and not resume:
+        raise AgentError(f"a conversation is saved in {db} (thread {thread!r}): pass --resume to continue it, "
+                         "or --new to start again")
+    with Interview.open(db, thread, lang) as talk:
+        reply = talk.state()
+        console.print(reply.say, highlight=False, markup=False, soft_wrap=True)
+        while not reply.done:
+            try:
+                answer = console.input("> ")
+            except EOFError:
+                console.print(f"\nsaved; `onboard chat -w {ws.root} --resume` continues", highlight=False, soft_wrap=True)
+                raise typer.Exit(0) from None
+            reply = talk.send(answer)
+            console.print(reply.say, highlight=False, markup=False, soft_wrap=True)
+    out = ws.root / "plan.yaml"
+    if out.exists() and not force:
+        raise AgentError(f"{out} exists: pass --resume --force to write this plan over it "
+                         "(the conversation stays saved)")
+    save(reply.plan, out)
+    console.print(f"plan saved: {out}", highlight=False, soft_wrap=True)
