@@ -1,0 +1,78 @@
+"""The interview over HTTP: the same graph as `onboard chat`, one conversation per thread id, for the web
+chat page's "Set up a fine-tune" mode. The agent's router is added to a FastAPI app by the agent (serving
+never imports the agent): `app.include_router(router)` with `app.state.interview_db` set.
+
+    GET  /v1/interview/threads/{thread}           the pending question, whether it is done, the plan
+    POST /v1/interview/threads/{thread}/messages  {"message": "..."} -> text/event-stream:
+         event: reply  data: {"say": ..., "done": ..., "plan": {...}}
+         event: end    data: {}
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from agent.interview.graph import Interview, Reply
+
+MAX_MESSAGE = 4000
+"""Characters per message: an answer to an interview question, not a document."""
+Thread = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+router = APIRouter(prefix="/v1/interview", tags=["interview"])
+_locks: defaultdict[tuple[Path, str], threading.Lock] = defaultdict(threading.Lock)
+"""One answer at a time per conversation: two tabs posting to one thread take turns."""
+
+
+class Message(BaseModel):
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE)
+
+
+class ReplyOut(BaseModel):
+    say: str
+    done: bool
+    plan: dict
+
+
+def _db(request: Request) -> Path:
+    return request.app.state.interview_db
+
+
+def _out(reply: Reply) -> ReplyOut:
+    return ReplyOut(say=reply.say, done=reply.done, plan=reply.plan.model_dump(mode="json"))
+
+
+@router.get("/threads/{thread}")
+def pending(thread: Thread, db: Annotated[Path, Depends(_db)], lang: str = "en") -> ReplyOut:
+    """The conversation so far: what the agent last said (a new thread starts with the first question)."""
+    with _locks[(db, thread)], Interview.open(db, thread, "zh" if lang == "zh" else "en") as talk:
+        return _out(talk.state())
+
+
+@router.post("/threads/{thread}/messages")
+def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)]) -> StreamingResponse:
+    """Answer the pending question; the reply comes as server-sent events (saved before it is sent)."""
+    with _locks[(db, thread)], Interview.open(db, thread) as talk:
+        reply = _out(talk.send(body.message))
+
+    def events():
+        yield f"event: reply\ndata: {json.dumps(reply.model_dump(), ensure_ascii=False)}\n\n"
+        yield "event: end\ndata: {}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def create_app(db: Path) -> FastAPI:
+    """A FastAPI app serving only the interview (the CLI adds the router to the model server the same way)."""
+    app = FastAPI(title="Onboard interview")
+    app.state.interview_db = db
+    app.include_router(router)
+    return app
