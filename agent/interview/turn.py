@@ -82,8 +82,9 @@ def _correction(plan: Plan, answer: str, lang: str) -> Turn | None:
         return None
     hint, rest = found
     if hint and hint not in CORRECTABLE:
-        say = {"en": f"Changing {hint} comes after these questions: I will ask about it then.",
-               "zh": f"{hint} 的设置在这些问题之后再确认，到时我会问你。"}
+        # not asked yet (issue 14: the base model and hardware questions come with the recommendation)
+        say = {"en": f"This interview cannot set {hint} yet, so it stays as it is; nothing was changed.",
+               "zh": f"这个访谈目前还不能设置 {hint}，保持不变；没有做任何修改。"}
         return _ask(plan, lang, say[lang])
     slots = [CORRECTABLE[hint]] if hint else list(CORRECTABLE.values())
     values = {}

@@ -73,3 +73,9 @@ def test_nothing_to_default_to_is_said_and_asked_again():
 def test_language_follows_the_user():
     assert language_of("改成中文", "en") == "zh" and language_of("use both", "zh") == "en"
     assert language_of("/data/docs 3", "zh") == "zh"
+
+
+def test_a_correction_it_cannot_make_is_said_not_pretended():
+    plan, replies, _ = _chat(["Help customers", "actually use Qwen"])
+    assert "cannot set base_model yet" in replies[-1] and plan.base_model == "tiny"
+    assert replies[-1].endswith("English, Chinese, or both?")
