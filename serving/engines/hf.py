@@ -203,4 +203,9 @@ class _Detokenizer:
         self.sent = text
 
     def end(self) -> None:
-        pass
+        """Send what was held back: bytes that never completed a character are sent as the whole answer
+        has them (U+FFFD), so a stream always adds up to the non-streamed answer."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.sent):
+            self.emit(Delta(text[len(self.sent):]))
+            self.sent = text

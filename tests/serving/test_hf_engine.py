@@ -123,3 +123,23 @@ def test_an_answer_stops_at_the_end_of_the_context_window(engine, generated):
     assert gen.completion_tokens == generated[-1] == engine.context - n_prompt and gen.finish_reason == "length"
     with pytest.raises(ContextTooLong, match=f"at most {engine.context}"):
         asyncio.run(engine.generate([{"role": "user", "content": "lamp " * 3000}], SamplingParams()))
+
+
+def test_bytes_that_never_complete_a_character_still_reach_the_stream(tiny_base):
+    import torch
+
+    from serving.engines.hf import _Detokenizer
+    from training.base_model import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_base))
+    lead = tok.convert_tokens_to_ids("æ")  # byte 0xE6: the first of a 3-byte character, alone
+    ids = [*tok.encode("Hi", add_special_tokens=False), lead]
+    assert tok.decode(ids).endswith("\ufffd")
+    sent = []
+    d = _Detokenizer(tok, lambda delta: sent.append(delta.text))
+    d.put(torch.tensor([0]))  # the prompt
+    for i in ids:
+        d.put(torch.tensor([i]))
+    assert "".join(sent) == "Hi"  # held back while the character might still complete
+    d.end()
+    assert "".join(sent) == tok.decode(ids, skip_special_tokens=True)
