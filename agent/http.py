@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as PathParam
@@ -28,8 +27,9 @@ MAX_MESSAGE = 4000
 Thread = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 router = APIRouter(prefix="/v1/interview", tags=["interview"])
-_locks: defaultdict[tuple[Path, str], threading.Lock] = defaultdict(threading.Lock)
-"""One answer at a time per conversation: two tabs posting to one thread take turns."""
+_lock = threading.Lock()
+"""One answer at a time (a turn takes milliseconds): two tabs posting to one thread take turns. One lock, not
+one per thread id, so ids a client makes up cannot grow the server's memory."""
 
 
 class Message(BaseModel):
@@ -51,16 +51,16 @@ def _out(reply: Reply) -> ReplyOut:
 
 
 @router.get("/threads/{thread}")
-def pending(thread: Thread, db: Annotated[Path, Depends(_db)], lang: str = "en") -> ReplyOut:
+def pending(thread: Thread, db: Annotated[Path, Depends(_db)], lang: Literal["en", "zh"] = "en") -> ReplyOut:
     """The conversation so far: what the agent last said (a new thread starts with the first question)."""
-    with _locks[(db, thread)], Interview.open(db, thread, "zh" if lang == "zh" else "en") as talk:
+    with _lock, Interview.open(db, thread, lang) as talk:
         return _out(talk.state())
 
 
 @router.post("/threads/{thread}/messages")
 def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)]) -> StreamingResponse:
     """Answer the pending question; the reply comes as server-sent events (saved before it is sent)."""
-    with _locks[(db, thread)], Interview.open(db, thread) as talk:
+    with _lock, Interview.open(db, thread) as talk:
         reply = _out(talk.send(body.message))
 
     def events():

@@ -110,7 +110,8 @@ class Interview:
         """The user's answer in, the agent's reply out (saved before it returns)."""
         from langgraph.types import Command
 
-        if self.state().done:
-            return self.state()
+        now = self.state()
+        if now.done:
+            return now
         self._graph.invoke(Command(resume=answer), self._cfg)
         return self.state()

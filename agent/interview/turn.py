@@ -22,6 +22,7 @@ from agent.interview import understand as u
 from agent.interview.glossary import explain
 from agent.interview.plan import BadPlan, Plan
 from agent.interview.questions import BY_SLOT, QUESTIONS, Question, Unclear
+from rag.loaders import detect_language
 
 CORRECTABLE = {"languages": "languages", "docs": "docs", "method": "stage", "time_budget": "time_budget_hours"}
 """`understand.correction`'s slot hints that this interview asks about, and the plan slot each sets."""
@@ -36,12 +37,12 @@ class Turn:
 
 
 def language_of(text: str, current: str) -> str:
-    """The language to reply in: Chinese when the answer has Chinese characters, English when it has only
-    Latin letters, else the conversation's language so far (numbers and paths say nothing)."""
-    if re.search(r"[\u4e00-\u9fff]", text):
-        return "zh"
-    words = re.sub(r"\S*[/~\\]\S*", " ", text)  # paths say nothing about the language
-    return "en" if re.search(r"[A-Za-z]{2,}", words) else current
+    """The language to reply in: the answer's (rag's `detect_language`), or the conversation's language so
+    far when the answer has no words to tell by (numbers and paths say nothing)."""
+    words = re.sub(r"\S*[/~\\]\S*", " ", text)
+    if not re.search(r"[A-Za-z]{2,}|[\u4e00-\u9fff]", words):
+        return current
+    return detect_language(words)
 
 
 def next_question(plan: Plan) -> Question | None:

@@ -44,3 +44,5 @@ def test_bad_requests_are_refused_by_name(tmp_path):
         assert http.post("/v1/interview/threads/t/messages", json={"message": ""}).status_code == 422
         assert http.get("/v1/interview/threads/..%2Fetc").status_code in (404, 422)
         assert http.get("/v1/interview/threads/" + "a" * 65).status_code == 422
+        bad_lang = http.get("/v1/interview/threads/t", params={"lang": "fr"})
+        assert bad_lang.status_code == 422 and "lang" in bad_lang.text
