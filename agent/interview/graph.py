@@ -57,14 +57,18 @@ class Reply:
 class Interview:
     """One conversation (a thread) of the interview graph, saved in a SQLite file."""
 
-    def __init__(self, conn: sqlite3.Connection, thread: str, lang: str = "en"):
+    def __init__(self, conn: sqlite3.Connection, thread: str, lang: str = "en", plan: Plan | None = None):
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self._conn = conn
         self._graph = build(SqliteSaver(conn))
         self._cfg = {"configurable": {"thread_id": thread}}
         if not self._graph.get_state(self._cfg).values:  # a new thread: ask the first question
-            self._graph.invoke({"plan": Plan().model_dump(mode="json"), "lang": lang, "reply": first_question(lang),
+            if plan is None:
+                from agent.interview.recommend import detect_hardware
+
+                plan = Plan(hardware=detect_hardware())
+            self._graph.invoke({"plan": plan.model_dump(mode="json"), "lang": lang, "reply": first_question(lang),
                                 "done": False}, self._cfg)
 
     @staticmethod
@@ -88,9 +92,11 @@ class Interview:
             SqliteSaver(conn).delete_thread(thread)
 
     @classmethod
-    def open(cls, db: Path, thread: str = "default", lang: str = "en") -> Interview:
+    def open(cls, db: Path, thread: str = "default", lang: str = "en", plan: Plan | None = None) -> Interview:
+        """The conversation `thread` in `db`; a new one starts from `plan` (default: this machine's hardware,
+        detected, and every other slot at its default)."""
         db.parent.mkdir(parents=True, exist_ok=True)
-        return cls(sqlite3.connect(db, check_same_thread=False), thread, lang)
+        return cls(sqlite3.connect(db, check_same_thread=False), thread, lang, plan)
 
     def __enter__(self) -> Interview:
         return self

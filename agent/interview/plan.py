@@ -47,8 +47,12 @@ class Training(BaseModel):
     batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(4, ge=1)
     max_length: int = Field(1024, ge=16)
+    gradient_checkpointing: bool | None = None
+    """None: TrainConfig's own rule."""
     epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     max_steps: int | None = Field(None, ge=1)
+    """A cap on optimizer steps (set when the time budget is shorter than the epochs would take)."""
 
 
 class Plan(BaseModel):

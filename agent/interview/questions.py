@@ -7,11 +7,13 @@ A reader returns the slot's value, or raises `Unclear` with the re-ask in both l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.interview import understand as u
+from agent.interview.plan import Hardware
 
 
 class Unclear(Exception):
@@ -67,6 +69,58 @@ def _docs(answer: str) -> Path:
     return folder
 
 
+BASES = (u.Choice("tiny", ("the tiny one", "tiny model", "小模型", "迷你")),
+         u.Choice("qwen2.5-coder-0.5b-instruct", ("0.5b", "qwen", "qwen 0.5b", "the real one", "real model", "千问", "通义")))
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def _base_model(answer: str) -> str:
+    """"tiny", a model `onboard base fetch` knows, a model folder, a .gguf file, or a Hub id in the local cache."""
+    text = answer.strip().strip("\"'“”‘’`")
+    if _HUB_ID.match(text) and not Path(text).expanduser().exists():  # a Hub id, before "qwen" reads as a choice
+        from training.base_model import hub_snapshot
+
+        if hub_snapshot(text) is None:
+            raise Unclear({"en": f"{text} is not in this machine's Hugging Face cache, and Onboard does not download "
+                                 "from the Hub: give a model folder or a .gguf file, or choose tiny or the 0.5B.",
+                           "zh": f"本机的 Hugging Face 缓存里没有 {text}，Onboard 也不会从 Hub 下载："
+                                 "请给出模型文件夹或 .gguf 文件，或者选 tiny 或 0.5B。"})
+        return text
+    path = u.parse_path(answer)
+    got = u.choice(answer, BASES) if path is None else None
+    if got is not None:
+        return got
+    if path is None:
+        raise Unclear({"en": "Please choose 1 (tiny) or 2 (the 0.5B), or give a model folder or a .gguf file.",
+                       "zh": "请选 1（tiny）或 2（0.5B），或者给出模型文件夹或 .gguf 文件的路径。"})
+    model = Path(path).expanduser()
+    if model.is_file() and model.suffix.lower() == ".gguf":
+        return str(model)
+    if (model / "config.json").is_file():
+        return str(model)
+    what = "no such file or folder" if not model.exists() else "not a model (no config.json, not a .gguf file)"
+    what_zh = "不存在" if not model.exists() else "不是模型（没有 config.json，也不是 .gguf 文件）"
+    raise Unclear({"en": f"{model}: {what}. Give a Hugging Face model folder or a .gguf file, or choose tiny.",
+                   "zh": f"{model}：{what_zh}。请给出 Hugging Face 模型文件夹或 .gguf 文件，或者选 tiny。"})
+
+
+def _hardware(answer: str) -> Hardware:
+    """The GPUs the user says the plan trains on ("两张 24G 的卡", "cpu only")."""
+    got = u.gpus(answer)
+    if got is None or (got.count > 0 and got.memory_gib is None):
+        raise Unclear({"en": "How many GPUs, and how much memory each? For example \"2 x 24 GB\" or \"CPU only\".",
+                       "zh": "有几张显卡，每张多少显存？例如“两张 24G 的卡”或“只有 CPU”。"})
+    if got.count == 0:
+        return Hardware(device="cpu", memory_gib=_ram_gib())
+    return Hardware(device="cuda", gpus=got.count, gpu_memory_gib=got.memory_gib, memory_gib=_ram_gib())
+
+
+def _ram_gib() -> float:
+    import os
+
+    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+
+
 def _choice(options: tuple[u.Choice, ...]) -> Callable[[str], str]:
     names = " / ".join(o.key for o in options)
 
@@ -106,6 +160,18 @@ QUESTIONS: tuple[Question, ...] = (
     Question("docs", {"en": "Where are the documents the assistant should know? (a folder path)",
                       "zh": "助手需要掌握的文档放在哪里？（文件夹路径）"}, _docs,
              {"en": "There is no default folder: the documents are yours.", "zh": "没有默认文件夹：文档需要你提供。"}),
+    Question("base_model", {"en": "Which base model should learn your documents? 1. tiny (built here in a minute: "
+                                  "shows the whole pipeline, but its answers are poor), 2. qwen2.5-coder-0.5b-instruct "
+                                  "(a real small model, English and Chinese; fetched once, 491 MB), or the path of a "
+                                  "model folder or a .gguf file",
+                            "zh": "用哪个基座模型来学习你的文档？1. tiny（在本机一分钟内建好，能跑通全流程，但回答质量差）"
+                                  "2. qwen2.5-coder-0.5b-instruct（真正的小模型，支持中英文；首次需下载 491 MB），"
+                                  "或者给出模型文件夹或 .gguf 文件的路径"},
+             _base_model,
+             {"en": "tiny: it trains in minutes on any machine, so you see every step work before spending hours; "
+                    "for answers worth serving, choose the 0.5B or your own model.",
+              "zh": "tiny：任何机器上几分钟就能训练完，先看到每一步都能跑通，再花几个小时训练；"
+                    "要上线使用，请选 0.5B 或你自己的模型。"}),
     Question("stage", {"en": "How should it learn? 1. sft (questions and answers), 2. raft (answers from "
                              "retrieved passages), 3. dpo (preferences), 4. cpt (raw documents)",
                        "zh": "用哪种方式训练？1. sft（问答）2. raft（检索增强）3. dpo（偏好）4. cpt（继续预训练）"},
@@ -129,3 +195,6 @@ QUESTIONS: tuple[Question, ...] = (
 )
 
 BY_SLOT = {q.slot: q for q in QUESTIONS}
+READERS: dict[str, Callable[[str], object]] = {**{q.slot: q.read for q in QUESTIONS}, "hardware": _hardware}
+"""How to read a value of each slot the user can set: the questions' slots, and the hardware (detected, not
+asked, but corrected when training is to run elsewhere: "actually I have two 24G cards")."""

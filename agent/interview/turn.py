@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 from agent.interview import understand as u
 from agent.interview.glossary import explain
-from agent.interview.plan import BadPlan, Plan
-from agent.interview.questions import BY_SLOT, QUESTIONS, Question, Unclear
+from agent.interview.plan import BadPlan, Hardware, Plan
+from agent.interview.questions import QUESTIONS, READERS, Question, Unclear
 from rag.loaders import detect_language
 
-CORRECTABLE = {"languages": "languages", "docs": "docs", "method": "stage", "time_budget": "time_budget_hours"}
-"""`understand.correction`'s slot hints that this interview asks about, and the plan slot each sets."""
+CORRECTABLE = {"languages": "languages", "docs": "docs", "method": "stage", "time_budget": "time_budget_hours",
+               "base_model": "base_model", "hardware": "hardware"}
+"""`understand.correction`'s slot hints (all of `understand.SLOTS`) and the plan slot each sets."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def answer_turn(plan: Plan, answer: str, lang: str) -> Turn:
     """Read `answer` to the current question (see the module docstring) and say what comes next."""
     q = next_question(plan)
     if q is None:
-        return Turn(plan, _summary(plan, lang), True)
+        return _confirm(plan, answer, lang)
     term = u.question_back(answer)
     if term == "why":
         return _ask(plan, lang, q.why_default[lang])
@@ -82,16 +83,11 @@ def _correction(plan: Plan, answer: str, lang: str) -> Turn | None:
     if found is None:
         return None
     hint, rest = found
-    if hint and hint not in CORRECTABLE:
-        # not asked yet (issue 14: the base model and hardware questions come with the recommendation)
-        say = {"en": f"This interview cannot set {hint} yet, so it stays as it is; nothing was changed.",
-               "zh": f"这个访谈目前还不能设置 {hint}，保持不变；没有做任何修改。"}
-        return _ask(plan, lang, say[lang])
     slots = [CORRECTABLE[hint]] if hint else list(CORRECTABLE.values())
     values = {}
     for slot in slots:
         try:
-            values[slot] = BY_SLOT[slot].read(rest)
+            values[slot] = READERS[slot](rest)
         except Unclear as e:
             if hint:  # the slot is named but its new value is not clear: ask for it
                 return Turn(plan, e.say[lang], False)
@@ -104,14 +100,45 @@ def _correction(plan: Plan, answer: str, lang: str) -> Turn | None:
         return Turn(plan, str(e), False)
 
 
+def _confirm(plan: Plan, answer: str, lang: str) -> Turn:
+    """Every question is answered and the plan was shown: a yes starts, a correction changes it (and shows it
+    again), a no asks what to change."""
+    term = u.question_back(answer)
+    if term is not None and term != "why":
+        return _ask(plan, lang, explain(term, lang))
+    fixed = _correction(plan, answer, lang)
+    if fixed is not None:
+        return fixed
+    said = u.yes_no(answer)
+    if said is None:  # every slot is answered, so a bare value ("use tiny", "3 hours") is a change
+        fixed = _correction(plan, f"actually {answer}", lang)
+        if fixed is not None:
+            return fixed
+    if said is True:
+        plan, memory, refused = _recommended(plan)
+        if refused is not None:
+            return Turn(plan, f"{_summary(plan, lang)}\n\n{CONFIRM[lang]}", False)
+        return Turn(plan, {"en": "Starting.", "zh": "开始。"}[lang], True)
+    if said is False:
+        return Turn(plan, {"en": "What should change? For example \"use the 0.5B\", \"change the time to 2 hours\", "
+                                 "\"actually I have two 24 GB GPUs\".",
+                           "zh": "要改哪里？例如“改用 0.5B”、“时间改成两个小时”、“其实我有两张 24G 的卡”。"}[lang], False)
+    return Turn(plan, f"{_summary(plan, lang)}\n\n{CONFIRM[lang]}", False)
+
+
+CONFIRM = {"en": "Start with this plan? (yes, or say what to change)", "zh": "按这个计划开始吗？（好的，或者说要改哪里）"}
+
+
 def _ask(plan: Plan, lang: str, before: str) -> Turn:
     q = next_question(plan)
     if q is None:
-        return Turn(plan, f"{before}\n\n{_summary(plan, lang)}", True)
+        return Turn(plan, f"{before}\n\n{_summary(plan, lang)}\n\n{CONFIRM[lang]}", False)
     return Turn(plan, f"{before}\n\n{q.ask[lang]}", False)
 
 
 def _shown(value: object) -> str:
+    if isinstance(value, Hardware):
+        return f"{value.gpus} x {value.gpu_memory_gib:g} GiB GPU" if value.device == "cuda" else "CPU"
     return ", ".join(value) if isinstance(value, tuple) else str(value)
 
 
@@ -122,9 +149,31 @@ def _noted(slot: str, value: object, lang: str, changed: bool = False) -> str:
     return f"{'Changed' if changed else 'Noted'}: {slot} = {shown}"
 
 
+def _recommended(plan: Plan) -> tuple[Plan, object, str | None]:
+    """(the plan with the recommendation, its memory estimate, None) or (the plan, None, why nothing fits)."""
+    from agent.interview.recommend import recommended
+    from training.errors import DoesNotFit
+
+    try:
+        fitted, memory = recommended(plan)
+    except DoesNotFit as e:
+        return plan, None, str(e)
+    return fitted, memory, None
+
+
 def _summary(plan: Plan, lang: str) -> str:
+    """The plan as the user answered it (* = the default), then what the agent recommends for training."""
+    from agent.interview.recommend import explain as training_lines
+
     head = "计划如下（带 * 的是默认值）：" if lang == "zh" else "The plan (* = the default):"
     default = Plan()
     rows = [f"  {q.slot}: {_shown(getattr(plan, q.slot))}{' *' if getattr(plan, q.slot) == getattr(default, q.slot) else ''}"
             for q in QUESTIONS]
-    return "\n".join([head, *rows])
+    fitted, memory, refused = _recommended(plan)
+    if refused is not None:
+        tail = {"en": f"It does not fit this hardware: {refused}\nChoose a smaller model (\"use tiny\") or other "
+                      "hardware (\"actually I have a 24 GB GPU\").",
+                "zh": f"这套硬件放不下：{refused}\n请换一个更小的模型（“改用 tiny”）或其他硬件（“其实我有一张 24G 的卡”）。"}
+        return "\n".join([head, *rows, tail[lang]])
+    title = "推荐的训练设置：" if lang == "zh" else "Recommended training:"
+    return "\n".join([head, *rows, title, training_lines(fitted, memory, lang)])

@@ -27,7 +27,7 @@ def test_a_chat_closed_midway_resumes_and_writes_the_plan(tmp_path):
     r = _chat(ws, ["hello"])
     assert r.exit_code == 1 and "pass --resume to continue it, or --new" in r.output
 
-    r = _chat(ws, [str(DOCS), "dpo", "90分钟", "好的", "本机"], "--resume")
+    r = _chat(ws, [str(DOCS), "tiny", "dpo", "90分钟", "好的", "本机", "开始"], "--resume")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("好的：languages = en, zh")  # the pending question's context, shown again
     assert "plan saved:" in r.output
@@ -40,7 +40,7 @@ def test_a_plan_is_not_written_over_without_force(tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "plan.yaml").write_text("purpose: keep me\n", encoding="utf-8")
-    answers = ["Answer staff questions", "English", str(DOCS), "1", "3 hours", "no", "none"]
+    answers = ["Answer staff questions", "English", str(DOCS), "tiny", "1", "3 hours", "no", "none", "yes"]
     r = _chat(ws, answers)
     assert r.exit_code == 1 and "pass --resume --force" in r.output
     assert load(ws / "plan.yaml").purpose == "keep me"

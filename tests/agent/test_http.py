@@ -26,11 +26,13 @@ def test_an_interview_over_http(tmp_path):
     with serve_in_thread(create_app(tmp_path / "chat.sqlite")) as base, httpx.Client(base_url=base) as http:
         first = http.get("/v1/interview/threads/shop", params={"lang": "zh"}).json()
         assert first["say"].startswith("这个助手要做什么") and not first["done"]
-        for answer in ["回答客户关于退货的问题", "中文", str(DOCS), "raft", "一个小时", "要"]:
+        for answer in ["回答客户关于退货的问题", "中文", str(DOCS), "tiny", "raft", "一个小时", "要"]:
             r = http.post("/v1/interview/threads/shop/messages", json={"message": answer})
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         (kind, reply), (end, _) = _events(http.post("/v1/interview/threads/shop/messages", json={"message": "2"}))
-        assert kind == "reply" and end == "end" and reply["done"] and "deploy: compose" in reply["say"]
+        assert kind == "reply" and end == "end" and not reply["done"] and "deploy: compose" in reply["say"]
+        (kind, reply), _ = _events(http.post("/v1/interview/threads/shop/messages", json={"message": "好的"}))
+        assert reply["done"] and reply["say"] == "开始。"
         assert reply["plan"]["stage"] == "raft" and reply["plan"]["languages"] == ["zh"]
         other = http.get("/v1/interview/threads/staff").json()  # another thread starts afresh
         assert other["say"].startswith("What should the assistant do") and other["plan"]["purpose"] == ""
