@@ -1,0 +1,30 @@
+"""The time probe: a few real steps of the planned run, in a scratch folder that is removed, with the step count
+the real run then takes. (How close its estimate comes is a benchmark: bench/time_estimate.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.probe import probe
+from training.sft import SFTRunConfig
+from training.sft import run as train
+
+
+def test_the_probe_counts_the_real_runs_steps_and_leaves_nothing(tmp_path, tiny_base, workspace):
+    data = workspace / "data" / "sft"
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=data / "train.jsonl", output_dir=tmp_path / "runs" / "sft",
+                       method="lora", epochs=2, batch_size=4, learning_rate=1e-3, evaluate=False, report_to=[])
+    p = probe(cfg, steps=3)
+    assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == [] and not cfg.output_dir.exists()
+    assert p.step_s > 0 and p.setup_s > 0 and p.teardown_s >= 0
+    assert p.seconds > p.setup_s + (p.steps - 1) * p.step_s
+    real = train(cfg)
+    assert real.steps == p.steps > 3
+    assert p.steps_within(p.seconds) == p.steps and p.steps_within(0) == 1
+
+
+def test_a_probe_needs_two_steps(tiny_base, workspace, tmp_path):
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
+                       output_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        probe(cfg, steps=1)
