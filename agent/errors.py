@@ -17,5 +17,10 @@ class DemoFailed(AgentError):
     """A demo stage failed; the message names the stage and its log."""
 
 
+class AgentLlmError(AgentError):
+    """The interview's LLM (ONBOARD_AGENT_BASE_URL) is misconfigured, cannot be reached or refuses the
+    request; the message names the variable to check."""
+
+
 class PromptChanged(AgentError):
     """A dataset built with another wording of the prompt than the workspace's (rag/prompt.py)."""
