@@ -6,6 +6,7 @@ continues with `--resume`. When every question is answered the plan is written t
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -40,7 +41,13 @@ def chat(
     elif Interview.started(db, thread) and not resume:
         raise AgentError(f"a conversation is saved in {db} (thread {thread!r}): pass --resume to continue it, "
                          "or --new to start again")
-    with Interview.open(db, thread, lang) as talk:
+    from agent.interview.llm import LlmReader
+
+    reader = LlmReader.from_env()  # ONBOARD_AGENT_BASE_URL: answers read by that model
+    if reader is not None:
+        console.print(f"answers are read by the model at {os.environ['ONBOARD_AGENT_BASE_URL']}", highlight=False,
+                      soft_wrap=True)
+    with Interview.open(db, thread, lang, reader=reader) as talk:
         reply = talk.state()
         console.print(reply.say, highlight=False, markup=False, soft_wrap=True)
         while not reply.done:

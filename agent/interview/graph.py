@@ -14,10 +14,13 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from agent.interview.plan import Plan
 from agent.interview.turn import answer_turn, first_question, language_of
+
+if TYPE_CHECKING:
+    from agent.interview.llm import LlmReader
 
 
 class State(TypedDict):
@@ -27,21 +30,25 @@ class State(TypedDict):
     done: bool
 
 
-def _turn(state: State) -> dict:
-    from langgraph.types import interrupt
+def _turn(reader: LlmReader | None):
+    def turn(state: State) -> dict:
+        from langgraph.types import interrupt
 
-    answer = interrupt({"say": state["reply"]})
-    lang = language_of(str(answer), state["lang"])
-    turn = answer_turn(Plan.model_validate(state["plan"]), str(answer), lang)
-    return {"plan": turn.plan.model_dump(mode="json"), "lang": lang, "reply": turn.reply, "done": turn.done}
+        answer = interrupt({"say": state["reply"]})
+        lang = language_of(str(answer), state["lang"])
+        got = answer_turn(Plan.model_validate(state["plan"]), str(answer), lang, reader)
+        return {"plan": got.plan.model_dump(mode="json"), "lang": lang, "reply": got.reply, "done": got.done}
+
+    return turn
 
 
-def build(checkpointer):
-    """The compiled interview graph, saving its state with `checkpointer`."""
+def build(checkpointer, reader: LlmReader | None = None):
+    """The compiled interview graph, saving its state with `checkpointer`; answers are read by `reader` (the LLM
+    mode) when given, else deterministically."""
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(State)
-    graph.add_node("turn", _turn)
+    graph.add_node("turn", _turn(reader))
     graph.add_edge(START, "turn")
     graph.add_conditional_edges("turn", lambda s: END if s["done"] else "turn")
     return graph.compile(checkpointer=checkpointer)
@@ -57,11 +64,12 @@ class Reply:
 class Interview:
     """One conversation (a thread) of the interview graph, saved in a SQLite file."""
 
-    def __init__(self, conn: sqlite3.Connection, thread: str, lang: str = "en", plan: Plan | None = None):
+    def __init__(self, conn: sqlite3.Connection, thread: str, lang: str = "en", plan: Plan | None = None,
+                 reader: LlmReader | None = None):
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self._conn = conn
-        self._graph = build(SqliteSaver(conn))
+        self._graph = build(SqliteSaver(conn), reader)
         self._cfg = {"configurable": {"thread_id": thread}}
         if not self._graph.get_state(self._cfg).values:  # a new thread: ask the first question
             if plan is None:
@@ -92,11 +100,12 @@ class Interview:
             SqliteSaver(conn).delete_thread(thread)
 
     @classmethod
-    def open(cls, db: Path, thread: str = "default", lang: str = "en", plan: Plan | None = None) -> Interview:
+    def open(cls, db: Path, thread: str = "default", lang: str = "en", plan: Plan | None = None,
+             reader: LlmReader | None = None) -> Interview:
         """The conversation `thread` in `db`; a new one starts from `plan` (default: this machine's hardware,
-        detected, and every other slot at its default)."""
+        detected, and every other slot at its default). Answers are read by the LLM `reader` when given."""
         db.parent.mkdir(parents=True, exist_ok=True)
-        return cls(sqlite3.connect(db, check_same_thread=False), thread, lang, plan)
+        return cls(sqlite3.connect(db, check_same_thread=False), thread, lang, plan, reader)
 
     def __enter__(self) -> Interview:
         return self

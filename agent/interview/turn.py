@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.interview import understand as u
 from agent.interview.glossary import explain
 from agent.interview.plan import BadPlan, Hardware, Plan
 from agent.interview.questions import QUESTIONS, READERS, Question, Unclear
 from rag.loaders import detect_language
+
+if TYPE_CHECKING:
+    from agent.interview.llm import LlmReader
 
 CORRECTABLE = {"languages": "languages", "docs": "docs", "method": "stage", "time_budget": "time_budget_hours",
                "base_model": "base_model", "hardware": "hardware"}
@@ -54,8 +58,9 @@ def first_question(lang: str) -> str:
     return QUESTIONS[0].ask[lang]
 
 
-def answer_turn(plan: Plan, answer: str, lang: str) -> Turn:
-    """Read `answer` to the current question (see the module docstring) and say what comes next."""
+def answer_turn(plan: Plan, answer: str, lang: str, reader: LlmReader | None = None) -> Turn:
+    """Read `answer` to the current question (see the module docstring) and say what comes next. With an LLM
+    `reader` (agent/interview/llm.py), step 4 is the model's reading, checked by the slot's own reader."""
     q = next_question(plan)
     if q is None:
         return _confirm(plan, answer, lang)
@@ -71,11 +76,35 @@ def answer_turn(plan: Plan, answer: str, lang: str) -> Turn:
         if q.slot in ("purpose", "docs"):  # nothing to default to
             return _ask(plan, lang, q.why_default[lang])
         return _ask(plan.with_answer(q.slot, getattr(plan, q.slot)), lang, q.why_default[lang])
+    if reader is not None:
+        return _read_by_llm(plan, q, answer, lang, reader)
     try:
         value = q.read(answer)
     except Unclear as e:
         return Turn(plan, e.say[lang], False)
     return _ask(plan.with_answer(q.slot, value), lang, _noted(q.slot, value, lang))
+
+
+def _read_by_llm(plan: Plan, q: Question, answer: str, lang: str, reader: LlmReader) -> Turn:
+    """The model's reading of a free-form answer. Its value goes through the slot's reader too (as text), so a
+    folder that is not there or a model not on this machine is refused as it is without an LLM."""
+    got = reader.read(q.slot, q.ask[lang], answer, lang)
+    if got.kind == "question":
+        return _ask(plan, lang, got.say)
+    if got.kind == "unclear":
+        return Turn(plan, got.say, False)
+    if got.kind == "default":
+        return answer_turn(plan, "default", lang)
+    value = got.value
+    if q.slot in ("docs", "base_model"):
+        try:
+            value = q.read(str(value))
+        except Unclear as e:
+            return Turn(plan, e.say[lang], False)
+    try:
+        return _ask(plan.with_answer(q.slot, value), lang, _noted(q.slot, value, lang))
+    except BadPlan as e:
+        return Turn(plan, f"{e}\n\n{q.ask[lang]}", False)
 
 
 def _correction(plan: Plan, answer: str, lang: str) -> Turn | None:

@@ -281,3 +281,53 @@ def test_llm_mode_slot_accuracy_on_the_real_0_5b(tmp_path):
         {"model": os.environ.get("ONBOARD_AGENT_MODEL"), "accuracy": accuracy, "by_lang": by_lang, "rows": rows},
         ensure_ascii=False, indent=2), encoding="utf-8")
     assert accuracy >= 0.5
+
+
+def test_a_free_form_interview_through_the_llm_gives_the_plan_the_rules_give():
+    """The same interview answered in free form (read by a scripted model) and in the rules' words: one plan."""
+    from agent.interview.plan import Hardware, Plan
+    from agent.interview.turn import answer_turn
+
+    docs = Path(__file__).resolve().parents[2] / "examples" / "docs"
+    free = [("It should answer our customers' questions about returns", value("Answer customers about returns")),
+            ("mostly Chinese but some English", value(["zh", "en"])),
+            ("can it run on my laptop?", json.dumps({"kind": "question", "value": None,
+                                                      "say": "Yes: the tiny model trains on any laptop."})),
+            (f"the files live under {docs} on this box", value(str(docs))),
+            ("just the little built-in one", value("tiny")),
+            ("the one that trains on retrieved passages", value("raft")),
+            ("an hour and a half at most", value(1.5)),
+            ("sure, compare them", value(True)),
+            ("on our k8s cluster", value("kubernetes"))]
+    reader, seen = scripted(*[r for _, r in free])
+    cpu = Hardware(device="cpu", memory_gib=24.0)
+    plan, replies = Plan(hardware=cpu), []
+    for answer, _ in free:
+        turn = answer_turn(plan, answer, "en", reader)
+        plan = turn.plan
+        replies.append(turn.reply)
+    assert replies[2].startswith("Yes: the tiny model trains on any laptop.") and replies[2].endswith("(a folder path)")
+    assert len(seen.calls) == len(free) and "what is RAFT" not in replies[4]
+    done = answer_turn(plan, "yes", "en", reader)  # the confirmation needs no model
+    assert done.done and len(seen.calls) == len(free)
+
+    ruled = Plan(hardware=cpu)
+    for answer in ["Answer customers about returns", "both", str(docs), "tiny", "raft", "90 minutes", "yes",
+                   "kubernetes", "yes"]:
+        ruled = answer_turn(ruled, answer, "en").plan
+    assert done.plan == ruled
+
+
+def test_an_llm_value_the_slot_refuses_is_asked_again(tmp_path):
+    """The model read a folder that is not there, or a model not on this machine: refused as without an LLM."""
+    from agent.interview.plan import Plan
+    from agent.interview.turn import answer_turn
+
+    plan = Plan(answered=("purpose", "languages"), purpose="x")
+    reader, _ = scripted(value(str(tmp_path / "gone")))
+    turn = answer_turn(plan, "the shared drive folder", "en", reader)
+    assert not turn.done and "docs" not in turn.plan.answered and "gone" in turn.reply
+    plan = Plan(answered=("purpose", "languages", "docs"), purpose="x", docs=tmp_path)
+    reader, _ = scripted(value(str(tmp_path)))  # a folder, but no model in it
+    turn = answer_turn(plan, "the model in my temp folder", "en", reader)
+    assert "base_model" not in turn.plan.answered and "not a model" in turn.reply
