@@ -14,6 +14,7 @@ from agent.cli.data import data_app
 from agent.cli.evaluate import evaluate
 from agent.cli.index import ingest, search
 from agent.cli.models import export, merge
+from agent.cli.run import run
 from agent.cli.serve import demo, serve
 from agent.cli.train import train
 from agent.ui import handle_errors
@@ -22,7 +23,7 @@ app = typer.Typer(help="Onboard: turn a general LLM into your company's domain e
                   rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
-for verb in (chat, ingest, search, handle_errors(train), merge, export, serve, demo):
+for verb in (chat, run, ingest, search, handle_errors(train), merge, export, serve, demo):
     app.command()(verb)
 app.command("eval")(evaluate)
 

@@ -25,6 +25,8 @@ def chat(
     thread: Annotated[str, typer.Option(help="Which conversation (several can be kept apart).")] = "default",
     lang: Annotated[str, typer.Option(help="Language of the first question: en or zh (then the user's).")] = "en",
     force: Annotated[bool, typer.Option(help="Write over an existing WORKSPACE/plan.yaml.")] = False,
+    run: Annotated[bool, typer.Option(help="Carry out the plan once it is agreed (asking before each expensive "
+                                           "step); --no-run only writes plan.yaml.")] = True,
 ):
     """Set up a fine-tune by answering a few questions; the plan is saved to WORKSPACE/plan.yaml."""
     from agent.interview.graph import Interview
@@ -64,3 +66,33 @@ def chat(
                          "(the conversation stays saved)")
     save(reply.plan, out)
     console.print(f"plan saved: {out}", highlight=False, soft_wrap=True)
+    if run:
+        _carry_out(reply.plan, ws, reply.lang)
+
+
+def _carry_out(plan, ws: Workspace, lang: str) -> None:
+    """The plan's steps (agent/runner.py), asking in the terminal before each expensive one."""
+    from agent import runner
+    from agent.interview import understand as u
+    from agent.ui import setup, stage_bars
+
+    def ask(question: str) -> bool:
+        while True:
+            try:
+                said = u.yes_no(console.input(f"{question} "))
+            except EOFError:
+                return False
+            if said is not None:
+                return said
+            console.print("要还是不要？" if lang == "zh" else "Yes or no?", highlight=False)
+
+    setup()
+    say = lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    try:
+        with stage_bars() as update:
+            result = runner.run(plan, ws, runner.Hooks(say=say, ask=ask, progress=update, lang=lang))
+    except runner.PlanStopped as e:
+        say(str(e))
+        return
+    say(("模型：" if lang == "zh" else "model: ") + str(result.model))
+    runner.offer_serving(plan, ws, result.gate_passed, runner.Hooks(say=say, ask=ask, lang=lang))

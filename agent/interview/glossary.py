@@ -74,6 +74,13 @@ GLOSSARY: dict[str, dict[str, str]] = {
               "whether training really helped and where it made things worse.",
         "zh": "评估是在微调前后用同一批测试问题（来自你的文档，且不参与训练）提问模型，并对照文档给回答打分。"
               "前后对比能看出训练是否真的有帮助，以及哪里变差了。"},
+    "tiny": {
+        "en": "The tiny model is a 4-layer model (about 4 million parameters) that Onboard builds on this machine from "
+              "your own documents in a minute or two. It learns your answers by heart, so it shows every step of the "
+              "pipeline working end to end quickly; it cannot really understand questions, so its answers are not "
+              "worth serving. For that, choose the 0.5B model or your own.",
+        "zh": "tiny 模型是 Onboard 在本机用你的文档一两分钟就能建好的 4 层小模型（约 400 万参数）。它只会死记答案，"
+              "用来快速跑通整个流程；它并不真正理解问题，回答不适合上线。要上线请选 0.5B 模型或你自己的模型。"},
     "token": {
         "en": "A token is the unit of text a model reads and writes: a word, part of a word or a punctuation mark. "
               "Context length, speed and cost are all counted in tokens; 1,000 English tokens are roughly 750 words, "
@@ -83,6 +90,7 @@ GLOSSARY: dict[str, dict[str, str]] = {
 }
 
 ALIASES: dict[str, str] = {
+    "tiny model": "tiny", "小模型": "tiny",
     "supervised fine-tuning": "sft", "fine-tuning": "sft", "fine tuning": "sft", "finetuning": "sft",
     "fine-tune": "sft", "微调": "sft", "监督微调": "sft", "指令微调": "sft",
     "retrieval-augmented fine-tuning": "raft", "retrieval augmented fine-tuning": "raft", "检索增强微调": "raft",

@@ -59,6 +59,8 @@ class Reply:
     say: str
     done: bool
     plan: Plan
+    lang: str = "en"
+    """The conversation's language (the user's last answer's)."""
 
 
 class Interview:
@@ -115,7 +117,7 @@ class Interview:
 
     def state(self) -> Reply:
         values = self._graph.get_state(self._cfg).values
-        return Reply(values["reply"], values["done"], Plan.model_validate(values["plan"]))
+        return Reply(values["reply"], values["done"], Plan.model_validate(values["plan"]), values["lang"])
 
     def pending(self) -> str:
         """What the agent last said: the question waiting for an answer (or the plan, when done)."""

@@ -42,8 +42,16 @@ DEPLOYS = (u.Choice("local", ("this machine", "here", "本机", "本地")),
            u.Choice("none", ("nowhere", "not yet", "不部署", "暂不")))
 
 
+_GREETING = re.compile(r"^(?:hello|hi|hey|hiya|good\s+(?:morning|afternoon|evening)|你好|您好|嗨|哈喽|早上好|下午好|晚上好)"
+                       r"(?:\s+there)?[\s!.,，。！~]*$", re.IGNORECASE)
+
+
 def _text(answer: str) -> str:
     text = answer.strip()
+    if _GREETING.match(text):
+        raise Unclear({"en": "Hello! I will set up an assistant that knows your documents. First: what should it do, "
+                             "and who will ask it questions?",
+                       "zh": "你好！我来帮你搭建一个熟悉你文档的助手。先说说：它要做什么？谁会向它提问？"})
     if len(text) < 2:
         raise Unclear({"en": "In a few words, please: what should the assistant do, and for whom?",
                        "zh": "请用几句话说明：这个助手做什么、给谁用？"})

@@ -15,7 +15,8 @@ DOCS = Path(__file__).resolve().parents[2] / "examples" / "docs"
 
 
 def _chat(ws: Path, lines: list[str], *args: str):
-    return runner.invoke(app, ["chat", "-w", str(ws), *args], input="".join(f"{x}\n" for x in lines))
+    """The chat up to the plan (--no-run: carrying it out is tests/agent/test_transcripts.py's)."""
+    return runner.invoke(app, ["chat", "-w", str(ws), "--no-run", *args], input="".join(f"{x}\n" for x in lines))
 
 
 def test_a_chat_closed_midway_resumes_and_writes_the_plan(tmp_path):

@@ -115,3 +115,10 @@ def test_no_at_the_end_asks_what_to_change():
     answers = ["Help customers", "both", str(DOCS), "default", "default", "default", "yes", "local", "no"]
     plan, replies, done = _chat(answers)
     assert not done and replies[-1].startswith("What should change?")
+
+
+def test_hello_is_greeted_not_taken_for_the_purpose():
+    plan, replies, _ = _chat(["hello"])
+    assert replies[0].startswith("Hello!") and "purpose" not in plan.answered
+    plan, replies, _ = _chat(["你好"], lang="zh")
+    assert replies[0].startswith("你好！") and "purpose" not in plan.answered

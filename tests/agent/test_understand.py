@@ -233,7 +233,7 @@ def test_question_back(text, expected):
     assert question_back(text) == expected
 
 
-TERMS = ["sft", "raft", "dpo", "cpt", "lora", "qlora", "rag", "epoch", "gguf", "base_model", "evaluation", "token"]
+TERMS = ["sft", "raft", "dpo", "cpt", "lora", "qlora", "rag", "epoch", "gguf", "base_model", "evaluation", "token", "tiny"]
 
 
 @pytest.mark.parametrize("term", TERMS)
