@@ -31,7 +31,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ""
 
 BENCHES := bench/retrieval_quality.py bench/ingest_throughput.py bench/query_latency.py bench/dedup_quality.py \
-           bench/data_build.py bench/train_throughput.py bench/memory_estimate.py
+           bench/data_build.py bench/train_throughput.py bench/memory_estimate.py bench/time_estimate.py
 
 bench: setup
 	for f in $(BENCHES); do $(BIN)/python $$f || exit 1; done

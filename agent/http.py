@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from agent.interview.graph import Interview, Reply
+from agent.interview.llm import LlmReader
 
 MAX_MESSAGE = 4000
 """Characters per message: an answer to an interview question, not a document."""
@@ -46,6 +47,10 @@ def _db(request: Request) -> Path:
     return request.app.state.interview_db
 
 
+def _reader(request: Request) -> LlmReader | None:
+    return request.app.state.interview_reader
+
+
 def _out(reply: Reply) -> ReplyOut:
     return ReplyOut(say=reply.say, done=reply.done, plan=reply.plan.model_dump(mode="json"))
 
@@ -53,14 +58,15 @@ def _out(reply: Reply) -> ReplyOut:
 @router.get("/threads/{thread}")
 def pending(thread: Thread, db: Annotated[Path, Depends(_db)], lang: Literal["en", "zh"] = "en") -> ReplyOut:
     """The conversation so far: what the agent last said (a new thread starts with the first question)."""
-    with _lock, Interview.open(db, thread, lang) as talk:
+    with _lock, Interview.open(db, thread, lang) as talk:  # (no reader: showing the state reads no answer)
         return _out(talk.state())
 
 
 @router.post("/threads/{thread}/messages")
-def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)]) -> StreamingResponse:
+def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)],
+         reader: Annotated[LlmReader | None, Depends(_reader)]) -> StreamingResponse:
     """Answer the pending question; the reply comes as server-sent events (saved before it is sent)."""
-    with _lock, Interview.open(db, thread) as talk:
+    with _lock, Interview.open(db, thread, reader=reader) as talk:
         reply = _out(talk.send(body.message))
 
     def events():
@@ -70,9 +76,18 @@ def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)]) -> St
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def create_app(db: Path) -> FastAPI:
-    """A FastAPI app serving only the interview (the CLI adds the router to the model server the same way)."""
-    app = FastAPI(title="Onboard interview")
+def mount(app: FastAPI, db: Path) -> None:
+    """Serve the interview from `app`, its conversations saved in `db` (`onboard serve` mounts it on the model
+    server: serving.app.create_app's `extend`). Answers are read by the LLM of ONBOARD_AGENT_BASE_URL when set."""
+    from agent.interview.llm import LlmReader
+
     app.state.interview_db = db
+    app.state.interview_reader = LlmReader.from_env()
     app.include_router(router)
+
+
+def create_app(db: Path) -> FastAPI:
+    """A FastAPI app serving only the interview."""
+    app = FastAPI(title="Onboard interview")
+    mount(app, db)
     return app

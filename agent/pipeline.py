@@ -232,13 +232,17 @@ def serve_settings(ws: Workspace, model: Path | None = None, **values):
 
 def serve(ws: Workspace, model: Path | None = None, force: bool = False, **values) -> None:
     """Serve until interrupted (uvicorn); see `serve_settings`. A model whose last evaluation failed its
-    gate is refused unless `force` (`check_evaluated`)."""
+    gate is refused unless `force` (`check_evaluated`). The interview (agent/http.py) is served beside it,
+    its conversations in WORKSPACE/chat.sqlite."""
+    from functools import partial
+
+    from agent.http import mount
     from serving.app import run
 
     settings = serve_settings(ws, model, **values)
     if settings.engine == "transformers" and (Path(settings.model) / "config.json").exists():  # else run() says why
         check_evaluated(ws, settings.model, force)
-    run(settings)
+    run(settings, extend=partial(mount, db=ws.root / "chat.sqlite"))  # the interview beside the model
 
 
 def check_evaluated(ws: Workspace, model: Path, force: bool = False):

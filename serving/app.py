@@ -8,7 +8,7 @@ Every error leaves as one `ErrorResponse` shape.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=None,
-               close_engine: bool = False) -> FastAPI:
+               close_engine: bool = False, extend: Callable[[FastAPI], None] | None = None) -> FastAPI:
     """Build the app. `engine`/`retriever` may be passed in (tests, and `run`, which loads them before
     the server starts); the caller then closes the engine, unless `close_engine` hands that to the app's
-    shutdown. Otherwise the lifespan creates them from `settings` and closes the engine at shutdown."""
+    shutdown. Otherwise the lifespan creates them from `settings` and closes the engine at shutdown.
+    `extend(app)` adds what a caller serves beside the model (the agent's interview router: serving
+    never imports the agent)."""
     app = FastAPI(title="Onboard", version="0.1.0", lifespan=_lifespan)
     app.state.settings = settings
     app.state.given = (engine, retriever)
@@ -43,6 +45,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.add_exception_handler(Exception, _unexpected)
     for module in (chat, embeddings, models, health):
         app.include_router(module.router)
+    if extend is not None:
+        extend(app)
     return app
 
 
@@ -135,8 +139,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal error; see the server log", "server_error")
 
 
-def run(settings: ServeSettings) -> None:
-    """Serve until interrupted. Everything that can fail at start-up (the port, the model card, the
+def run(settings: ServeSettings, extend: Callable[[FastAPI], None] | None = None) -> None:
+    """Serve until interrupted (`extend`: see `create_app`). Everything that can fail at start-up (the port, the model card, the
     weights, the index) is checked before uvicorn starts, so a failure is one line, not a traceback.
 
     Raises:
@@ -162,7 +166,8 @@ def run(settings: ServeSettings) -> None:
         _without_index(settings)  # raises
     retriever = _open_retriever(settings) if rag_k > 0 and settings.workspace else None
     engine = _load_engine(settings)
-    app = create_app(settings, engine=engine, retriever=retriever, close_engine=True)  # shutdown closes it
+    app = create_app(settings, engine=engine, retriever=retriever, close_engine=True,  # shutdown closes it
+                     extend=extend)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
     try:
         server.run()

@@ -118,6 +118,9 @@ def test_onboard_run_replays_a_plan_file_and_serves(ws, docs_dir, tmp_path):
         r = client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=16,
                                            messages=[{"role": "user", "content": "How long do I have to return an item?"}])
         assert r.choices[0].message.content is not None and (r.model_extra or {}).get("sources")
+        # the interview is served beside the model, for the web page's "Set up a fine-tune"
+        setup = httpx.get(f"http://127.0.0.1:{port}/v1/interview/threads/web", timeout=60).json()
+        assert setup["say"].startswith("What should the assistant do") and not setup["done"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
