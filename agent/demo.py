@@ -78,6 +78,7 @@ def run(cfg: DemoConfig) -> dict:
     ws, timings = Workspace(cfg.workspace), {}
     shutil.rmtree(ws.root, ignore_errors=True)
     console.rule(f"Onboard demo: {cfg.docs} -> {ws.root}")
+    _timed(timings, "interview", lambda: interview(ws, cfg))
 
     if cfg.base:
         from training.base_model import resolve
@@ -131,6 +132,34 @@ def run(cfg: DemoConfig) -> dict:
     table.add_row("[bold]total", f"[bold]{sum(timings.values()):.1f}")
     console.print(table)
     return {"answers": answers, "timings": timings}
+
+
+def interview_answers(docs: Path) -> list[str]:
+    """What the demo's user answers, in English and then Chinese (the agent follows the language)."""
+    return ["hello", "Answer our shop's customers about returns, refunds and payments", "both",
+            f"the documents are in {docs}", "what is LoRA?", "the tiny one", "1", "20分钟", "要", "本机", "好的"]
+
+
+def interview(ws: Workspace, cfg: DemoConfig) -> None:
+    """Stage 0: a short scripted conversation with the interviewing agent (no LLM), as `onboard chat` has it;
+    it ends with the plan the rest of the demo carries out with its own settings (the tiny model's)."""
+    from agent.interview.graph import Interview
+    from agent.interview.plan import Hardware, Plan
+    from agent.interview.recommend import detect_hardware
+
+    console.print("0/6 interview: a scripted `onboard chat` (`onboard chat` asks you; `onboard run plan.yaml` "
+                  "replays the plan)")
+    ram = detect_hardware().memory_gib
+    plan = Plan(hardware=Hardware(device="cpu", memory_gib=ram))  # the demo trains on the CPU whatever the machine
+    with Interview.open(ws.root / "chat.sqlite", "demo", plan=plan) as chat:
+        console.print(Panel(chat.pending(), title="agent", title_align="left", border_style="cyan"))
+        for answer in interview_answers(cfg.docs):
+            console.print(f"[bold]> {answer}[/]", highlight=False)
+            reply = chat.send(answer)
+            console.print(Panel(reply.say, title="agent", title_align="left", border_style="cyan"), markup=False,
+                          highlight=False)
+    if not reply.done:
+        raise DemoFailed(f"the scripted interview did not end with a plan; it stopped at: {reply.say}")
 
 
 def _serve_and_ask(cfg: DemoConfig, ws: Workspace) -> list[dict]:

@@ -165,14 +165,18 @@ def _ask(plan: Plan, lang: str, before: str) -> Turn:
     return Turn(plan, f"{before}\n\n{q.ask[lang]}", False)
 
 
-def _shown(value: object) -> str:
+def _shown(value: object, slot: str = "") -> str:
+    if slot == "time_budget_hours" and isinstance(value, float):
+        from training.memory import human_duration
+
+        return human_duration(value * 3600)
     if isinstance(value, Hardware):
         return f"{value.gpus} x {value.gpu_memory_gib:g} GiB GPU" if value.device == "cuda" else "CPU"
     return ", ".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _noted(slot: str, value: object, lang: str, changed: bool = False) -> str:
-    shown = _shown(value)
+    shown = _shown(value, slot)
     if lang == "zh":
         return f"{'已改为' if changed else '好的'}：{slot} = {shown}"
     return f"{'Changed' if changed else 'Noted'}: {slot} = {shown}"
@@ -196,7 +200,7 @@ def _summary(plan: Plan, lang: str) -> str:
 
     head = "计划如下（带 * 的是默认值）：" if lang == "zh" else "The plan (* = the default):"
     default = Plan()
-    rows = [f"  {q.slot}: {_shown(getattr(plan, q.slot))}{' *' if getattr(plan, q.slot) == getattr(default, q.slot) else ''}"
+    rows = [f"  {q.slot}: {_shown(getattr(plan, q.slot), q.slot)}{' *' if getattr(plan, q.slot) == getattr(default, q.slot) else ''}"
             for q in QUESTIONS]
     fitted, memory, refused = _recommended(plan)
     if refused is not None:

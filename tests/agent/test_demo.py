@@ -14,6 +14,9 @@ def test_demo_answers_three_questions_from_the_documents_with_sources(tmp_path):
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = p.stdout
+    # It begins with the interviewing agent: a greeting, a question back, a switch to Chinese, the plan agreed.
+    assert "0/6 interview" in out and "Hello! I will set up an assistant" in out and "LoRA (low-rank" in out
+    assert "time_budget_hours = 20 min" in out and "推荐的训练设置" in out and "开始。" in out
     # The tiny model learnt the FAQ answers and serves them through RAG, in English and Chinese.
     assert "within 30 days of delivery" in out
     assert "We accept Visa, Mastercard" in out
