@@ -39,6 +39,9 @@ class Hooks:
     progress: Progress | None = None
     """`progress(stage, done, total)`: one bar per stage."""
     lang: str = "en"
+    train: Callable | None = None
+    """`train(cfg, planned_steps) -> TrainResult` instead of training in this process (the chat's background
+    job, agent/cli/chat_training.py)."""
 
     def t(self, en: str, zh: str) -> str:
         return zh if self.lang == "zh" else en
@@ -84,8 +87,8 @@ def run(plan: Plan, ws: Workspace, hooks: Hooks | None = None, *, eval_limit: in
     ingest(plan, ws, hooks)
     result.dataset = dataset(plan, ws, result.base, hooks)
     cfg = train_config(plan, ws, result.base)
-    cfg, result.estimate_s = estimate(plan, cfg, hooks)
-    outcome = train(cfg, hooks)
+    cfg, result.estimate_s, planned = estimate(plan, cfg, hooks)
+    outcome = train(cfg, hooks, planned)
     result.train_seconds, result.steps = outcome.seconds, outcome.steps
     result.model = merge(ws, cfg, hooks)
     if plan.evaluate:
@@ -239,19 +242,20 @@ def train_config(plan: Plan, ws: Workspace, base: str):
               "batch_size": t.batch_size, "gradient_accumulation_steps": t.gradient_accumulation_steps,
               "max_length": t.max_length, "epochs": t.epochs, "learning_rate": t.learning_rate,
               "max_steps": t.max_steps, "gradient_checkpointing": t.gradient_checkpointing,
-              "train_file": ws.train_file(kind), "output_dir": out, "evaluate": False, "logging_steps": 5,
+              "train_file": ws.train_file(kind), "output_dir": out, "evaluate": False, "logging_steps": 1,
               "resume": (out / "checkpoints").is_dir() and not (out / "adapter").is_dir()}
     return pipeline.train_config(ws, values, plan=False)
 
 
 def estimate(plan: Plan, cfg, hooks: Hooks):
     """Time the run by a few real steps (training.probe); over the time budget, cap its steps (asking first).
-    Returns (the config to train, the estimate in seconds or None when nothing is left to time)."""
+    Returns (the config to train, the estimate in seconds, the steps planned), None for what is not timed."""
+    from agent.jobs import TrainingJob
     from training.memory import human_duration
     from training.probe import probe
 
-    if (cfg.output_dir / "adapter").is_dir() or cfg.resume:
-        return cfg, None  # trained already, or resuming: the probe would time a run that is not the one left
+    if (cfg.output_dir / "adapter").is_dir() or cfg.resume or TrainingJob.find(cfg.output_dir) is not None:
+        return cfg, None, None  # trained, resuming or training now: the probe would time a run that is not the one left
     hooks.say(hooks.t("timing a few training steps on this machine...", "在本机试跑几步训练来估算时间……"))
     p = probe(cfg)
     took = human_duration(p.seconds)
@@ -267,17 +271,18 @@ def estimate(plan: Plan, cfg, hooks: Hooks):
             raise PlanStopped("stopped: the training is longer than the time budget; raise time_budget_hours in "
                               "plan.yaml, choose the tiny model, or train on a GPU")
         cfg = cfg.model_copy(update={"max_steps": steps})
-        return cfg, p.seconds * steps / p.steps
+        return cfg, p.seconds * steps / p.steps, steps
     if p.seconds > 3600:
         hooks.say(hooks.t("That is over an hour: the tiny model, a time budget (fewer steps) or a GPU would be "
                           "quicker.", "超过一个小时：换 tiny 模型、设时间预算（少训练几步）或用 GPU 会更快。"))
     if not hooks.ask(hooks.t("Start training?", "开始训练吗？")):
         raise PlanStopped("stopped before training; run the plan again to start")
-    return cfg, p.seconds
+    return cfg, p.seconds, p.steps
 
 
-def train(cfg, hooks: Hooks):
-    """Train (resuming from the last checkpoint when there is one); an adapter already there is kept."""
+def train(cfg, hooks: Hooks, planned_steps: int | None = None):
+    """Train (resuming from the last checkpoint when there is one), here or by `hooks.train`; an adapter
+    already there is kept."""
     from agent import pipeline
     from training.callbacks import Progress
     from training.record import RUN_RECORD_FILE, RunRecord
@@ -286,8 +291,11 @@ def train(cfg, hooks: Hooks):
         rec = RunRecord.read(cfg.output_dir) if (cfg.output_dir / RUN_RECORD_FILE).exists() else None
         hooks.say(hooks.t(f"already trained: {cfg.output_dir / 'adapter'}", f"已训练过：{cfg.output_dir / 'adapter'}"))
         return _Trained(rec.result.seconds if rec and rec.result else 0.0, rec.result.steps if rec and rec.result else 0)
-    res = pipeline.train(cfg, callbacks=[Progress(lambda d, n, loss=None, tokens_per_s=None:
-                                                  _progress(hooks, "training", d, n))])
+    if hooks.train is not None:
+        res = hooks.train(cfg, planned_steps)
+    else:
+        res = pipeline.train(cfg, callbacks=[Progress(lambda d, n, loss=None, tokens_per_s=None:
+                                                      _progress(hooks, "training", d, n))])
     if res.stopped_by is not None:
         raise PlanStopped(f"training stopped ({res.stopped_by}) with a checkpoint in {cfg.output_dir}: run the plan "
                           "again to resume it")

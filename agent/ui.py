@@ -132,3 +132,28 @@ def stage_bars():
     finally:
         if prog.live.is_started:
             prog.stop()
+
+
+class PausableBars:
+    """`stage_bars` for a conversation: `update(stage, done, total)` draws the stage's bar; `pause()` stops
+    the live display (the bars drawn so far stay on screen) so a message or a question prints below them
+    and the user's typing is not overdrawn; the next update starts a new display."""
+
+    def __init__(self):
+        self._prog: Progress | None = None
+        self._tasks: dict[str, int] = {}
+
+    def update(self, stage: str, done: int, total: int | None = None) -> None:
+        if self._prog is None:
+            cols = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(compact=True)]
+            self._prog, self._tasks = Progress(*cols, console=console, transient=False), {}
+            self._prog.start()
+        if stage not in self._tasks:
+            self._tasks[stage] = self._prog.add_task(stage, total=total)
+        self._prog.update(self._tasks[stage], completed=done, total=total)
+
+    def pause(self) -> None:
+        if self._prog is not None:
+            self._prog.stop()
+            self._prog = None

@@ -71,12 +71,21 @@ def chat(
 
 
 def _carry_out(plan, ws: Workspace, lang: str) -> None:
-    """The plan's steps (agent/runner.py), asking in the terminal before each expensive one."""
+    """The plan's steps (agent/runner.py), asking in the terminal before each expensive one; training runs in
+    the background while the chat answers (agent/cli/chat_training.py)."""
     from agent import runner
+    from agent.cli.chat_training import trainer
     from agent.interview import understand as u
-    from agent.ui import setup, stage_bars
+    from agent.ui import PausableBars, setup
+
+    bars = PausableBars()
+
+    def say(text: str) -> None:
+        bars.pause()
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def ask(question: str) -> bool:
+        bars.pause()
         while True:
             try:
                 said = u.yes_no(console.input(f"{question} "))
@@ -87,12 +96,13 @@ def _carry_out(plan, ws: Workspace, lang: str) -> None:
             console.print("要还是不要？" if lang == "zh" else "Yes or no?", highlight=False)
 
     setup()
-    say = lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
+    hooks = runner.Hooks(say=say, ask=ask, progress=bars.update, lang=lang, train=trainer(say, lang, ws.root))
     try:
-        with stage_bars() as update:
-            result = runner.run(plan, ws, runner.Hooks(say=say, ask=ask, progress=update, lang=lang))
+        result = runner.run(plan, ws, hooks)
     except runner.PlanStopped as e:
         say(str(e))
         return
+    finally:
+        bars.pause()
     say(("模型：" if lang == "zh" else "model: ") + str(result.model))
-    runner.offer_serving(plan, ws, result.gate_passed, runner.Hooks(say=say, ask=ask, lang=lang))
+    runner.offer_serving(plan, ws, result.gate_passed, hooks)
