@@ -1,6 +1,7 @@
 """Training as a background process, so the chat stays responsive while it runs: "how is it going?", "pause",
 "stop". The process outlives the chat (its own session): a chat killed mid-training finds it again on
-`onboard chat --resume` (RUN_DIR/job.json names it), and one that died is resumed from its last checkpoint.
+`onboard chat --resume` (RUN_DIR.job/job.json names it), and one that died is resumed from its last checkpoint.
+The job's own files live beside the run folder, in RUN_DIR.job/, since a run folder holds only the run's.
 
     job = TrainingJob.start(cfg, planned_steps=120)
     job.status("en")     # "step 40 of 120 (33 %), loss 0.84; 2 min so far, about 4 min left"
@@ -21,10 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 JOB_FILE = "job.json"
-"""In the run folder: the job's pid, config file and planned steps, while it may be running."""
+"""The job's pid, started time and planned steps, while it may be running."""
 RESULT_FILE = "job-result.json"
 _CHILDREN: dict[int, subprocess.Popen] = {}
 """The jobs this process started, to reap them (and to know their state without /proc)."""
+
+
+def job_dir(run_dir: Path) -> Path:
+    """Where a run's job keeps its files: RUN_DIR.job beside RUN_DIR."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + ".job")
 
 
 @dataclass
@@ -39,22 +46,23 @@ class TrainingJob:
     @classmethod
     def start(cls, cfg, planned_steps: int | None = None) -> TrainingJob:
         """Start training `cfg` (a `training.config.TrainConfig`) in a new process; its output goes to
-        RUN_DIR/job.log."""
+        RUN_DIR.job/job.log."""
         from rag.io import atomic_write_json
 
         run_dir = Path(cfg.output_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
-        config = run_dir / "job-config.json"
+        files = job_dir(run_dir)
+        files.mkdir(parents=True, exist_ok=True)
+        (files / RESULT_FILE).unlink(missing_ok=True)
+        config = files / "config.json"
         atomic_write_json(config, cfg.summary())
-        log = (run_dir / "job.log").open("ab")
+        log = (files / "job.log").open("ab")
         # -P: nothing is imported from the current directory (the user's); a new session: it outlives the chat
         proc = subprocess.Popen([sys.executable, "-P", "-m", "agent.jobs", str(config)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         job = cls(run_dir, proc.pid, planned_steps, time.time())
-        atomic_write_json(run_dir / JOB_FILE, {"pid": proc.pid, "planned_steps": planned_steps,
+        atomic_write_json(files / JOB_FILE, {"pid": proc.pid, "planned_steps": planned_steps,
                                                "started": job.started})
         _CHILDREN[proc.pid] = proc
         return job
@@ -62,7 +70,7 @@ class TrainingJob:
     @classmethod
     def find(cls, run_dir: Path) -> TrainingJob | None:
         """The job training into `run_dir`, when one is still running (started by this chat or an earlier one)."""
-        path = Path(run_dir) / JOB_FILE
+        path = job_dir(run_dir) / JOB_FILE
         if not path.is_file():
             return None
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -85,17 +93,32 @@ class TrainingJob:
 
     def steps_done(self) -> tuple[int, float | None]:
         """(the last logged step, its loss) from the run's metrics file; (0, None) before the first."""
+        rows = self._logged()
+        return (rows[-1]["step"], rows[-1]["loss"]) if rows else (0, None)
+
+    def step_seconds(self) -> float | None:
+        """Seconds per step of this job so far, from its logged steps' times (None before two are logged)."""
+        rows = [r for r in self._logged() if r["step"] > 0 and "time" in r]
+        for i in range(len(rows) - 1, 0, -1):  # a resumed run's clock starts again: its own rows only
+            if rows[i]["time"] < rows[i - 1]["time"]:
+                rows = rows[i:]
+                break
+        if len(rows) < 2 or rows[-1]["step"] <= rows[0]["step"]:
+            return None
+        return (rows[-1]["time"] - rows[0]["time"]) / (rows[-1]["step"] - rows[0]["step"])
+
+    def _logged(self) -> list[dict]:
         metrics = self.run_dir / "metrics.jsonl"
-        step, loss = 0, None
+        rows = []
         if metrics.is_file():
             for line in metrics.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # the line being written
                     continue
-                if "loss" in row and "step" in row:
-                    step, loss = row["step"], row["loss"]
-        return step, loss
+                if "loss" in row and "step" in row and row.get("time", 0) >= 0:
+                    rows.append(row)
+        return rows
 
     def status(self, lang: str = "en") -> str:
         """Where the training is, in a sentence."""
@@ -108,8 +131,8 @@ class TrainingJob:
         if step == 0:
             return ("正在加载模型、准备数据（已 " if lang == "zh" else "loading the model and data (") + \
                 human_duration(elapsed) + ("）。" if lang == "zh" else " so far).")
-        total = self.planned_steps
-        left = human_duration(elapsed / step * (total - step)) if total and step < total else None
+        total, rate = self.planned_steps, self.step_seconds()
+        left = human_duration(rate * (total - step)) if total and rate and step < total else None
         if lang == "zh":
             where = f"第 {step} 步" + (f"，共 {total} 步（{step / total:.0%}）" if total else "")
             return (f"{where}，损失 {loss:.3f}；已用 {human_duration(elapsed)}"
@@ -143,11 +166,11 @@ class TrainingJob:
     def result(self) -> dict | None:
         """What the process wrote when it ended: {"ok": True, "steps", "seconds", "stopped_by", ...} or
         {"ok": False, "error": ...}; None when it left nothing (killed)."""
-        path = self.run_dir / RESULT_FILE
+        path = job_dir(self.run_dir) / RESULT_FILE
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def forget(self) -> None:
-        (self.run_dir / JOB_FILE).unlink(missing_ok=True)
+        (job_dir(self.run_dir) / JOB_FILE).unlink(missing_ok=True)
 
 
 def _cmdline_is_job(pid: int) -> bool:
@@ -170,7 +193,7 @@ def main(config: Path) -> int:
 
     setup()
     cfg = TrainConfig.model_validate(json.loads(config.read_text(encoding="utf-8")))
-    out = cfg.output_dir / RESULT_FILE
+    out = job_dir(cfg.output_dir) / RESULT_FILE
     try:
         res = pipeline.train(cfg)
     except OnboardError as e:

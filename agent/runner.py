@@ -265,9 +265,9 @@ def estimate(plan: Plan, cfg, hooks: Hooks):
     if budget is not None and p.seconds > budget:
         steps = p.steps_within(budget)
         if not hooks.ask(hooks.t(f"That is over your budget of {human_duration(budget)}: train {steps} steps instead "
-                                 f"(about {human_duration(budget)}, {steps / p.steps:.0%} of the data)?",
+                                 f"(about {human_duration(budget)}, {steps / p.steps:.0%} of the planned steps)?",
                                  f"超出你的时间预算 {human_duration(budget)}：改为只训练 {steps} 步（约 "
-                                 f"{human_duration(budget)}，数据的 {steps / p.steps:.0%}）吗？")):
+                                 f"{human_duration(budget)}，计划步数的 {steps / p.steps:.0%}）吗？")):
             raise PlanStopped("stopped: the training is longer than the time budget; raise time_budget_hours in "
                               "plan.yaml, choose the tiny model, or train on a GPU")
         cfg = cfg.model_copy(update={"max_steps": steps})

@@ -61,7 +61,7 @@ def chat(
             reply = talk.send(answer)
             console.print(reply.say, highlight=False, markup=False, soft_wrap=True)
     out = ws.root / "plan.yaml"
-    if out.exists() and not force:
+    if out.exists() and not force and not _same_plan(out, reply.plan):
         raise AgentError(f"{out} exists: pass --resume --force to write this plan over it "
                          "(the conversation stays saved)")
     save(reply.plan, out)
@@ -70,9 +70,21 @@ def chat(
         _carry_out(reply.plan, ws, reply.lang)
 
 
+def _same_plan(path, plan) -> bool:
+    """Whether the plan file holds this very plan (a resumed chat saves it again)."""
+    from agent.interview.plan import BadPlan, load
+
+    try:
+        return load(path) == plan
+    except BadPlan:
+        return False
+
+
 def _carry_out(plan, ws: Workspace, lang: str) -> None:
     """The plan's steps (agent/runner.py), asking in the terminal before each expensive one; training runs in
     the background while the chat answers (agent/cli/chat_training.py)."""
+    from rich.text import Text
+
     from agent import runner
     from agent.cli.chat_training import trainer
     from agent.interview import understand as u
@@ -88,7 +100,7 @@ def _carry_out(plan, ws: Workspace, lang: str) -> None:
         bars.pause()
         while True:
             try:
-                said = u.yes_no(console.input(f"{question} "))
+                said = u.yes_no(console.input(Text(f"{question} ")))  # Text: not highlighted, not markup
             except EOFError:
                 return False
             if said is not None:

@@ -13,7 +13,7 @@ import typer
 
 from agent.errors import AgentError
 from agent.interview.commands import job_command
-from agent.jobs import TrainingJob
+from agent.jobs import TrainingJob, job_dir
 from agent.runner import PlanStopped
 
 POLL_S = 2.0
@@ -52,7 +52,7 @@ def trainer(say: Callable[[str], None], lang: str, ws_root: Path) -> Callable:
         got = job.result()
         job.forget()
         if got is None:
-            raise AgentError(f"the training process ended without a result (killed?); see {cfg.output_dir / 'job.log'}"
+            raise AgentError(f"the training process ended without a result (killed?); see {job_dir(cfg.output_dir) / 'job.log'}"
                              " and run `onboard chat --resume` to resume it from its last checkpoint")
         if not got.pop("ok"):
             raise AgentError(got["error"])

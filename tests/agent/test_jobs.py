@@ -34,7 +34,9 @@ def test_a_job_runs_apart_is_found_again_stops_at_a_checkpoint_and_resumes(tmp_p
                       check_eos=False, save_steps=10**6)
     job = TrainingJob.start(cfg, planned_steps=400)
     assert job.running() and "loading" in job.status("en") or "step" in job.status("en")
-    _wait(lambda: job.steps_done()[0] >= 2)
+    _wait(lambda: job.steps_done()[0] >= 2 or not job.running())
+    assert job.running(), job.result()
+    assert sorted(p.name for p in cfg.output_dir.parent.iterdir()) == ["run", "run.job"]  # the run's folder is its own
     again = TrainingJob.find(cfg.output_dir)  # as a chat opened later finds it
     assert again is not None and again.pid == job.pid and again.planned_steps == 400
     assert "of 400" in again.status("en") and "共 400 步" in again.status("zh")

@@ -32,7 +32,7 @@ def ws(tmp_path, workspace, tiny_base) -> Workspace:
 
 
 def _plan(docs: Path, **kw) -> Plan:
-    training = Training(epochs=2, learning_rate=3e-3, batch_size=4, gradient_accumulation_steps=1, max_length=512)
+    training = Training(epochs=1, learning_rate=3e-3, batch_size=4, gradient_accumulation_steps=1, max_length=512)
     return Plan(purpose="shop", docs=docs, base_model="tiny", method="lora", training=training,
                 hardware=Hardware(device="cpu", memory_gib=8), **kw)
 
@@ -76,6 +76,7 @@ def test_no_to_the_dataset_trains_nothing(ws, docs_dir):
     assert not ws.run_dir("sft").exists()
 
 
+@pytest.mark.slow  # the English transcript (test_transcripts.py) caps its steps too
 def test_a_time_budget_shorter_than_the_estimate_caps_the_steps(ws, docs_dir):
     plan = _plan(docs_dir, time_budget_hours=0.001, evaluate=False).model_copy(
         update={"training": Training(epochs=30, learning_rate=3e-3, batch_size=4, max_length=512)})

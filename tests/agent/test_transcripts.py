@@ -86,13 +86,13 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
             ("LoRA (low-rank", "the tiny one"),
             ("4. cpt (raw documents)", "1"),
             ("How long may training take", "no limit"),          # not a duration: asked again
-            ("\"90 minutes\"", "default"),
+            ("\"90 minutes\"", "2 minutes"),                     # shorter than 30 epochs: the steps are capped
             ("before serving it?", "yes"),
             ("4. none", "here"),
             ("Start with this plan?", "actually make it English only"),
             ("Changed: languages = en", "yes"),
             ("Train on this dataset?", "yes"),
-            ("Start training?", "yes"),
+            ("That is over your budget of 2 min: train", "yes"),
             ("Training runs in the background", "how is it going?"),
         ])
         child.expect([r"step \d+ of \d+", "loading the model"])
@@ -118,7 +118,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
     assert "━" in shown  # the progress bars were drawn
     plan = load(ws / "plan.yaml")
     assert plan.languages == ("en",) and plan.docs == docs_dir and plan.base_model == "tiny"
-    assert plan.deploy == "local" and plan.time_budget_hours is None and plan.method == "lora"
+    assert plan.deploy == "local" and plan.time_budget_hours == pytest.approx(2 / 60) and plan.method == "lora"
     # the pause kept the steps done: the run went on from its checkpoint, not from the start
     assert paused_at >= 1 and re.search(r"trained (\d+) steps", shown)
     assert (ws / "reports" / "plan" / "eval.md").is_file() and answer is not None
@@ -161,6 +161,48 @@ def test_a_chinese_conversation_from_an_empty_workspace_to_a_served_model(tmp_pa
     plan = load(ws / "plan.yaml")
     assert plan.languages == ("en", "zh") and plan.time_budget_hours == 0.5 and plan.stage == "sft"
     assert (ws / "reports" / "plan" / "eval.md").is_file() and answer is not None
+
+
+@pytest.mark.slow
+def test_a_chat_killed_mid_training_resumes_and_finds_the_training_still_running(tmp_path, workspace, tiny_base,
+                                                                                docs_dir):
+    import signal
+
+    from agent.jobs import TrainingJob
+
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    shutil.copytree(tiny_base, ws / "base" / "tiny")
+    port, log = _free_port(), tmp_path / "chat-killed.log"
+    child = _spawn(ws, "en", port, log)
+    _talk(child, [("What should the assistant do", "Answer customers"), ("or both?", "English"),
+                  ("(a folder path)", str(docs_dir)), ("or a .gguf file", "tiny"), ("4. cpt", "1"),
+                  ("How long may training take", "default"), ("before serving it?", "yes"), ("4. none", "local"),
+                  ("Start with this plan?", "yes"), ("Train on this dataset?", "yes"), ("Start training?", "yes")])
+    child.expect_exact("Training runs in the background")
+    child.kill(signal.SIGKILL)
+    child.wait()
+    job = TrainingJob.find(ws / "runs" / "sft")
+    assert job is not None and job.running()  # the training outlives the chat
+
+    again = pexpect.spawn(sys.executable, ["-m", "agent.cli", "chat", "-w", str(ws), "--resume"], cwd=str(ROOT),
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "ONBOARD_PORT": str(port)}, encoding="utf-8",
+                          timeout=300, dimensions=(50, 160))
+    again.logfile_read = (tmp_path / "chat-resumed.log").open("w", encoding="utf-8")
+    try:
+        _talk(again, [("Train on this dataset?", "yes")])
+        again.expect_exact("the training started earlier is still running; attached to it.")
+        again.sendline("how is it going?")
+        again.expect(r"step \d+ of \d+")
+        again.expect_exact("Serve it now on this machine?", timeout=1200)
+        again.sendline("no")
+        again.expect_exact("serve it later with")
+        again.expect(pexpect.EOF)
+    finally:
+        again.terminate(force=True)
+    shown = _screen(tmp_path / "chat-resumed.log")
+    assert "timing a few training steps" not in shown and "trained " in shown
+    assert (ws / "runs" / "sft" / "adapter").is_dir() and (ws / "reports" / "plan" / "eval.md").is_file()
 
 
 def _free_port() -> int:
