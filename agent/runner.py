@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import AgentError
@@ -57,7 +57,6 @@ class RunResult:
     model: Path | None = None
     report: Path | None = None
     gate_passed: bool | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _tiny_data() -> dict:
@@ -67,6 +66,8 @@ def _tiny_data() -> dict:
     from training.data.rules import RULES
 
     return {"paraphrases": 0, "decline_share": 0.0, "ood": False, "rules": RULES}
+
+
 TRAIN_STAGE = {"sft": "sft", "raft": "sft", "dpo": "dpo", "cpt": "cpt"}
 """The plan's stage -> the training stage (RAFT data is trained as SFT on its own dataset)."""
 
@@ -79,6 +80,9 @@ def run(plan: Plan, ws: Workspace, hooks: Hooks | None = None, *, eval_limit: in
         AgentError (and the pipeline's errors): a step cannot run; the message says what to do.
     """
     hooks = hooks or Hooks()
+    if plan.tone_examples:
+        raise AgentError("plan.yaml sets tone_examples, which this version of Onboard does not train on yet: remove "
+                         "them, or add your example conversations as a dataset (`onboard data build --extra FILE`)")
     check_hardware(plan)
     if plan.docs is None:
         raise AgentError("the plan has no documents folder (docs): answer it in `onboard chat`, or set docs: in "
@@ -170,6 +174,7 @@ def dataset(plan: Plan, ws: Workspace, base: str, hooks: Hooks) -> Path:
         pipeline.build_data(DataBuildConfig(workspace=ws.root, kind=kind, **extra),
                             progress=lambda st, d, n: _progress(hooks, f"dataset: {st}", d, n))
     hooks.say(describe_dataset(train_file, hooks.lang))
+    _check_languages(plan, train_file, hooks)
     if plan.evaluate:
         eval_questions(plan, ws, hooks)
     if not hooks.ask(hooks.t("Train on this dataset?", "用这个数据集训练吗？")):
@@ -230,6 +235,28 @@ def describe_dataset(train_file: Path, lang: str = "en", samples: int = 2) -> st
                 q, a = row.get("prompt") or row.get("text", ""), row.get("chosen", "")
             lines.append(f"  Q: {_short(str(q))}\n  A: {_short(str(a))}")
     return "\n".join(lines)
+
+
+def _check_languages(plan: Plan, train_file: Path, hooks: Hooks) -> None:
+    """Say so when the documents' languages are not the plan's: the dataset holds what the documents hold."""
+    from rag.model_card import DatasetCard
+    from rag.workspace import dataset_card_beside
+
+    card = DatasetCard.read(dataset_card_beside(train_file))
+    found = set(getattr(card, "by_language", None) or {})
+    wanted = set(plan.languages)
+    if not found or found == wanted:
+        return
+    if found - wanted:
+        hooks.say(hooks.t(f"note: your documents are also in {', '.join(sorted(found - wanted))}, which the plan does "
+                          "not list; the dataset keeps those examples (it holds what the documents hold)",
+                          f"注意：文档中还有 {', '.join(sorted(found - wanted))} 内容，计划中没有列出；数据集仍保留这些示例"
+                          "（数据集来自文档本身）"))
+    if wanted - found:
+        hooks.say(hooks.t(f"warning: no document is in {', '.join(sorted(wanted - found))}: questions in it will be "
+                          "answered from documents in another language, which this model was not trained to do",
+                          f"警告：没有 {', '.join(sorted(wanted - found))} 的文档：用这种语言的提问只能依据其他语言的文档"
+                          "回答，而模型没有为此训练"))
 
 
 def train_config(plan: Plan, ws: Workspace, base: str):

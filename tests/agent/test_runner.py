@@ -87,6 +87,24 @@ def test_a_time_budget_shorter_than_the_estimate_caps_the_steps(ws, docs_dir):
     assert 1 <= result.steps < 30 and "served on faith" in "\n".join(hooks.said)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["raft", "dpo", "cpt"])
+def test_every_stage_a_plan_can_name_trains(ws, docs_dir, stage):
+    shutil.rmtree(ws.data_dir("sft"))
+    hooks = Recorder()
+    result = runner.run(_plan(docs_dir, stage=stage), ws, hooks, eval_limit=2)
+    said = "\n".join(hooks.said)
+    assert result.steps > 0 and (ws.run_dir(stage) / "adapter").is_dir() and result.dataset == ws.train_file(stage)
+    assert (result.report / "eval.md").is_file()
+    # DPO and CPT data hold no questions to score: an SFT set is built for the evaluation's
+    assert ("building an SFT dataset for the evaluation's questions" in said) == (stage != "raft")
+
+
+def test_tone_examples_it_cannot_use_are_refused_by_name(ws, docs_dir):
+    with pytest.raises(AgentError, match="tone_examples"):
+        runner.run(_plan(docs_dir, tone_examples=("Dear customer, ...",)), ws, Recorder())
+
+
 def test_a_gpu_plan_is_refused_on_a_machine_without_one(ws, docs_dir):
     plan = _plan(docs_dir).model_copy(update={"hardware": Hardware(device="cuda", gpus=2, gpu_memory_gib=24)})
     with pytest.raises(AgentError, match="made for 2 GPU"):

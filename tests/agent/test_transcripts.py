@@ -113,6 +113,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
         child.terminate(force=True)
     shown = _screen(log)
     for said in ["Recommended training:", "estimated peak memory", "dataset ", "Q: ", "training will take about",
+                 "note: your documents are also in zh, which the plan does not list",
                  "trained ", "merged into", "evaluation (held-out questions):", "tuned+rag", "gate "]:
         assert said in shown, f"{said!r} not on the screen:\n{shown[-4000:]}"
     assert "━" in shown  # the progress bars were drawn
