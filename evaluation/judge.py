@@ -49,6 +49,7 @@ from evaluation.results import Answer, JudgeScore, JudgeSummary
 from rag.aio import run_all
 from rag.errors import BadOption
 from rag.io import JsonlAppender
+from rag.jsontext import THINK, json_objects
 
 log = logging.getLogger(__name__)
 
@@ -172,23 +173,6 @@ def render(question: Question, answer: Answer) -> str:
 
 # --- reading the reply ----------------------------------------------------------------------------
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)  # reasoning models echo their thoughts
-
-
-def _json_objects(text: str) -> list[dict]:
-    """Every top-level JSON object in the text, in order (inside ```json fences, after prose, or bare)."""
-    decoder, out, i = json.JSONDecoder(), [], text.find("{")
-    while i >= 0:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        i = text.find("{", end)
-    return out
-
 
 def _whole_score(name: str, value: object) -> int:
     if isinstance(value, bool) or value is None:
@@ -211,8 +195,8 @@ def parse_reply(reply: str) -> tuple[dict[str, int], str | None]:
     Raises:
         ValueError: no such object, or a score missing, not a whole number, or outside 1-5 (never guessed).
     """
-    text = _THINK.sub("", reply or "").strip()
-    found = [o for o in _json_objects(text) if any(k in o for k in SCORES)]
+    text = THINK.sub("", reply or "").strip()
+    found = [o for o in json_objects(text) if any(k in o for k in SCORES)]
     if not found:
         snippet = " ".join(text.split())[:120]
         raise ValueError(f"no JSON object with correctness, faithfulness and tone in the reply: {snippet!r}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -37,6 +36,7 @@ from pydantic import (
 from agent.errors import AgentLlmError
 from agent.interview.hardware import GpuAnswer
 from agent.interview.slots import parse_path
+from rag.jsontext import THINK, json_objects
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -148,23 +148,6 @@ def reply_model(slot: str) -> type[_Reply]:
 
 # ---------------------------------------------------------------- reading a reply
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)  # reasoning models echo their thoughts
-
-
-def _json_objects(text: str) -> list[dict]:
-    """Every top-level JSON object in the text, in order (in a ```json fence, after prose, or bare)."""
-    decoder, out, i = json.JSONDecoder(), [], text.find("{")
-    while i >= 0:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        i = text.find("{", end)
-    return out
-
 
 def _why(e: ValidationError) -> str:
     """The validation errors in one line, for the model to correct."""
@@ -183,7 +166,7 @@ def parse_reply(slot: str, text: str) -> _Reply:
         ValueError: no JSON object in the text, or none that validates (the message says why, for the model).
     """
     model = reply_model(slot)
-    found = _json_objects(_THINK.sub("", text or ""))
+    found = json_objects(THINK.sub("", text or ""))
     if not found:
         snippet = " ".join((text or "").split())[:120]
         raise ValueError(f"no JSON object in the reply: {snippet!r}")
