@@ -258,43 +258,21 @@ QWEN = Path(os.environ.get("ONBOARD_CACHE", Path.home() / ".cache" / "onboard" /
 def agent_endpoint(tmp_path, monkeypatch):
     """ONBOARD_AGENT_BASE_URL when set; else Onboard's own server on the 0.5B model, started here (skipped when
     `onboard base fetch qwen2.5-coder-0.5b-instruct` has not been run)."""
-    import subprocess
     import sys
-    import time
+
+    from tests.serving.servers import serve_in_process
 
     if os.environ.get("ONBOARD_AGENT_BASE_URL"):
         yield
         return
     if not (QWEN / "config.json").is_file():
         pytest.skip(f"no 0.5B model in {QWEN}: `onboard base fetch qwen2.5-coder-0.5b-instruct`")
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (tmp_path / "server.log").open("w")
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--model", str(QWEN), "--port", str(port),
-                             "--rag-k", "0", "--force"], cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "ONBOARD_WORKSPACE": str(tmp_path / "ws")})
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the 0.5B server did not start"
-            time.sleep(1)
-        monkeypatch.setenv("ONBOARD_AGENT_BASE_URL", f"http://127.0.0.1:{port}/v1")
-        monkeypatch.setenv("ONBOARD_AGENT_MODEL", httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"])
+    argv = [sys.executable, "-m", "agent.cli", "serve", "--model", str(QWEN), "--rag-k", "0", "--force"]
+    env = {"HF_HUB_OFFLINE": "1", "ONBOARD_WORKSPACE": str(tmp_path / "ws")}
+    with serve_in_process(env, tmp_path / "server.log", argv, timeout=600) as base:
+        monkeypatch.setenv("ONBOARD_AGENT_BASE_URL", f"{base}/v1")
+        monkeypatch.setenv("ONBOARD_AGENT_MODEL", httpx.get(f"{base}/v1/models").json()["data"][0]["id"])
         yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
 
 
 @pytest.mark.slow

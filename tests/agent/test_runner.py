@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from agent import runner
 from agent.errors import AgentError
 from agent.interview.plan import Hardware, Plan, Training, save
 from rag.workspace import Workspace
+from tests.serving.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,22 +117,13 @@ def test_onboard_run_replays_a_plan_file_and_serves(ws, docs_dir, tmp_path):
 
     plan_file = tmp_path / "plan.yaml"
     save(_plan(docs_dir, evaluate=False), plan_file)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ONBOARD_PORT": str(port), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", str(plan_file), "-w", str(ws.root), "--serve"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, (tmp_path / "run.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            time.sleep(1)
+        wait_healthy(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, tmp_path / "run.log", timeout=600)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
         r = client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=16,
                                            messages=[{"role": "user", "content": "How long do I have to return an item?"}])
@@ -147,10 +138,3 @@ def test_onboard_run_replays_a_plan_file_and_serves(ws, docs_dir, tmp_path):
     out = (tmp_path / "run.log").read_text()
     assert "training will take about" in out and "not evaluated" in out and f"model: {ws.merged_model}" in out
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

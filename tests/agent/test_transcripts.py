@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pexpect
 import pytest
 
 from agent.interview.plan import load
+from tests.serving.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,16 +46,7 @@ def _served_answer(port: int, child: pexpect.spawn, timeout: float = 600) -> str
     """Wait for the server the chat started; ask it about returns; return the answer."""
     from openai import OpenAI
 
-    deadline = time.monotonic() + timeout
-    while True:
-        assert child.isalive(), child.before
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(1)
+    wait_healthy(f"http://127.0.0.1:{port}", child.isalive, Path(child.logfile_read.name), timeout)
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
     r = client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=32,
                                        messages=[{"role": "user", "content": "How long do I have to return an item?"}])
@@ -73,7 +64,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
     ws = tmp_path / "ws"
     shutil.copytree(workspace, ws)
     shutil.copytree(tiny_base, ws / "base" / "tiny")
-    port, log = _free_port(), tmp_path / "chat-en.log"
+    port, log = free_port(), tmp_path / "chat-en.log"
     child = _spawn(ws, "en", port, log)
     try:
         _talk(child, [
@@ -128,7 +119,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
 @pytest.mark.slow
 def test_a_chinese_conversation_from_an_empty_workspace_to_a_served_model(tmp_path, docs_dir):
     ws = tmp_path / "ws"
-    port, log = _free_port(), tmp_path / "chat-zh.log"
+    port, log = free_port(), tmp_path / "chat-zh.log"
     child = _spawn(ws, "zh", port, log)
     try:
         _talk(child, [
@@ -174,7 +165,7 @@ def test_a_chat_killed_mid_training_resumes_and_finds_the_training_still_running
     ws = tmp_path / "ws"
     shutil.copytree(workspace, ws)
     shutil.copytree(tiny_base, ws / "base" / "tiny")
-    port, log = _free_port(), tmp_path / "chat-killed.log"
+    port, log = free_port(), tmp_path / "chat-killed.log"
     child = _spawn(ws, "en", port, log)
     _talk(child, [("What should the assistant do", "Answer customers"), ("or both?", "English"),
                   ("(a folder path)", str(docs_dir)), ("or a .gguf file", "tiny"), ("4. cpt", "1"),
@@ -205,10 +196,3 @@ def test_a_chat_killed_mid_training_resumes_and_finds_the_training_still_running
     assert "timing a few training steps" not in shown and "trained " in shown
     assert (ws / "runs" / "sft" / "adapter").is_dir() and (ws / "reports" / "plan" / "eval.md").is_file()
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

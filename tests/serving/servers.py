@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,8 +46,24 @@ def serve_in_thread(app) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+def wait_healthy(base: str, alive: Callable[[], bool], log: Path, timeout: float = 120) -> None:
+    """Poll `base`/healthz until it answers 200; fail with the log when `alive()` turns false (the process
+    that should serve died) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert alive(), log.read_text()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"server did not start in {timeout:.0f} s:\n" + log.read_text()
+        time.sleep(0.3)
+
+
 @contextmanager
-def serve_in_process(env: dict[str, str], log: Path, argv: list[str] | None = None) -> Iterator[str]:
+def serve_in_process(env: dict[str, str], log: Path, argv: list[str] | None = None,
+                     timeout: float = 120) -> Iterator[str]:
     """`run(ServeSettings())` (or `argv`, e.g. the CLI) in a subprocess configured by `env` (ONBOARD_*)
     on a free port (ONBOARD_PORT); yield its base URL."""
     port = free_port()
@@ -57,16 +73,7 @@ def serve_in_process(env: dict[str, str], log: Path, argv: list[str] | None = No
                                 env={**clean, **env, "ONBOARD_PORT": str(port)})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start:\n" + log.read_text()
-            time.sleep(0.3)
+        wait_healthy(base, lambda: proc.poll() is None, log, timeout)
         yield base
     finally:
         proc.terminate()
