@@ -135,8 +135,9 @@ def test_a_chinese_conversation_from_an_empty_workspace_to_a_served_model(tmp_pa
             ("（推荐）", "要"),
             ("暂不部署", "本机"),
             ("按这个计划开始吗", "好的"),
-            ("用这个数据集训练吗？", "好的"),
         ])
+        child.expect_exact("用这个数据集训练吗？", timeout=900)  # the tiny base is built and the documents ingested first
+        child.sendline("好的")
         child.expect_exact("开始训练吗？", timeout=600)
         child.sendline("开始吧")
         child.expect_exact("训练在后台进行")
@@ -169,8 +170,9 @@ def test_a_chat_killed_mid_training_resumes_and_finds_the_training_still_running
     child = _spawn(ws, "en", port, log)
     _talk(child, [("What should the assistant do", "Answer customers"), ("or both?", "English"),
                   ("(a folder path)", str(docs_dir)), ("or a .gguf file", "tiny"), ("4. cpt", "1"),
-                  ("How long may training take", "default"), ("before serving it?", "yes"), ("4. none", "local"),
-                  ("Start with this plan?", "yes"), ("Train on this dataset?", "yes"), ("Start training?", "yes")])
+                  ("How long may training take", "3 minutes"), ("before serving it?", "yes"), ("4. none", "local"),
+                  ("Start with this plan?", "yes"), ("Train on this dataset?", "yes"),
+                  ("That is over your budget of 3 min", "yes")])
     child.expect_exact("Training runs in the background")
     child.kill(signal.SIGKILL)
     child.wait()
