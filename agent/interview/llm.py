@@ -55,6 +55,8 @@ class Reading:
     docs, a GpuAnswer for hardware."""
     say: str = ""
     """The answer to the user's question (kind "question"), or the question asked again (kind "unclear")."""
+    by: Literal["model", "rules"] = "model"
+    """Who read it: the model, or the slot's own reader (agent/interview/turn.read_slot asks the rules first)."""
 
 
 # ---------------------------------------------------------------- the slots' values

@@ -7,6 +7,8 @@ look like a plain answer ("no wait, 3 hours" reads as "no"):
 2. a correction of any slot ("actually use both languages", "改成中文"): that slot changes;
 3. "default" / "随便": the slot keeps its default, and the reply says why it is the default;
 4. the answer to the question asked, read by its slot's reader; unclear answers are asked again, never guessed.
+   With an LLM (agent/interview/llm.py) the model reads only what the slot's reader cannot, and answers questions
+   back that the glossary does not know.
 
     plan, lang = Plan(), "en"
     turn = answer_turn(plan, "Answer customers' questions about returns", lang)
@@ -26,7 +28,7 @@ from agent.interview.questions import QUESTIONS, READERS, Question, Unclear
 from rag.loaders import detect_language
 
 if TYPE_CHECKING:
-    from agent.interview.llm import LlmReader
+    from agent.interview.llm import LlmReader, Reading
 
 CORRECTABLE = {"languages": "languages", "docs": "docs", "method": "stage", "time_budget": "time_budget_hours",
                "base_model": "base_model", "hardware": "hardware"}
@@ -60,7 +62,8 @@ def first_question(lang: str) -> str:
 
 def answer_turn(plan: Plan, answer: str, lang: str, reader: LlmReader | None = None) -> Turn:
     """Read `answer` to the current question (see the module docstring) and say what comes next. With an LLM
-    `reader` (agent/interview/llm.py), step 4 is the model's reading, checked by the slot's own reader."""
+    `reader` (agent/interview/llm.py), what the slot's reader cannot read in step 4 is the model's to read, and
+    its value is checked by the slot's reader again."""
     q = next_question(plan)
     if q is None:
         return _confirm(plan, answer, lang)
@@ -85,10 +88,30 @@ def answer_turn(plan: Plan, answer: str, lang: str, reader: LlmReader | None = N
     return _ask(plan.with_answer(q.slot, value), lang, _noted(q.slot, value, lang))
 
 
+def asks_back(answer: str) -> bool:
+    """The answer ends in a question mark: with an LLM, the model answers it (rules would read "can it run on
+    my laptop?" as the assistant's purpose)."""
+    return answer.rstrip().endswith(("?", "？"))
+
+
+def read_slot(slot: str, question: str, answer: str, lang: str, reader: LlmReader) -> Reading:
+    """How the LLM mode reads `answer` into `slot`: the slot's own reader first (it never guesses, and small
+    models misread answers it reads right), the model only for what the rules cannot read and for questions
+    back."""
+    from agent.interview.llm import Reading
+
+    if not asks_back(answer):
+        try:
+            return Reading("value", READERS[slot](answer), by="rules")
+        except Unclear:
+            pass
+    return reader.read(slot, question, answer, lang)
+
+
 def _read_by_llm(plan: Plan, q: Question, answer: str, lang: str, reader: LlmReader) -> Turn:
     """The model's reading of a free-form answer. Its value goes through the slot's reader too (as text), so a
     folder that is not there or a model not on this machine is refused as it is without an LLM."""
-    got = reader.read(q.slot, q.ask[lang], answer, lang)
+    got = read_slot(q.slot, q.ask[lang], answer, lang, reader)
     if got.kind == "question":
         return _ask(plan, lang, got.say)
     if got.kind == "unclear":
