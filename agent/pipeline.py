@@ -188,9 +188,9 @@ def _recorded_batch(run_dir: Path) -> dict:
 
 def train(cfg, callbacks: list | None = None):
     """Run the config's stage (`training.sft`, `cpt` or `dpo`). Returns `training.runs.TrainResult`."""
-    from training import cpt, dpo, sft
+    from training.runs import run_stage
 
-    return {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.stage](cfg, callbacks=callbacks)
+    return run_stage(cfg, callbacks)
 
 
 # ---------------------------------------------------------------- models

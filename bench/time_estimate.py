@@ -19,9 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from training.fetch import default_cache
+
 ROOT = Path(__file__).resolve().parent.parent
-QWEN = Path(os.environ.get("ONBOARD_CACHE", Path.home() / ".cache" / "onboard" / "models")) / \
-    "qwen2.5-coder-0.5b-instruct" / "hf"
+QWEN = default_cache("qwen2.5-coder-0.5b-instruct") / "hf"
 
 CHILD = r"""
 import json, sys, time

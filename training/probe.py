@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from training.config import TrainConfig
@@ -46,13 +45,13 @@ class Probe:
         return max(1, 1 + int(left // self.step_s)) if self.step_s > 0 else self.steps
 
 
-def probe(cfg: TrainConfig, steps: int = PROBE_STEPS, train: Callable | None = None) -> Probe:
-    """Run `steps` optimizer steps of `cfg` in a scratch folder beside its output and time them.
-
-    `train(cfg, callbacks=...)` runs the stage (default: agent-independent dispatch on cfg.stage). A run shorter
+def probe(cfg: TrainConfig, steps: int = PROBE_STEPS) -> Probe:
+    """Run `steps` optimizer steps of `cfg` in a scratch folder beside its output and time them. A run shorter
     than `steps` is timed whole. The scratch folder is removed, whatever happens.
     """
     from transformers import TrainerCallback
+
+    from training.runs import run_stage
 
     if steps < 2:
         raise ValueError("a probe needs at least 2 steps: the first is not timed")
@@ -76,7 +75,7 @@ def probe(cfg: TrainConfig, steps: int = PROBE_STEPS, train: Callable | None = N
 
     t0 = time.perf_counter()
     try:
-        (train or _train)(trial, callbacks=[Clock()])
+        run_stage(trial, callbacks=[Clock()])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     t_end = time.perf_counter()
@@ -87,9 +86,3 @@ def probe(cfg: TrainConfig, steps: int = PROBE_STEPS, train: Callable | None = N
     rest = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     return Probe(steps=marks["planned"], step_s=sum(rest) / len(rest) if rest else first, first_step_s=first,
                  setup_s=marks["first"] - t0, teardown_s=t_end - ends[-1])
-
-
-def _train(cfg: TrainConfig, callbacks: list):
-    from training import cpt, dpo, sft
-
-    return {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.stage](cfg, callbacks=callbacks)

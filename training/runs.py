@@ -58,6 +58,13 @@ class TrainResult:
     """Mean training loss over the last 10 % of logged steps: with `start_loss`, how the run went."""
 
 
+def run_stage(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Run the config's stage: `training.sft`, `cpt` or `dpo` (each a `run(cfg, callbacks)`)."""
+    from training import cpt, dpo, sft
+
+    return {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.stage](cfg, callbacks=callbacks)
+
+
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a distributed run (accelerate/torchrun set RANK)."""
     return int(os.environ.get("RANK", "0")) == 0

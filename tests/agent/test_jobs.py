@@ -33,7 +33,8 @@ def test_a_job_runs_apart_is_found_again_stops_at_a_checkpoint_and_resumes(tmp_p
                       method="lora", max_steps=400, batch_size=2, learning_rate=1e-3, evaluate=False, report_to=[],
                       check_eos=False, save_steps=10**6)
     job = TrainingJob.start(cfg, planned_steps=400)
-    assert job.running() and "loading" in job.status("en") or "step" in job.status("en")
+    first = job.status("en")
+    assert job.running() and (first.startswith("loading the model") or first.startswith("step ")), first
     _wait(lambda: job.steps_done()[0] >= 2 or not job.running())
     assert job.running(), job.result()
     assert sorted(p.name for p in cfg.output_dir.parent.iterdir()) == ["run", "run.job"]  # the run's folder is its own

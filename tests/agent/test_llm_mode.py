@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage
 from agent.errors import AgentError, AgentLlmError
 from agent.interview.hardware import GpuAnswer
 from agent.interview.llm import LlmReader, Reading, reply_model
+from training.fetch import default_cache
 
 
 class Prompts(BaseCallbackHandler):
@@ -250,8 +251,7 @@ def _accuracy_cases(docs: Path) -> list[tuple[str, str, str, str, object]]:
     return [(slot, q(slot, lang), answer, lang, expected) for slot, lang, answer, expected in cases]
 
 
-QWEN = Path(os.environ.get("ONBOARD_CACHE", Path.home() / ".cache" / "onboard" / "models")) / \
-    "qwen2.5-coder-0.5b-instruct" / "hf"
+QWEN = default_cache("qwen2.5-coder-0.5b-instruct") / "hf"
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""A plan confirmed over HTTP, carried out in the background: the interview's "Set up a fine-tune" mode
+(agent/http.py) starts `onboard run`'s steps in a process of its own, and streams what it says.
+
+Each thread's run has a workspace of its own, SERVER_WORKSPACE/setups/THREAD/ (plan.yaml, index, data, runs,
+models, reports), so a run started from the chat page never re-ingests, retrains or replaces what the server
+it was started from is serving. The process writes its events as JSON lines to events.jsonl there:
+
+    {"say": "ingested 12 documents ..."}
+    {"progress": "train", "done": 30, "total": 60}
+    {"end": {"ok": true, "model": "...", "report": "...", "gate_passed": true, "serve": "onboard serve -w ..."}}
+
+    setup = Setup.start(plan, folder)      # refuses while another setup is running on this server
+    setup.events(after=0)                   # the events so far
+    setup.stop()                            # SIGTERM: training saves a checkpoint; start again to resume
+
+`python -P -m agent.setups FOLDER` is the process itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import AgentError
+from agent.interview.plan import Plan
+
+EVENTS = "events.jsonl"
+PID_FILE = "setup.json"
+PROGRESS_EVERY_S = 2.0
+"""A stage's progress is written at most this often (and always at its first and last step)."""
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class SetupBusy(AgentError):
+    """Another setup is running on this server: one training at a time per machine."""
+
+
+@dataclass
+class Setup:
+    folder: Path
+    pid: int
+
+    @classmethod
+    def start(cls, plan: Plan, folder: Path, lang: str = "en", busy: list[Path] = ()) -> Setup:
+        """Save `plan` to FOLDER/plan.yaml and carry it out in a new process that speaks `lang` (a run that
+        stopped resumes: the runner skips finished steps and training continues from its checkpoint).
+
+        Raises:
+            SetupBusy: a setup in `busy` (or in `folder`) is running.
+        """
+        from agent.interview.plan import save
+
+        for other in [folder, *busy]:
+            running = cls.find(other)
+            if running is not None and running.running():
+                raise SetupBusy(f"a setup is already running in {other} (pid {running.pid}): wait for it to end, "
+                                "or stop it first (POST .../run/stop)")
+        folder.mkdir(parents=True, exist_ok=True)
+        save(plan, folder / "plan.yaml")
+        log = (folder / "setup.log").open("ab")
+        # -P: nothing imported from the server's working directory; a new session: a server restart keeps it
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "agent.setups", str(folder), lang], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        from rag.io import atomic_write_json
+
+        atomic_write_json(folder / PID_FILE, {"pid": proc.pid, "started": time.time(), "lang": lang})
+        _CHILDREN[proc.pid] = proc
+        return cls(folder, proc.pid)
+
+    @classmethod
+    def find(cls, folder: Path) -> Setup | None:
+        """The setup last started in `folder` (running or not); None when none was."""
+        path = folder / PID_FILE
+        if not path.is_file():
+            return None
+        return cls(folder, json.loads(path.read_text(encoding="utf-8"))["pid"])
+
+    def running(self) -> bool:
+        proc = _CHILDREN.get(self.pid)
+        if proc is not None:
+            return proc.poll() is None
+        try:
+            os.kill(self.pid, 0)
+            return b"agent.setups" in Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except (ProcessLookupError, OSError):
+            return False
+
+    def events(self, after: int = 0) -> list[dict]:
+        """The events from the `after`-th on (0: all), complete lines only. When the process is gone without
+        an end event (killed), a last end event says so."""
+        path = self.folder / EVENTS
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.is_file() else []
+        out = [json.loads(line) for line in lines[after:]]
+        ended = any("end" in e for e in out) or (lines and '"end"' in lines[-1])
+        if not ended and not self.running() and not self._writing_last(path, lines):
+            out.append({"end": {"ok": False, "error": "the setup stopped before it finished (stopped or killed): "
+                                                      "start it again to resume (POST .../run)"}})
+        return out
+
+    def _writing_last(self, path: Path, lines: list[str]) -> bool:
+        """The process ended between reading the file and checking it: read once more."""
+        if not path.is_file():
+            return False
+        return any('"end"' in line for line in path.read_text(encoding="utf-8").split("\n")[len(lines):])
+
+    def stop(self, timeout: float = 600.0) -> None:
+        """SIGTERM to the whole process group: the training saves a checkpoint and everything exits."""
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        proc = _CHILDREN.get(self.pid)
+        if proc is not None:
+            proc.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+class _Writer:
+    """The process's side: one JSON line per event, flushed at once (the endpoint tails the file)."""
+
+    def __init__(self, path: Path):
+        self._f = path.open("a", encoding="utf-8")
+        self._last: dict[str, float] = {}
+
+    def write(self, event: dict) -> None:
+        self._f.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def say(self, text: str) -> None:
+        self.write({"say": text})
+
+    def progress(self, stage: str, done: int, total: int | None = None) -> None:
+        now = time.monotonic()
+        first, last = stage not in self._last, total is not None and done >= total
+        if first or last or now - self._last[stage] >= PROGRESS_EVERY_S:
+            self._last[stage] = now
+            self.write({"progress": stage, "done": done, "total": total})
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # outside training; during it, training.callbacks.StopOnSignal saves a checkpoint
+
+
+def main(folder: Path, lang: str = "en") -> int:
+    """Carry out FOLDER/plan.yaml in the workspace FOLDER; the last event is its end (ok, or the error)."""
+    from agent import runner
+    from agent.interview.plan import load
+    from agent.ui import setup
+    from rag.errors import OnboardError
+    from rag.workspace import Workspace
+
+    setup()
+    out = _Writer(folder / EVENTS)
+    signal.signal(signal.SIGTERM, _stop)
+
+    def ask(question: str) -> bool:  # every step was agreed to with the plan ("Start with this plan?")
+        out.say(f"{question} {'好的（计划已确认）' if lang == 'zh' else 'yes (the plan was confirmed)'}")
+        return True
+
+    try:
+        result = runner.run(load(folder / "plan.yaml"), Workspace(folder),
+                            runner.Hooks(say=out.say, ask=ask, progress=out.progress, lang=lang))
+    except (OnboardError, KeyboardInterrupt) as e:
+        error = str(e) if isinstance(e, OnboardError) else "stopped: start it again to resume (POST .../run)"
+        out.write({"end": {"ok": False, "error": error}})
+        return 1
+    except Exception as e:
+        out.write({"end": {"ok": False, "error": f"{type(e).__name__}: {e} (the traceback is in "
+                                                 f"{folder / 'setup.log'})"}})
+        raise
+    out.write({"end": {"ok": True, "model": str(result.model), "report": str(result.report or ""),
+                       "gate_passed": result.gate_passed, "serve": f"onboard serve -w {folder}"}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), *sys.argv[2:3]))
