@@ -91,14 +91,23 @@ def read_stream(stream) -> tuple[str, str | None]:
     return "".join(parts), finish
 
 
-def spy_generate(engine, monkeypatch) -> list[int]:
+class Generated(list):
+    """Tokens each generation produced; `started` is set once a generation has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+
+
+def spy_generate(engine, monkeypatch) -> Generated:
     """Make a transformers engine's model ignore EOS (only a stop can end a generation before
     max_new_tokens) and record how many tokens each generation produced."""
-    generated: list[int] = []
+    generated = Generated()
     original = engine.model.generate
 
     def generate(**kw):
         kw["min_new_tokens"] = kw["max_new_tokens"]
+        generated.started.set()
         out = original(**kw)
         generated.append(out.shape[1] - kw["input_ids"].shape[1])
         return out
