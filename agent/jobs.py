@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import procs
+
 JOB_FILE = "job.json"
 """The job's pid, started time and planned steps, while it may be running."""
 RESULT_FILE = "job-result.json"
-_CHILDREN: dict[int, subprocess.Popen] = {}
-"""The jobs this process started, to reap them (and to know their state without /proc)."""
 
 
 def job_dir(run_dir: Path) -> Path:
@@ -55,16 +55,9 @@ class TrainingJob:
         (files / RESULT_FILE).unlink(missing_ok=True)
         config = files / "config.json"
         atomic_write_json(config, cfg.summary())
-        log = (files / "job.log").open("ab")
-        # -P: nothing is imported from the current directory (the user's); a new session: it outlives the chat
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "agent.jobs", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-        job = cls(run_dir, proc.pid, planned_steps, time.time())
-        atomic_write_json(files / JOB_FILE, {"pid": proc.pid, "planned_steps": planned_steps,
+        job = cls(run_dir, procs.start("agent.jobs", [str(config)], files / "job.log"), planned_steps, time.time())
+        atomic_write_json(files / JOB_FILE, {"pid": job.pid, "planned_steps": planned_steps,
                                                "started": job.started})
-        _CHILDREN[proc.pid] = proc
         return job
 
     @classmethod
@@ -80,16 +73,7 @@ class TrainingJob:
     # ---------------------------------------------------------------- state
 
     def running(self) -> bool:
-        proc = _CHILDREN.get(self.pid)
-        if proc is not None:
-            return proc.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _cmdline_is_job(self.pid)
+        return procs.alive(self.pid, "agent.jobs")
 
     def steps_done(self) -> tuple[int, float | None]:
         """(the last logged step, its loss) from the run's metrics file; (0, None) before the first."""
@@ -152,7 +136,7 @@ class TrainingJob:
         return self.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> int | None:
-        proc = _CHILDREN.get(self.pid)
+        proc = procs.child(self.pid)
         if proc is not None:
             try:
                 return proc.wait(timeout)
@@ -171,14 +155,6 @@ class TrainingJob:
 
     def forget(self) -> None:
         (job_dir(self.run_dir) / JOB_FILE).unlink(missing_ok=True)
-
-
-def _cmdline_is_job(pid: int) -> bool:
-    """Whether `pid` is still a training job (and not a later process that got the same pid)."""
-    try:
-        return b"agent.jobs" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 def main(config: Path) -> int:

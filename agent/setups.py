@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import procs
 from agent.errors import AgentError
 from agent.interview.plan import Plan
 
@@ -34,7 +34,6 @@ EVENTS = "events.jsonl"
 PID_FILE = "setup.json"
 PROGRESS_EVERY_S = 2.0
 """A stage's progress is written at most this often (and always at its first and last step)."""
-_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 class SetupBusy(AgentError):
@@ -63,17 +62,11 @@ class Setup:
                                 "or stop it first (POST .../run/stop)")
         folder.mkdir(parents=True, exist_ok=True)
         save(plan, folder / "plan.yaml")
-        log = (folder / "setup.log").open("ab")
-        # -P: nothing imported from the server's working directory; a new session: a server restart keeps it
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "agent.setups", str(folder), lang], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
+        pid = procs.start("agent.setups", [str(folder), lang], folder / "setup.log")  # a server restart keeps it
         from rag.io import atomic_write_json
 
-        atomic_write_json(folder / PID_FILE, {"pid": proc.pid, "started": time.time(), "lang": lang})
-        _CHILDREN[proc.pid] = proc
-        return cls(folder, proc.pid)
+        atomic_write_json(folder / PID_FILE, {"pid": pid, "started": time.time(), "lang": lang})
+        return cls(folder, pid)
 
     @classmethod
     def find(cls, folder: Path) -> Setup | None:
@@ -84,14 +77,7 @@ class Setup:
         return cls(folder, json.loads(path.read_text(encoding="utf-8"))["pid"])
 
     def running(self) -> bool:
-        proc = _CHILDREN.get(self.pid)
-        if proc is not None:
-            return proc.poll() is None
-        try:
-            os.kill(self.pid, 0)
-            return b"agent.setups" in Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except (ProcessLookupError, OSError):
-            return False
+        return procs.alive(self.pid, "agent.setups")
 
     def events(self, after: int = 0) -> list[dict]:
         """The events from the `after`-th on (0: all), complete lines only. When the process is gone without
@@ -117,7 +103,7 @@ class Setup:
             os.killpg(self.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        proc = _CHILDREN.get(self.pid)
+        proc = procs.child(self.pid)
         if proc is not None:
             proc.wait(timeout)
             return
