@@ -55,7 +55,7 @@ def build(
     answer_tokens: Annotated[int, typer.Option(help="Rule-made answers cut to whole paragraphs or sentences "
                                                     "within this many tokens.")] = 256,
     decline_share: Annotated[float, typer.Option(help="Share of questions also asked with a context that "
-                                                      "lacks the answer, answered with a decline (0: none).")] = 0.15,
+                                                      "lacks the answer, answered with a decline (0: none).")] = 0.25,
     ood: Annotated[bool, typer.Option(help="Add the built-in everyday out-of-domain questions, declined.")] = True,
     ood_file: Annotated[Path | None, typer.Option(help="Your own out-of-domain questions, one per line, "
                                                        "declined too.")] = None,

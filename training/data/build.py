@@ -89,7 +89,7 @@ class DataBuildConfig:
     configured, else the rules. The rules fill in whatever an LLM leaves short."""
     answer_tokens: int = ANSWER_TOKENS
     """Rule-made answers are cut to whole paragraphs (or sentences) within this many tokens."""
-    decline_share: float = 0.15
+    decline_share: float = 0.25
     """SFT/RAFT/DPO: share of questions also asked with a context that lacks the answer, answered with a
     decline that offers a person (training/data/decline.py); 0: none."""
     ood: bool = True
