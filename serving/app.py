@@ -107,31 +107,55 @@ def _without_index(settings: ServeSettings) -> None:
     log.warning("serving without retrieval: no workspace index, so answers come from the model alone")
 
 
-def _error(status: int, message: str, type_: str) -> JSONResponse:
-    body = ErrorResponse(error=ErrorInfo(message=message, type=type_, code=status))
-    return JSONResponse(body.model_dump(), status_code=status)
+def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
+           headers: dict | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(message=message, type=type_, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def _limit_size(request: Request, call_next):
     limit = request.app.state.settings.max_request_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        return _error(413, f"request body over {limit} bytes", "request_too_large")
+        return _error(413, f"request body over {limit} bytes", "invalid_request_error", code="request_too_large")
     return await call_next(request)
 
 
 async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
-    return _error(exc.status_code, str(exc), exc.type)
+    return _error(exc.status_code, str(exc), exc.type, getattr(exc, "param", None), exc.code)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-    return _error(400, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error")
+    where = _param(first.get("loc", ()))
+    if first.get("type") == "extra_forbidden":  # OpenAI's words for an argument it does not know
+        return _error(400, f"Unrecognized request argument supplied: {where}", "invalid_request_error", where,
+                      "unknown_parameter")
+    if first.get("type") == "missing":
+        return _error(400, f"{where}: a required parameter is missing.", "invalid_request_error", where,
+                      "missing_required_parameter")
+    return _error(400, f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error", where or None)
+
+
+def _param(loc) -> str:
+    """A pydantic error location as OpenAI names a parameter: messages[0].role (the union member names
+    pydantic adds, like `str` or `list[ContentPart]`, left out)."""
+    out = ""
+    for x in loc:
+        if x == "body":
+            continue
+        if isinstance(x, int):
+            out += f"[{x}]"
+        elif "[" in x or x in ("str", "int", "float", "bool", "dict", "list") or x.startswith("function-"):
+            continue
+        else:
+            out += f".{x}" if out else x
+    return out
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+    allow = exc.headers.get("Allow") if exc.headers else None
+    return _error(exc.status_code, str(exc.detail), "invalid_request_error", headers={"Allow": allow} if allow else None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,16 @@ from rag.errors import BadOption, OnboardError
 
 
 class ServingError(OnboardError):
-    """Base class: a user-facing serving failure. `status_code` and `type` are what the API answers with."""
+    """Base class: a user-facing serving failure. `status_code`, `type`, `code` and `param` are what the
+    API answers with (OpenAI's error shape: `code` a string or None, `param` the request field at fault)."""
 
     status_code = 500
     type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class BadSetting(ServingError, BadOption):
@@ -21,7 +27,8 @@ class BadSetting(ServingError, BadOption):
 
 class ModelNotLoaded(ServingError):
     status_code = 503
-    type = "model_not_loaded"
+    type = "server_error"
+    code = "model_not_loaded"
 
 
 class BadRequest(ServingError):
@@ -33,12 +40,25 @@ class ContextTooLong(BadRequest):
     """The prompt (retrieved context and history included) leaves no room for an answer within the
     model's context window; the engine never runs past it."""
 
-    type = "context_length_exceeded"
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, param: str | None = "messages"):
+        super().__init__(message, param)
+
+
+class Unsupported(BadRequest):
+    """An OpenAI parameter (or a value of one) this server cannot honour: refused by name, never ignored."""
+
+    code = "unsupported_parameter"
 
 
 class UnknownModel(ServingError):
     status_code = 404
-    type = "model_not_found"
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, message: str, param: str | None = "model"):
+        super().__init__(message, param)
 
 
 class NoIndex(ServingError):
@@ -46,7 +66,8 @@ class NoIndex(ServingError):
     is no index to retrieve from; start-up refuses rather than answer without documents."""
 
     status_code = 503
-    type = "no_index"
+    type = "server_error"
+    code = "no_index"
 
 
 class PortInUse(ServingError):
@@ -58,11 +79,13 @@ class UpstreamError(ServingError):
     """The remote engine's upstream server failed, was unreachable, or answered out of contract."""
 
     status_code = 502
-    type = "upstream_error"
+    type = "server_error"
+    code = "upstream_error"
 
 
 class TokenCountUnavailable(ServingError):
     """The engine cannot count tokens exactly (a remote upstream without a /tokenize endpoint)."""
 
     status_code = 501
-    type = "not_implemented"
+    type = "server_error"
+    code = "not_implemented"

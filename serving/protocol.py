@@ -1,26 +1,82 @@
-"""OpenAI-compatible request/response models, and the one error shape every error uses."""
+"""OpenAI-compatible request/response models, and the one error shape every error uses.
+
+Requests forbid arguments they do not declare (a 400 naming the argument, as OpenAI answers), and every
+OpenAI chat parameter declared here is either honoured or refused by name (serving/conformance.py):
+never accepted and ignored.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class ChatCompletionRequest(BaseModel):
-    model: str | None = None
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContentPart(_Strict):
+    """One part of a message's content given as a list (OpenAI's content parts); only text is served."""
+
+    type: str
+    text: str | None = None
+    image_url: Any = None
+    input_audio: Any = None
+    file: Any = None
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+    include_obfuscation: bool | None = None
+
+
+class ChatCompletionRequest(_Strict):
+    model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    """OpenAI's newer name for max_tokens; give one of them."""
+    n: int = Field(1, ge=1, le=16)
+    seed: int | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    """An end-user id for the caller's own records; never used to generate, never logged."""
+    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
+    stop: str | list[str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: dict | None = None
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[dict] | None = None
+    function_call: str | dict | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    audio: dict | None = None
+    prediction: dict | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    web_search_options: dict | None = None
     rag: bool = True
     """Onboard extension: set false to answer without retrieval."""
 
@@ -41,10 +97,19 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+    """Present and null, as OpenAI sends it: this server never refuses through this field."""
+
+
 class Choice(BaseModel):
     index: int = 0
-    message: ChatMessage
+    message: AssistantMessage
     finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+    """Present and null (log probabilities are refused by name when asked for)."""
 
 
 class ChatCompletionResponse(BaseModel):
@@ -66,6 +131,8 @@ class StreamChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: Literal["stop", "length"] | None = None
+    """Null on every chunk but the last of its choice, and present on all of them."""
+    logprobs: None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -74,6 +141,8 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[StreamChoice]
+    usage: Usage | None = None
+    """Only on the final chunk (its `choices` empty), when the request set stream_options.include_usage."""
     sources: list[Source] | None = None
 
 
@@ -127,9 +196,12 @@ class TokenizeResponse(BaseModel):
 
 
 class ErrorInfo(BaseModel):
+    """OpenAI's error shape: `param` names the request field at fault, `code` is a string or null."""
+
     message: str
     type: str
-    code: int
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):

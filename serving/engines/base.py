@@ -19,6 +19,8 @@ class SamplingParams:
     temperature: float = 0.0
     """0 means greedy decoding."""
     top_p: float = 1.0
+    seed: int | None = None
+    """Sampling with the same seed gives the same answer (greedy decoding needs none)."""
 
 
 @dataclass

@@ -144,6 +144,7 @@ class TransformersEngine:
         with self._lock, torch.no_grad():
             if cancel.is_set():  # the caller left while this request waited for the lock: skip the prefill
                 raise asyncio.CancelledError
+            _seed(params)
             out = self._loaded().generate(**inputs, **kwargs)
         new = out[0, n_prompt:].tolist()
         return Generation(self.tokenizer.decode(new, skip_special_tokens=True), n_prompt, len(new), self._finish(new))
@@ -159,6 +160,7 @@ class TransformersEngine:
             with self._lock, torch.no_grad():
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
+                _seed(params)
                 out = self._loaded().generate(**inputs, **kwargs,
                                           streamer=_Detokenizer(self.tokenizer, emit))
             new = out[0, n_prompt:].tolist()
@@ -167,6 +169,15 @@ class TransformersEngine:
             emit(e)
         finally:
             emit(None)
+
+
+def _seed(params: SamplingParams) -> None:
+    """Seed torch for a sampled generation that asked for a seed (under the engine's lock, so no other
+    generation draws from the generator meanwhile)."""
+    if params.seed is not None and params.temperature > 0:
+        import torch
+
+        torch.manual_seed(params.seed)
 
 
 def _context_window(config, tokenizer) -> int:

@@ -53,7 +53,7 @@ class RemoteEngine:
         """
         Args:
             url: the upstream's OpenAI API base, with its /v1 (http://host:8000/v1).
-            model: the model id sent upstream; None omits it (the upstream's only model).
+            model: the model id sent upstream; None: the upstream's only model, once `check` has run.
             api_key: bearer token; kept in the client's headers, never logged.
             timeout: seconds to wait for a reply or for the next streamed piece.
         """
@@ -83,6 +83,11 @@ class RemoteEngine:
         if self.model is not None and self.model not in ids:
             raise ModelNotLoaded(f"the upstream {self.url} serves {ids}, not {self.model!r}; set "
                                  "ONBOARD_REMOTE_MODEL to one of them.")
+        if self.model is None:  # requests name their model, as OpenAI requires: the upstream's only one
+            if len(ids) != 1:
+                raise ModelNotLoaded(f"the upstream {self.url} serves {ids}: set ONBOARD_REMOTE_MODEL to the one "
+                                     "to forward to.")
+            self.model = ids[0]
         log.info("forwarding generations to %s (serves %s)", self.url, ids)
 
     # ---- the Engine interface
@@ -152,6 +157,8 @@ class RemoteEngine:
     def _body(self, messages: list[dict], params: SamplingParams, stream: bool) -> dict:
         body = {"messages": messages, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
                 "top_p": params.top_p, "stream": stream}
+        if params.seed is not None:
+            body["seed"] = params.seed
         if stream:
             body["stream_options"] = {"include_usage": True}
         if self.model is not None:

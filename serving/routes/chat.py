@@ -8,21 +8,23 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
 from rag import Retriever
 from rag.prompt import Prompts
+from serving.conformance import check_request, plain_messages
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, SamplingParams
 from serving.errors import BadRequest, UnknownModel
 from serving.protocol import (
+    AssistantMessage,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessage,
     Choice,
     DeltaMessage,
     Source,
@@ -41,15 +43,22 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
                            retriever: RetrieverDep, rag_k: RagKDep,
                            prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
     _check_model(req.model, settings)
-    if req.messages[-1].role != "user":
-        raise BadRequest("messages: the last message must be the user's.")
-    messages, sources = await _with_context(req, retriever if req.rag else None, rag_k, prompts)
+    check_request(req)
+    plain = plain_messages(req.messages)
+    if plain[-1]["role"] != "user":
+        raise BadRequest("messages: the last message must be the user's.", "messages")
+    if req.stream_options is not None and not req.stream:
+        raise BadRequest("stream_options: only allowed when stream is true.", "stream_options")
+    messages, sources = await _with_context(plain, retriever if req.rag else None, rag_k, prompts)
     params = SamplingParams(
-        max_new_tokens=min(req.max_tokens or settings.max_new_tokens, settings.max_new_tokens),
+        max_new_tokens=min(req.max_completion_tokens or req.max_tokens or settings.max_new_tokens,
+                           settings.max_new_tokens),
         temperature=req.temperature,
         top_p=req.top_p,
+        seed=req.seed,
     )
     if req.stream:
+        usage = bool(req.stream_options and req.stream_options.include_usage)
         deltas = engine.stream(messages, params)
         # The first piece is awaited before the response starts, so a request the engine refuses (a
         # prompt longer than the model's context) gets its error status, not a 200 and a broken stream.
@@ -58,13 +67,18 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         except BaseException:
             await deltas.aclose()
             raise
-        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name), ping=15)
-    gen = await engine.generate(messages, params)
+        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage), ping=15)
+    # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
+    # not n copies of one answer).
+    gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
+            for i in range(req.n)]
+    completion = sum(g.completion_tokens for g in gens)
     return ChatCompletionResponse(
         model=settings.served_name,
-        choices=[Choice(message=ChatMessage(role="assistant", content=gen.text), finish_reason=gen.finish_reason)],
-        usage=Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
-                    total_tokens=gen.prompt_tokens + gen.completion_tokens),
+        choices=[Choice(index=i, message=AssistantMessage(content=g.text), finish_reason=g.finish_reason)
+                 for i, g in enumerate(gens)],
+        usage=Usage(prompt_tokens=gens[0].prompt_tokens, completion_tokens=completion,
+                    total_tokens=gens[0].prompt_tokens + completion),
         sources=sources,
     )
 
@@ -73,7 +87,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
 async def tokenize(req: TokenizeRequest, settings: SettingsDep, engine: EngineDep) -> TokenizeResponse:
     """The messages' prompt tokens as the model sees them (chat template included, no retrieval)."""
     _check_model(req.model, settings)
-    return TokenizeResponse(count=await engine.count_tokens([m.model_dump() for m in req.messages]))
+    return TokenizeResponse(count=await engine.count_tokens(plain_messages(req.messages)))
 
 
 def _check_model(requested: str | None, settings: ServeSettings) -> None:
@@ -81,21 +95,29 @@ def _check_model(requested: str | None, settings: ServeSettings) -> None:
         raise UnknownModel(f"model {requested!r} is not served here; this server serves {settings.served_name!r}.")
 
 
-async def _with_context(req: ChatCompletionRequest, retriever: Retriever | None, k: int,
+async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
                         prompts: Prompts) -> tuple[list[dict], list[Source]]:
     """The messages with the retrieved chunks in the system prompt, laid out as in training, and their citations."""
-    messages, hits = await with_context([m.model_dump() for m in req.messages], retriever, k, prompts)
+    messages, hits = await with_context(plain, retriever, k, prompts)
     return messages, [Source(**h.citation()) for h in hits]
 
 
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
-                  served_name: str) -> AsyncIterator[str]:
+                  served_name: str, include_usage: bool) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: DeltaMessage, finish=None, srcs=None) -> str:
-        c = ChatCompletionChunk(id=cid, created=created, model=served_name,
-                                choices=[StreamChoice(delta=delta, finish_reason=finish)], sources=srcs)
-        return json.dumps(c.model_dump(exclude_none=True), ensure_ascii=False)
+    def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None) -> str:
+        choices = [] if delta is None else [StreamChoice(delta=delta, finish_reason=finish)]
+        c = ChatCompletionChunk(id=cid, created=created, model=served_name, choices=choices, sources=srcs,
+                                usage=usage).model_dump()
+        # finish_reason and logprobs are on every chunk (null until the end), as OpenAI sends them; the
+        # delta's unset fields, and sources and usage where there are none, are left out.
+        for c_ in c["choices"]:
+            c_["delta"] = {k: v for k, v in c_["delta"].items() if v is not None}
+        for key in ("sources", "usage"):
+            if c[key] is None:
+                del c[key]
+        return json.dumps(c, ensure_ascii=False)
 
     async def pieces() -> AsyncIterator[Delta]:
         if first is not None:
@@ -107,10 +129,20 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     # aclosing: when the client disconnects, sse-starlette cancels this generator, and closing the
     # engine's stream stops the generation (the local engine at the next token, a remote upstream by
     # its connection closing).
+    last = None
     async with aclosing(deltas):
         async for d in pieces():
             if d.text:
                 yield chunk(DeltaMessage(content=d.text))
             if d.finish_reason:
+                last = d
                 yield chunk(DeltaMessage(), finish=d.finish_reason)
+    if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
+        if last is None or last.prompt_tokens is None or last.completion_tokens is None:
+            yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "
+                                        "for by stream_options.include_usage cannot be sent",
+                                        "type": "server_error", "param": "stream_options", "code": None}})
+        else:
+            yield chunk(None, usage=Usage(prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens,
+                                          total_tokens=last.prompt_tokens + last.completion_tokens))
     yield "[DONE]"

@@ -69,7 +69,7 @@ def test_the_workspace_prompt_is_served_and_a_model_trained_with_another_is_warn
     question = "How long do I have to return an item?"
     with caplog.at_level("WARNING", logger="serving.settings"), \
             TestClient(create_app(ServeSettings(model=merged_model, workspace=ws))) as client:
-        r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": question}],
+        r = client.post("/v1/chat/completions", json={"model": "merged", "messages": [{"role": "user", "content": question}],
                                                        "max_tokens": 1})
         assert r.status_code == 200, r.text
         state = client.app.state

@@ -94,7 +94,7 @@ def test_one_generation_at_a_time_and_the_next_one_runs_after_a_cancelled_one(en
 def test_a_client_that_disconnects_stops_the_generation(engine, generated, no_onboard_env, merged_model):
     app = create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=400), engine=engine)
     with serve_in_thread(app) as base:
-        body = {"messages": MSGS, "max_tokens": 400, "stream": True}
+        body = {"model": "merged", "messages": MSGS, "max_tokens": 400, "stream": True}
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as r:
             for line in r.iter_lines():
                 if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):

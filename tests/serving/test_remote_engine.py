@@ -61,7 +61,7 @@ def test_streaming_through_the_remote_engine(upstream, proxy):
     assert text == direct.choices[0].message.content
     assert finish == direct.choices[0].finish_reason
     with httpx.stream("POST", f"{proxy}/v1/chat/completions",
-                      json={"messages": MSGS, "max_tokens": 4, "stream": True}) as r:
+                      json={"model": "merged", "messages": MSGS, "max_tokens": 4, "stream": True}) as r:
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert data[-1] == "[DONE]" and json.loads(data[0])["choices"][0]["delta"]["role"] == "assistant"
 
@@ -69,8 +69,8 @@ def test_streaming_through_the_remote_engine(upstream, proxy):
 def test_errors_keep_the_one_shape(proxy):
     with pytest.raises(NotFoundError, match="not served here"):
         _client(proxy).chat.completions.create(model="gpt-9", messages=MSGS)
-    r = httpx.post(f"{proxy}/v1/chat/completions", json={"messages": [{"role": "wizard", "content": "hi"}]})
-    assert r.status_code == 400 and "messages.0.role" in r.json()["error"]["message"]
+    r = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "merged", "messages": [{"role": "wizard", "content": "hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
 
 
 def test_count_tokens_is_exact_or_refused(upstream):
@@ -107,7 +107,7 @@ def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_en
     proxy_app = create_app(ServeSettings(engine="remote", remote_url=f"{base}/v1", remote_model="merged",
                                          max_new_tokens=400))
     with serve_in_thread(proxy_app) as proxy_base:
-        body = {"messages": MSGS, "max_tokens": 400, "stream": True}
+        body = {"model": "merged", "messages": MSGS, "max_tokens": 400, "stream": True}
         with httpx.stream("POST", f"{proxy_base}/v1/chat/completions", json=body, timeout=60) as r:
             for line in r.iter_lines():
                 if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):

@@ -1,0 +1,116 @@
+"""Which OpenAI chat parameters this server honours, and the refusal, by name, of every other one.
+
+A client that sets `stop`, `tools` or `response_format` and gets a 200 believes it was obeyed; so each
+parameter the request declares (serving/protocol.py) is either honoured by the route and the engines or
+refused here with a 400 whose `param` names it. Messages are brought to what every engine reads (role
+and text): the `developer` role is the system's, content given as text parts is joined; what cannot be
+rendered yet (images, tool-call history) is refused by name.
+"""
+
+from __future__ import annotations
+
+from serving.errors import BadRequest, Unsupported
+from serving.protocol import ChatCompletionRequest, ChatMessage
+
+HONOURED = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed",
+            "stream", "stream_options", "user", "rag")
+"""Parameters the chat route and the engines obey (`user` is the caller's label, never used or logged)."""
+
+_NOT_YET = {
+    "stop": "stop sequences are not supported by this server yet",
+    "logprobs": "log probabilities are not returned by this server",
+    "top_logprobs": "log probabilities are not returned by this server",
+    "tools": "tool calling is not supported by this server yet",
+    "tool_choice": "tool calling is not supported by this server yet",
+    "parallel_tool_calls": "tool calling is not supported by this server yet",
+    "functions": "function calling is not supported by this server",
+    "function_call": "function calling is not supported by this server",
+    "presence_penalty": "presence_penalty is not supported by this server",
+    "frequency_penalty": "frequency_penalty is not supported by this server",
+    "logit_bias": "logit_bias is not supported by this server",
+    "store": "this server does not store completions",
+    "metadata": "this server does not store completions, so it keeps no metadata",
+    "modalities": "this server answers in text only",
+    "audio": "this server answers in text only",
+    "prediction": "predicted outputs are not supported by this server",
+    "reasoning_effort": "this server's models take no reasoning effort",
+    "service_tier": "this server has one service tier",
+    "web_search_options": "this server does not search the web",
+}
+
+
+def _is_default(name: str, value) -> bool:
+    """Whether `value` asks for nothing beyond what the server does anyway (a client library's default)."""
+    if value is None or value is False or value == [] or value == {}:
+        return True
+    if name in ("presence_penalty", "frequency_penalty"):
+        return value == 0
+    if name == "tool_choice":
+        return value == "none"
+    if name == "modalities":
+        return value == ["text"]
+    if name == "service_tier":
+        return value in ("auto", "default")
+    return False
+
+
+def check_request(req: ChatCompletionRequest) -> None:
+    """Refuse, naming it, every parameter set to something this server would otherwise ignore.
+
+    Raises:
+        Unsupported: the parameter (`param`) and why, and what to do instead.
+        BadRequest: max_tokens and max_completion_tokens disagree; n > 1 with temperature 0 (the same
+            answer n times is never what a client means).
+    """
+    for name, why in _NOT_YET.items():
+        value = getattr(req, name)
+        if not _is_default(name, value):
+            raise Unsupported(f"{name}: {why}; leave it out.", name)
+    fmt = req.response_format
+    if fmt is not None and fmt.get("type") != "text":
+        raise Unsupported(f"response_format: {fmt.get('type')!r} is not supported by this server yet (only "
+                          "'text'); leave it out and ask for JSON in the prompt.", "response_format")
+    if req.max_tokens and req.max_completion_tokens and req.max_tokens != req.max_completion_tokens:
+        raise BadRequest("max_tokens and max_completion_tokens disagree; give one of them.", "max_completion_tokens")
+    if req.n > 1 and req.temperature == 0:
+        raise BadRequest(f"n: {req.n} greedy answers (temperature 0) would all be the same; set a temperature "
+                         "above 0 to sample different ones, or n to 1.", "n")
+    if req.n > 1 and req.stream:
+        raise Unsupported("n: streaming more than one choice is not supported by this server yet; stream with "
+                          "n 1, or set stream false.", "n")
+
+
+def plain_messages(messages: list[ChatMessage]) -> list[dict]:
+    """`messages` as every engine reads them: `role` (system, user, assistant) and `content` text.
+
+    Raises:
+        Unsupported: a part other than text, a message's `name`, or tool-call history; `param` points
+            at it (messages[2].content[1].type).
+        BadRequest: a message without content.
+    """
+    out = []
+    for i, m in enumerate(messages):
+        at = f"messages[{i}]"
+        if m.role == "tool" or m.tool_calls or m.tool_call_id:
+            field = "role" if m.role == "tool" else "tool_calls" if m.tool_calls else "tool_call_id"
+            raise Unsupported(f"{at}.{field}: tool-call history is not supported by this server yet (it has no "
+                              "tool calling); leave the tool turns out.", f"{at}.{field}")
+        if m.name is not None:
+            raise Unsupported(f"{at}.name: participant names are not rendered by this server's chat template; "
+                              "leave name out, or put it in the content.", f"{at}.name")
+        out.append({"role": "system" if m.role == "developer" else m.role, "content": _text(m, at)})
+    return out
+
+
+def _text(m: ChatMessage, at: str) -> str:
+    if m.content is None:
+        raise BadRequest(f"{at}.content: a {m.role} message needs content.", f"{at}.content")
+    if isinstance(m.content, str):
+        return m.content
+    texts = []
+    for j, part in enumerate(m.content):
+        if part.type != "text" or part.text is None:
+            raise Unsupported(f"{at}.content[{j}].type: {part.type!r} parts are not supported by this server "
+                              "(text only).", f"{at}.content[{j}].type")
+        texts.append(part.text)
+    return "\n".join(texts)  # as vLLM joins text parts

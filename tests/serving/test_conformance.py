@@ -1,0 +1,135 @@
+"""Every OpenAI chat parameter is honoured or refused by name (issue 15): a real uvicorn server on the
+tiny model, called with the official openai client and with raw HTTP where the client hides the JSON."""
+
+import json
+
+import httpx
+import pytest
+from openai import BadRequestError, OpenAI
+
+from serving.app import create_app
+from serving.settings import ServeSettings
+from tests.serving.servers import serve_in_thread
+
+MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
+
+
+@pytest.fixture(scope="module")
+def server(merged_model, workspace):
+    app = create_app(ServeSettings(model=merged_model, workspace=workspace, max_new_tokens=12))
+    with serve_in_thread(app) as base:
+        yield base
+
+
+@pytest.fixture()
+def client(server):
+    return OpenAI(base_url=f"{server}/v1", api_key="test", max_retries=0)
+
+
+def _refused(client, param: str, **kwargs) -> dict:
+    with pytest.raises(BadRequestError) as e:
+        client.chat.completions.create(model="merged", **{"messages": MSGS, **kwargs})
+    body = e.value.body
+    assert body["param"] == param and body["type"] == "invalid_request_error", body
+    assert "code" in body and body["message"], body
+    return body
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"stop": ["\n"]}, "stop"),
+    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"frequency_penalty": -0.5}, "frequency_penalty"),
+    ({"logit_bias": {"15": 5}}, "logit_bias"),
+    ({"store": True}, "store"),
+    ({"n": 2}, "n"),  # greedy: n copies of one answer
+    ({"n": 2, "temperature": 1.0, "stream": True}, "n"),
+    ({"max_tokens": 4, "max_completion_tokens": 5}, "max_completion_tokens"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}]},
+     "messages[0].content[0].type"),
+    ({"messages": [*MSGS, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"}]}, "messages[1].tool_calls"),
+    ({"messages": [{"role": "user", "content": "hi", "name": "ann"}]}, "messages[0].name"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [*MSGS, {"role": "assistant", "content": "Two years."}]}, "messages"),
+])
+def test_what_is_not_honoured_is_refused_by_name(client, kwargs, param):
+    _refused(client, param, **kwargs)
+
+
+def test_unknown_and_missing_arguments_are_named_as_openai_names_them(server, client):
+    body = _refused(client, "best_of", extra_body={"best_of": 3})
+    assert body["message"] == "Unrecognized request argument supplied: best_of"
+    r = httpx.post(f"{server}/v1/chat/completions", json={"messages": MSGS})
+    err = r.json()["error"]
+    assert r.status_code == 400 and err["param"] == "model" and err["code"] == "missing_required_parameter"
+
+
+def test_responses_carry_every_field_openai_clients_read(server):
+    r = httpx.post(f"{server}/v1/chat/completions", json={"model": "merged", "messages": MSGS}).json()
+    choice = r["choices"][0]
+    assert "logprobs" in choice and choice["logprobs"] is None
+    assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+
+
+def test_max_completion_tokens_is_honoured(client):
+    r = client.chat.completions.create(model="merged", messages=MSGS, max_completion_tokens=2)
+    assert r.usage.completion_tokens == 2 and r.choices[0].finish_reason == "length"
+
+
+def test_developer_role_and_text_parts_are_the_system_role_and_a_string(client):
+    def answer(messages):
+        r = client.chat.completions.create(model="merged", messages=messages, extra_body={"rag": False},
+                                           max_tokens=8)
+        return r.choices[0].message.content, r.usage.prompt_tokens
+
+    plain = answer([{"role": "system", "content": "Answer briefly."},
+                    {"role": "user", "content": "Where is the shop?\nIn which town?"}])
+    parts = answer([{"role": "developer", "content": [{"type": "text", "text": "Answer briefly."}]},
+                    {"role": "user", "content": [{"type": "text", "text": "Where is the shop?"},
+                                                 {"type": "text", "text": "In which town?"}]}])
+    assert parts == plain  # the same prompt, token for token, so the same greedy answer
+    other = answer([{"role": "system", "content": "Answer at length, in French, with examples."},
+                    {"role": "user", "content": "Where is the shop?\nIn which town?"}])
+    assert other[1] > plain[1], "the system message reaches the model: a longer one makes a longer prompt"
+
+
+def test_a_seed_makes_sampling_repeatable_and_n_samples_several(client):
+    def sample(seed, n=1):
+        r = client.chat.completions.create(model="merged", messages=MSGS, temperature=1.0, seed=seed, n=n,
+                                           max_tokens=12, extra_body={"rag": False})
+        return [c.message.content for c in r.choices], r
+
+    a, first = sample(7)
+    assert sample(7)[0] == a
+    assert any(sample(s)[0] != a for s in (8, 9, 10)), "other seeds sample other answers"
+    both, r = sample(7, n=2)
+    (b, second) = sample(8)
+    assert [c.index for c in r.choices] == [0, 1] and both == [a[0], b[0]], "choice i samples with seed + i"
+    assert r.usage.completion_tokens == first.usage.completion_tokens + second.usage.completion_tokens
+    assert r.usage.prompt_tokens == first.usage.prompt_tokens
+
+
+def test_stream_usage_and_finish_reason_on_every_chunk(server, client):
+    full = client.chat.completions.create(model="merged", messages=MSGS)
+    body = {"model": "merged", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body) as r:
+        data = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    with_choices = [d for d in data if d["choices"]]
+    assert all("finish_reason" in d["choices"][0] for d in with_choices)
+    assert [d["choices"][0]["finish_reason"] for d in with_choices][:-1] == [None] * (len(with_choices) - 1)
+    assert with_choices[-1]["choices"][0]["finish_reason"] == full.choices[0].finish_reason
+    last = data[-1]
+    assert last["choices"] == [] and last["usage"] == full.usage.model_dump(exclude_none=True)
+    stream = client.chat.completions.create(model="merged", messages=MSGS, stream=True,
+                                            stream_options={"include_usage": True})
+    usage = [c.usage for c in stream if c.usage is not None]
+    assert len(usage) == 1 and usage[0].completion_tokens == full.usage.completion_tokens
+    without = client.chat.completions.create(model="merged", messages=MSGS, stream=True)
+    assert all(c.usage is None for c in without)
