@@ -158,10 +158,14 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class EmbeddingRequest(BaseModel):
-    model: str | None = None
-    input: str | list[str] = Field(min_length=1)
+class EmbeddingRequest(_Strict):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    """Texts, or token arrays in the served embedding model's own tokenizer (as vLLM reads them)."""
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    """Honoured when it is the model's own size; refused by name otherwise (these models cannot be shortened)."""
+    user: str | None = None
 
 
 class EmbeddingData(BaseModel):

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from serving.deps import EmbedderDep
-from serving.errors import BadRequest, UnknownModel
+from serving.errors import BadRequest, UnknownModel, Unsupported
 from serving.protocol import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
@@ -15,17 +15,43 @@ router = APIRouter(prefix="/v1", tags=["embeddings"])
 
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, embedder: EmbedderDep) -> EmbeddingResponse:
-    if req.model and req.model != embedder.name:
+    if req.model != embedder.name:
         raise UnknownModel(f"embedding model {req.model!r} is not served here; this server embeds with "
                            f"{embedder.name!r}.")
-    texts = [req.input] if isinstance(req.input, str) else req.input
-    if len(texts) > 2048 or any(not isinstance(t, str) or not t for t in texts):
-        raise BadRequest("input: 1 to 2048 non-empty strings.")
+    texts, n_tokens = await run_in_threadpool(_texts, req.input, embedder)
     vecs = await run_in_threadpool(embedder.embed, texts)
-    n_tokens = sum(await run_in_threadpool(lambda: [embedder.count_tokens(t) for t in texts]))
+    if req.dimensions is not None and req.dimensions != len(vecs[0]):
+        raise Unsupported(f"dimensions: {embedder.name} embeds in {len(vecs[0])} dimensions and cannot shorten "
+                          f"them to {req.dimensions}; leave dimensions out.", "dimensions")
     data = _base64(vecs) if req.encoding_format == "base64" else vecs
     return EmbeddingResponse(data=[EmbeddingData(index=i, embedding=e) for i, e in enumerate(data)],
                              model=embedder.name, usage=EmbeddingUsage(prompt_tokens=n_tokens, total_tokens=n_tokens))
+
+
+def _texts(given, embedder) -> tuple[list[str], int]:
+    """The texts to embed and their token count: strings as they are, token arrays decoded with the
+    embedding model's tokenizer (the ids a client got from that tokenizer).
+
+    Raises:
+        BadRequest: empty input, more than 2,048 inputs, an empty one, or an id outside the vocabulary.
+        Unsupported: token arrays for an embedding model served from elsewhere (its tokenizer is not here).
+    """
+    items = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
+    if not 0 < len(items) <= 2048 or any(len(x) == 0 for x in items):
+        raise BadRequest("input: 1 to 2048 inputs, none empty.", "input")
+    if isinstance(items[0], str):
+        return items, sum(embedder.count_tokens(t) for t in items)
+    tokenizer = getattr(embedder, "tokenizer", None)
+    if tokenizer is None:
+        raise Unsupported(f"input: token arrays cannot be read for {embedder.name}, which is embedded elsewhere "
+                          "(ONBOARD_EMBEDDING_URL); send text.", "input")
+    vocab = len(tokenizer)
+    for i, ids in enumerate(items):
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise BadRequest(f"input[{i}]: token id {bad} is outside {embedder.name}'s vocabulary (0 to {vocab - 1}); "
+                             "token arrays are read with the embedding model's own tokenizer.", "input")
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in items], sum(len(ids) for ids in items)
 
 
 def _base64(vecs: list[list[float]]) -> list[str]:

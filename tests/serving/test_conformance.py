@@ -133,3 +133,34 @@ def test_stream_usage_and_finish_reason_on_every_chunk(server, client):
     assert len(usage) == 1 and usage[0].completion_tokens == full.usage.completion_tokens
     without = client.chat.completions.create(model="merged", messages=MSGS, stream=True)
     assert all(c.usage is None for c in without)
+
+
+def test_embeddings_read_token_arrays_and_refuse_dimensions_they_cannot_honour(server, client, embedder):
+    import numpy as np
+
+    text = "How long is the warranty on lamps?"
+    ids = embedder.tokenizer(text, add_special_tokens=False)["input_ids"]
+    by_text = client.embeddings.create(model="all-MiniLM-L6-v2", input=[text]).data[0].embedding
+    by_ids = client.embeddings.create(model="all-MiniLM-L6-v2", input=[ids, ids[:3]])
+    assert np.allclose(by_ids.data[0].embedding, by_text, atol=1e-5)
+    assert by_ids.usage.prompt_tokens == len(ids) + 3
+    one = client.embeddings.create(model="all-MiniLM-L6-v2", input=ids, dimensions=384)  # one array; its own size
+    assert np.allclose(one.data[0].embedding, by_text, atol=1e-5)
+    for kwargs, param in (({"input": text, "dimensions": 256}, "dimensions"), ({"input": [[10**9]]}, "input"),
+                          ({"input": []}, "input")):
+        with pytest.raises(BadRequestError) as e:
+            client.embeddings.create(model="all-MiniLM-L6-v2", **kwargs)
+        assert e.value.body["param"] == param, e.value.body
+    r = httpx.post(f"{server}/v1/embeddings", json={"input": "hi"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+
+
+def test_every_listed_model_can_be_retrieved(client):
+    from openai import NotFoundError
+
+    listed = [m.id for m in client.models.list().data]
+    assert listed == ["merged", "all-MiniLM-L6-v2"]
+    assert [client.models.retrieve(m).id for m in listed] == listed
+    with pytest.raises(NotFoundError) as e:
+        client.models.retrieve("gpt-9")
+    assert e.value.body["param"] == "model" and e.value.body["code"] == "model_not_found"

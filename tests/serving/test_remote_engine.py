@@ -51,7 +51,7 @@ def test_openai_client_gets_the_upstreams_answer(upstream, proxy):
     assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens
     assert relayed.usage.completion_tokens == direct.usage.completion_tokens <= 16
     assert relayed.model == "merged" and relayed.model_extra["sources"] == []
-    assert [m.id for m in _client(proxy).models.list().data] == ["merged"]
+    assert [m.id for m in _client(proxy).models.list().data] == ["merged", "all-MiniLM-L6-v2"]
 
 
 def test_streaming_through_the_remote_engine(upstream, proxy):
@@ -93,8 +93,11 @@ def test_count_tokens_is_exact_or_refused(upstream):
 
 def test_start_up_checks_the_upstream(upstream, no_onboard_env):
     settings = ServeSettings(engine="remote", remote_url=f"{upstream[0]}/v1", remote_model="llama-70b")
-    with pytest.raises(ModelNotLoaded, match="serves \\['merged'\\], not 'llama-70b'"):
+    with pytest.raises(ModelNotLoaded, match="serves \\['merged', 'all-MiniLM-L6-v2'\\], not 'llama-70b'"):
         load_engine(settings)
+    unnamed = ServeSettings(engine="remote", remote_url=f"{upstream[0]}/v1")  # requests must name a model
+    with pytest.raises(ModelNotLoaded, match="set ONBOARD_REMOTE_MODEL to the one"):
+        load_engine(unnamed)
     nobody = ServeSettings(engine="remote", remote_url=f"http://127.0.0.1:{free_port()}/v1", remote_model="m")
     with pytest.raises(UpstreamError, match="did not answer"):
         load_engine(nobody)

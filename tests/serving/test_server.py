@@ -25,7 +25,7 @@ def client(server):
 
 
 def test_models_and_health(server, client):
-    assert [m.id for m in client.models.list().data] == ["merged"]
+    assert [m.id for m in client.models.list().data] == ["merged", "all-MiniLM-L6-v2"]
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": "merged", "rag": True}
 
 
@@ -72,7 +72,7 @@ def test_embeddings_endpoint_serves_the_index_model_to_openai_clients(server, cl
     got = np.array([d.embedding for d in remote.data])
     assert got.shape == (2, 384) and np.allclose(got, local, atol=1e-5)
     assert remote.usage.prompt_tokens > 0
-    floats = httpx.post(f"{server}/v1/embeddings", json={"input": "hi", "encoding_format": "float"}).json()
+    floats = httpx.post(f"{server}/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "hi", "encoding_format": "float"}).json()
     assert len(floats["data"][0]["embedding"]) == 384
     with pytest.raises(NotFoundError, match="not served here"):
         client.embeddings.create(model="text-embedding-3-large", input="x")
