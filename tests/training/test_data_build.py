@@ -317,6 +317,7 @@ def test_declines_lack_the_answer_and_offer_a_person_in_the_users_language(works
     from evaluation.edge_cases.suite import load_suite
     from rag.prompt import BUILT_IN
     from training.data.decline import builtin_ood
+    from training.data.raft import norm_text
 
     decline_text = BUILT_IN.decline_for
     rows = _rows(workspace / "data" / "sft" / "train.jsonl") + _rows(workspace / "data" / "sft" / "test.jsonl")
@@ -328,9 +329,12 @@ def test_declines_lack_the_answer_and_offer_a_person_in_the_users_language(works
         # k = 3 chunks, or fewer when the question's language has too few outside the answer's section
         assert meta["chunk_id"] not in meta["retrieved"] and 1 <= len(meta["retrieved"]) <= 3
         oracle_section = _chunk(col, meta["chunk_id"])[1]["heading_path"]
+        question = norm_text(r["messages"][-2]["content"])
         for cid in meta["retrieved"]:
-            _, m = _chunk(col, cid)
+            text, m = _chunk(col, cid)
             assert (m["doc_id"], m["heading_path"]) != (meta["doc_id"], oracle_section)
+            assert not oracle_section.startswith(m["heading_path"] + " > "), "not the section's parent"
+            assert question not in norm_text(text), "no chunk that refers to the question"
         assert r["messages"][-1]["content"] == decline_text(meta["language"])
     ood = [r for r in rows if r["meta"]["rule"] == "out-of-domain"]
     assert len(ood) == len(builtin_ood({"en", "zh"})), "every built-in question survives deduplication"

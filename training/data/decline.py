@@ -26,7 +26,8 @@ from pathlib import Path
 from rag import Retriever, build_rag_messages
 from rag.loaders import detect_language
 from rag.prompt import BUILT_IN, Prompts
-from training.data.raft import hard_negatives
+from rag.retrieval import Hit
+from training.data.raft import hard_negatives, norm_text
 from training.data.seeds import Seed
 from training.errors import BadConfig
 
@@ -49,7 +50,8 @@ def unanswerable_example(seed: Seed, retriever: Retriever, k: int, prompts: Prom
     section = (seed.doc.id, seed.chunk.heading_path)
     for pool in (k + SAME_SECTION_SPARE, 4 * (k + SAME_SECTION_SPARE)):  # a wider pool when the section is long
         context = [h for h in hard_negatives(seed, retriever, pool)
-                   if (h.metadata.get("doc_id"), h.heading_path) != section][:k]  # the answer's other chunks
+                   if (h.metadata.get("doc_id"), h.heading_path) != section  # the answer's other chunks
+                   and may_answer(h, seed) is None][:k]
         if len(context) == k:
             break
     if not context:
@@ -59,6 +61,36 @@ def unanswerable_example(seed: Seed, retriever: Retriever, k: int, prompts: Prom
     return {"messages": messages,
             "meta": {**seed.meta(), "rule": "unanswerable", "declines": True,
                      "retrieved": [h.chunk_id for h in context]}}
+
+
+ANSWER_OVERLAP = 0.4
+"""Share of the answer's character 4-grams from which a chunk is taken to state the answer too (related English
+sections of the Debian FAQ share up to ~0.3 with an answer they do not give; restatements 0.45 and more)."""
+
+
+def may_answer(hit: Hit, seed: Seed) -> str | None:
+    """Why `hit` may answer the seed's question although it is not the answer's section, or None: FAQs
+    repeat themselves, and a context meant to lack the answer must not hold it (a decline taught beside
+    the answer teaches declining what the context answers).
+
+    - the section's parent (its chapter's introduction, which often summarises the answer);
+    - a cross-reference naming the question ("see 6.10 "What is in the pool directory?"");
+    - much of the answer's wording (4-grams of characters, so Chinese and English alike).
+    """
+    own = seed.chunk.heading_path
+    if hit.metadata.get("doc_id") == seed.doc.id and hit.heading_path and own.startswith(hit.heading_path + " > "):
+        return "the section's parent"
+    text, question = norm_text(hit.text), norm_text(seed.question)
+    if len(question) >= 6 and question in text:
+        return "names the question"
+    grams = _grams(norm_text(seed.answer)[:400])
+    if grams and len(grams & _grams(text)) / len(grams) >= ANSWER_OVERLAP:
+        return "states much of the answer"
+    return None
+
+
+def _grams(text: str, n: int = 4) -> set[str]:
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
 
 
 @dataclass

@@ -27,7 +27,7 @@ FETCH_EXTRA = 8
 chunks that contain the answer."""
 
 
-def _norm(text: str) -> str:
+def norm_text(text: str) -> str:
     return re.sub(r"\W+", "", text).lower()
 
 
@@ -42,10 +42,10 @@ def chunk_hit(c) -> Hit:
 
 def hard_negatives(seed: Seed, retriever: Retriever, n: int) -> list[Hit]:
     """The retriever's best hits for the question, minus the oracle and any chunk holding the answer."""
-    answer = _norm(seed.answer)[:40]
+    answer = norm_text(seed.answer)[:40]
     out = []
     for h in retriever.search(seed.question, n + FETCH_EXTRA):
-        if h.chunk_id == seed.chunk.id or (answer and answer in _norm(h.text)):
+        if h.chunk_id == seed.chunk.id or (answer and answer in norm_text(h.text)):
             continue
         out.append(h)
         if len(out) == n:
@@ -67,9 +67,9 @@ def raft_answer(seed: Seed, oracle_pos: int | None) -> str:
 def _fill(seed: Seed, negs: list[Hit], pool: list[Hit], n: int, rng: random.Random) -> list[Hit]:
     """Top up with random chunks (same language first) when the retriever found too few negatives,
     as in a small corpus or a query BM25 barely matches."""
-    answer = _norm(seed.answer)[:40]
+    answer = norm_text(seed.answer)[:40]
     taken = {h.chunk_id for h in negs} | {seed.chunk.id}
-    spare = [h for h in pool if h.chunk_id not in taken and not (answer and answer in _norm(h.text))]
+    spare = [h for h in pool if h.chunk_id not in taken and not (answer and answer in norm_text(h.text))]
     rng.shuffle(spare)
     spare.sort(key=lambda h: h.metadata.get("language") != seed.doc.language)
     return negs + spare[: n - len(negs)]
