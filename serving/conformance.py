@@ -13,11 +13,10 @@ from serving.errors import BadRequest, Unsupported
 from serving.protocol import ChatCompletionRequest, ChatMessage
 
 HONOURED = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed",
-            "stream", "stream_options", "user", "rag")
+            "stop", "stream", "stream_options", "user", "rag")
 """Parameters the chat route and the engines obey (`user` is the caller's label, never used or logged)."""
 
 _NOT_YET = {
-    "stop": "stop sequences are not supported by this server yet",
     "logprobs": "log probabilities are not returned by this server",
     "top_logprobs": "log probabilities are not returned by this server",
     "tools": "tool calling is not supported by this server yet",
@@ -66,6 +65,9 @@ def check_request(req: ChatCompletionRequest) -> None:
         value = getattr(req, name)
         if not _is_default(name, value):
             raise Unsupported(f"{name}: {why}; leave it out.", name)
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop or []
+    if len(stop) > 4 or any(not s for s in stop):
+        raise BadRequest("stop: up to 4 non-empty strings.", "stop")
     fmt = req.response_format
     if fmt is not None and fmt.get("type") != "text":
         raise Unsupported(f"response_format: {fmt.get('type')!r} is not supported by this server yet (only "
@@ -106,11 +108,30 @@ def _text(m: ChatMessage, at: str) -> str:
     if m.content is None:
         raise BadRequest(f"{at}.content: a {m.role} message needs content.", f"{at}.content")
     if isinstance(m.content, str):
-        return m.content
+        return valid_unicode(m.content, f"{at}.content")
     texts = []
     for j, part in enumerate(m.content):
         if part.type != "text" or part.text is None:
             raise Unsupported(f"{at}.content[{j}].type: {part.type!r} parts are not supported by this server "
                               "(text only).", f"{at}.content[{j}].type")
-        texts.append(part.text)
+        texts.append(valid_unicode(part.text, f"{at}.content[{j}].text"))
     return "\n".join(texts)  # as vLLM joins text parts
+
+
+def valid_unicode(text: str, param: str) -> str:
+    """`text`, if it is valid Unicode (JSON's "\\ud800" escapes give lone surrogates no tokenizer reads).
+
+    Raises:
+        BadRequest: naming `param` and the position of the first bad character.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{param}: invalid Unicode at character {e.start} (a lone surrogate); send valid UTF-8 "
+                         "text.", param) from None
+    return text
+
+
+def stop_strings(req: ChatCompletionRequest) -> tuple[str, ...]:
+    """The request's stop strings (one string or a list), as the engines take them."""
+    return (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())

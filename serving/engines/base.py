@@ -21,6 +21,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     """Sampling with the same seed gives the same answer (greedy decoding needs none)."""
+    stop: tuple[str, ...] = ()
+    """Strings that end the answer when generated; the answer is cut before the first one."""
 
 
 @dataclass
@@ -62,3 +64,16 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Release the model or the connection pool; the engine is unusable afterwards."""
         ...
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first of the `stop` strings in it, and whether one was found."""
+    at = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:at], True) if at >= 0 else (text, False)
+
+
+def held_back(text: str, stop: tuple[str, ...]) -> int:
+    """How many characters at the end of `text` could begin a stop string, so a stream must hold them
+    until the next piece shows whether the stop string follows."""
+    return max((n for s in stop for n in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:n])),
+               default=0)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from serving.engines.base import Delta, Generation, SamplingParams
+from serving.engines.base import Delta, Generation, SamplingParams, cut_at_stop, held_back
 from serving.errors import ContextTooLong, ModelNotLoaded
 
 log = logging.getLogger(__name__)
@@ -104,14 +104,27 @@ class TransformersEngine:
         return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
 
     def _kwargs(self, params: SamplingParams, cancel: threading.Event, n_prompt: int) -> dict:
+        stops = [lambda input_ids, scores, **_: cancel.is_set()]
+        if params.stop:
+            stops.append(self._stop_check(params.stop, n_prompt))
         kw = {"max_new_tokens": self._budget(n_prompt, params), "eos_token_id": sorted(self.eos_ids),
-              "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0],
-              "stopping_criteria": [lambda input_ids, scores, **_: cancel.is_set()]}
+              "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0], "stopping_criteria": stops}
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
+
+    def _stop_check(self, stop: tuple[str, ...], n_prompt: int):
+        """A stopping criterion: a stop string appears in the last tokens generated (enough of them to
+        hold the longest stop string: a token is at least one character)."""
+        tail = max(len(s) for s in stop) + 8
+
+        def hit(input_ids, scores, **_) -> bool:
+            new = input_ids[0, n_prompt:][-tail:]
+            return any(s in self.tokenizer.decode(new, skip_special_tokens=True) for s in stop)
+
+        return hit
 
     def _loaded(self):
         model = self.model
@@ -147,7 +160,8 @@ class TransformersEngine:
             _seed(params)
             out = self._loaded().generate(**inputs, **kwargs)
         new = out[0, n_prompt:].tolist()
-        return Generation(self.tokenizer.decode(new, skip_special_tokens=True), n_prompt, len(new), self._finish(new))
+        text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), params.stop)
+        return Generation(text, n_prompt, len(new), "stop" if stopped else self._finish(new))
 
     def _stream(self, messages: list[dict], params: SamplingParams, cancel: threading.Event,
                 emit: Callable[[object], None]) -> None:
@@ -161,10 +175,10 @@ class TransformersEngine:
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
                 _seed(params)
-                out = self._loaded().generate(**inputs, **kwargs,
-                                          streamer=_Detokenizer(self.tokenizer, emit))
+                streamer = _Detokenizer(self.tokenizer, emit, params.stop)
+                out = self._loaded().generate(**inputs, **kwargs, streamer=streamer)
             new = out[0, n_prompt:].tolist()
-            emit(Delta("", self._finish(new), n_prompt, len(new)))
+            emit(Delta("", "stop" if streamer.stopped else self._finish(new), n_prompt, len(new)))
         except BaseException as e:  # handed to the event loop, raised there in the request
             emit(e)
         finally:
@@ -195,28 +209,37 @@ def _context_window(config, tokenizer) -> int:
 class _Detokenizer:
     """A transformers streamer that turns token ids into text pieces, in the generating thread."""
 
-    def __init__(self, tokenizer, emit: Callable[[object], None]):
-        self.tokenizer, self.emit = tokenizer, emit
+    def __init__(self, tokenizer, emit: Callable[[object], None], stop: tuple[str, ...] = ()):
+        self.tokenizer, self.emit, self.stop = tokenizer, emit, stop
         self.prompt_seen = False
         self.ids: list[int] = []
         self.sent = ""
+        self.stopped = False
+        """A stop string was generated: what precedes it is sent, nothing after."""
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() first puts the prompt
             self.prompt_seen = True
             return
-        self.ids.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        # A byte-level token can end mid-character: hold back until the character is complete.
-        if text.endswith("\ufffd") or len(text) <= len(self.sent):
+        if self.stopped:
             return
-        self.emit(Delta(text[len(self.sent):]))
-        self.sent = text
+        self.ids.extend(value.reshape(-1).tolist())
+        text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids, skip_special_tokens=True), self.stop)
+        # A byte-level token can end mid-character: hold back until the character is complete; and hold
+        # back what could be the start of a stop string until it is known not to be one.
+        if not self.stopped:
+            if text.endswith("\ufffd"):
+                return
+            text = text[: len(text) - held_back(text, self.stop)]
+        self._send(text)
 
     def end(self) -> None:
         """Send what was held back: bytes that never completed a character are sent as the whole answer
         has them (U+FFFD), so a stream always adds up to the non-streamed answer."""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if not self.stopped:
+            self._send(cut_at_stop(self.tokenizer.decode(self.ids, skip_special_tokens=True), self.stop)[0])
+
+    def _send(self, text: str) -> None:
         if len(text) > len(self.sent):
             self.emit(Delta(text[len(self.sent):]))
             self.sent = text

@@ -159,6 +159,8 @@ class RemoteEngine:
                 "top_p": params.top_p, "stream": stream}
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
         if stream:
             body["stream_options"] = {"include_usage": True}
         if self.model is not None:

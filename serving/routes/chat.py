@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 
 from rag import Retriever
 from rag.prompt import Prompts
-from serving.conformance import check_request, plain_messages
+from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, SamplingParams
@@ -56,6 +56,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         temperature=req.temperature,
         top_p=req.top_p,
         seed=req.seed,
+        stop=stop_strings(req),
     )
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)

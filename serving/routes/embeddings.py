@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from serving.conformance import valid_unicode
 from serving.deps import EmbedderDep
 from serving.errors import BadRequest, UnknownModel, Unsupported
 from serving.protocol import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
@@ -40,6 +41,7 @@ def _texts(given, embedder) -> tuple[list[str], int]:
     if not 0 < len(items) <= 2048 or any(len(x) == 0 for x in items):
         raise BadRequest("input: 1 to 2048 inputs, none empty.", "input")
     if isinstance(items[0], str):
+        items = [valid_unicode(t, "input" if isinstance(given, str) else f"input[{i}]") for i, t in enumerate(items)]
         return items, sum(embedder.count_tokens(t) for t in items)
     tokenizer = getattr(embedder, "tokenizer", None)
     if tokenizer is None:

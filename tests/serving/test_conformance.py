@@ -9,7 +9,7 @@ from openai import BadRequestError, OpenAI
 
 from serving.app import create_app
 from serving.settings import ServeSettings
-from tests.serving.servers import serve_in_thread
+from tests.serving.servers import read_stream, serve_in_thread
 
 MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
 
@@ -36,7 +36,8 @@ def _refused(client, param: str, **kwargs) -> dict:
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [
-    ({"stop": ["\n"]}, "stop"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),  # OpenAI's limit is 4
+    ({"stop": [""]}, "stop"),
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
@@ -164,3 +165,38 @@ def test_every_listed_model_can_be_retrieved(client):
     with pytest.raises(NotFoundError) as e:
         client.models.retrieve("gpt-9")
     assert e.value.body["param"] == "model" and e.value.body["code"] == "model_not_found"
+
+
+def test_stop_helpers_cut_at_the_first_stop_and_hold_back_a_possible_start():
+    from serving.engines.base import cut_at_stop, held_back
+
+    assert cut_at_stop("Two years. Thanks", ("Thanks", ".")) == ("Two years", True)
+    assert cut_at_stop("Two years", ("END",)) == ("Two years", False)
+    assert held_back("Two years. Th", ("Thanks",)) == 2 and held_back("Two years", ("Thanks",)) == 0
+    assert held_back("ab", ("abc", "bx")) == 2  # the longest possible start counts
+    assert held_back("退款需要三", ("三天", "。")) == 1
+
+
+def test_stop_strings_cut_the_answer_streamed_or_not(client):
+    def ask(**kw):
+        return client.chat.completions.create(model="merged", messages=MSGS, max_tokens=12, **kw)
+
+    plain = ask().choices[0]
+    full = plain.message.content
+    assert len(full) >= 4, full
+    stop = full[2:4]
+    want = full[: full.index(stop)]
+    r = ask(stop=["never generated", stop])
+    assert (r.choices[0].message.content, r.choices[0].finish_reason) == (want, "stop")
+    assert read_stream(ask(stop=["never generated", stop], stream=True)) == (want, "stop")
+    kept = ask(stop="never generated").choices[0]  # a stop string that never comes changes nothing
+    assert (kept.message.content, kept.finish_reason) == (full, plain.finish_reason)
+
+
+def test_invalid_unicode_is_a_400_naming_where(server):
+    chat = httpx.post(f"{server}/v1/chat/completions", content=b'{"model": "merged", "messages": [{"role": "user", '
+                      b'"content": "hi \\ud800"}]}', headers={"content-type": "application/json"})
+    assert chat.status_code == 400 and chat.json()["error"]["param"] == "messages[0].content", chat.text
+    emb = httpx.post(f"{server}/v1/embeddings", content=b'{"model": "all-MiniLM-L6-v2", "input": ["ok", "\\ud800"]}',
+                     headers={"content-type": "application/json"})
+    assert emb.status_code == 400 and emb.json()["error"]["param"] == "input[1]", emb.text
