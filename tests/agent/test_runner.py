@@ -31,8 +31,9 @@ def ws(tmp_path, workspace, tiny_base) -> Workspace:
     return Workspace(root)
 
 
-def _plan(docs: Path, **kw) -> Plan:
-    training = Training(epochs=1, learning_rate=3e-3, batch_size=4, gradient_accumulation_steps=1, max_length=512)
+def _plan(docs: Path, max_length: int = 512, **kw) -> Plan:
+    training = Training(epochs=1, learning_rate=3e-3, batch_size=4, gradient_accumulation_steps=1,
+                        max_length=max_length)
     return Plan(purpose="shop", docs=docs, base_model="tiny", method="lora", training=training,
                 hardware=Hardware(device="cpu", memory_gib=8), **kw)
 
@@ -92,7 +93,9 @@ def test_a_time_budget_shorter_than_the_estimate_caps_the_steps(ws, docs_dir):
 def test_every_stage_a_plan_can_name_trains(ws, docs_dir, stage):
     shutil.rmtree(ws.data_dir("sft"))
     hooks = Recorder()
-    result = runner.run(_plan(docs_dir, stage=stage), ws, hooks, eval_limit=2)
+    # RAFT prompts hold the oracle and 3 distractors under the grounded system prompt: over 512 tiny tokens
+    result = runner.run(_plan(docs_dir, stage=stage, max_length=1024 if stage == "raft" else 512), ws, hooks,
+                        eval_limit=2)
     said = "\n".join(hooks.said)
     assert result.steps > 0 and (ws.run_dir(stage) / "adapter").is_dir() and result.dataset == ws.train_file(stage)
     assert (result.report / "eval.md").is_file()

@@ -186,8 +186,8 @@ def test_a_chat_killed_mid_training_resumes_and_finds_the_training_still_running
     try:
         _talk(again, [("Train on this dataset?", "yes")])
         again.expect_exact("the training started earlier is still running; attached to it.")
-        again.sendline("how is it going?")
-        again.expect(r"step \d+ of \d+")
+        again.sendline("how is it going?")  # the job may still be loading: either is its state, read from the job
+        again.expect([r"step \d+ of \d+", r"loading the model and data \(\d+ s so far\)"])
         again.expect_exact("Serve it now on this machine?", timeout=1200)
         again.sendline("no")
         again.expect_exact("serve it later with")
