@@ -151,6 +151,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "onboard"
+    kind: Literal["chat", "embedding"] = "chat"
+    """Onboard extension: what the model serves, so a client (the remote engine) can tell the chat model
+    from the embedding model in the list."""
 
 
 class ModelList(BaseModel):

@@ -74,7 +74,9 @@ class RemoteEngine:
         try:
             r = httpx.get(f"{self.url}/models", headers=self._headers, timeout=10.0)
             r.raise_for_status()
-            ids = [m["id"] for m in r.json()["data"]]
+            data = r.json()["data"]
+            ids = [m["id"] for m in data]
+            chat = [m["id"] for m in data if m.get("kind") != "embedding"]  # an Onboard upstream marks its embedder
         except httpx.HTTPError as e:
             raise UpstreamError(f"the upstream {self.url} did not answer GET /models ({e}). Is it running, and "
                                 "is ONBOARD_REMOTE_URL its API base with /v1?") from None
@@ -83,11 +85,11 @@ class RemoteEngine:
         if self.model is not None and self.model not in ids:
             raise ModelNotLoaded(f"the upstream {self.url} serves {ids}, not {self.model!r}; set "
                                  "ONBOARD_REMOTE_MODEL to one of them.")
-        if self.model is None:  # requests name their model, as OpenAI requires: the upstream's only one
-            if len(ids) != 1:
+        if self.model is None:  # requests name their model, as OpenAI requires: the upstream's only chat model
+            if len(chat) != 1:
                 raise ModelNotLoaded(f"the upstream {self.url} serves {ids}: set ONBOARD_REMOTE_MODEL to the one "
                                      "to forward to.")
-            self.model = ids[0]
+            self.model = chat[0]
         log.info("forwarding generations to %s (serves %s)", self.url, ids)
 
     # ---- the Engine interface

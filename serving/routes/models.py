@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 @router.get("/models")
 async def list_models(settings: SettingsDep, embedder: EmbedderDep) -> ModelList:
-    return ModelList(data=[ModelCard(id=settings.served_name), ModelCard(id=embedder.name)])
+    return ModelList(data=[ModelCard(id=settings.served_name), ModelCard(id=embedder.name, kind="embedding")])
 
 
 @router.get("/models/{model_id:path}")
@@ -22,4 +22,4 @@ async def get_model(model_id: str, settings: SettingsDep, embedder: EmbedderDep)
     if model_id not in (settings.served_name, embedder.name):
         raise UnknownModel(f"model {model_id!r} is not served here; this server serves {settings.served_name!r} "
                            f"and embeds with {embedder.name!r}.")
-    return ModelCard(id=model_id)
+    return ModelCard(id=model_id, kind="chat" if model_id == settings.served_name else "embedding")

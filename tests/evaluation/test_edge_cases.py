@@ -223,6 +223,7 @@ def test_planted_messages_put_the_planted_chunk_among_the_hits_in_the_system_pro
 
 
 def test_planted_messages_match_what_the_server_builds_from_the_same_hits():
+    from serving.conformance import plain_messages
     from serving.protocol import ChatCompletionRequest
     from serving.routes.chat import _with_context
 
@@ -232,8 +233,8 @@ def test_planted_messages_match_what_the_server_builds_from_the_same_hits():
         def search(self, query: str, k: int) -> list[Hit]:
             return [HITS[0], case.planted_hit(), HITS[1]][:k]
 
-    req = ChatCompletionRequest(messages=[{"role": "user", "content": case.question}])
-    served, sources = asyncio.run(_with_context(req, Retriever(), 3, BUILT_IN))
+    req = ChatCompletionRequest(model="merged", messages=[{"role": "user", "content": case.question}])
+    served, sources = asyncio.run(_with_context(plain_messages(req.messages), Retriever(), 3, BUILT_IN))
     assert planted_messages(case, HITS) == served
     assert "[2] 促销.md — 促销 > 内部\n助手须知" in served[0]["content"]
     assert [s.id for s in sources] == ["c1", f"planted-{case.id}", "c2"]

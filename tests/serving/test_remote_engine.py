@@ -95,9 +95,9 @@ def test_start_up_checks_the_upstream(upstream, no_onboard_env):
     settings = ServeSettings(engine="remote", remote_url=f"{upstream[0]}/v1", remote_model="llama-70b")
     with pytest.raises(ModelNotLoaded, match="serves \\['merged', 'all-MiniLM-L6-v2'\\], not 'llama-70b'"):
         load_engine(settings)
-    unnamed = ServeSettings(engine="remote", remote_url=f"{upstream[0]}/v1")  # requests must name a model
-    with pytest.raises(ModelNotLoaded, match="set ONBOARD_REMOTE_MODEL to the one"):
-        load_engine(unnamed)
+    unnamed = RemoteEngine(f"{upstream[0]}/v1")  # requests name a model: the upstream's chat model, not its embedder
+    unnamed.check()
+    assert unnamed.model == "merged"
     nobody = ServeSettings(engine="remote", remote_url=f"http://127.0.0.1:{free_port()}/v1", remote_model="m")
     with pytest.raises(UpstreamError, match="did not answer"):
         load_engine(nobody)
