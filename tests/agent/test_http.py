@@ -37,7 +37,8 @@ def setups(tmp_path):
 
 
 def test_an_interview_over_http(tmp_path, setups):
-    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, httpx.Client(base_url=base) as http:
+    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, \
+            httpx.Client(base_url=base, timeout=60) as http:  # stopping waits for the run's process to end
         first = http.get("/v1/interview/threads/shop", params={"lang": "zh"}).json()
         assert first["say"].startswith("这个助手要做什么") and not first["done"]
         for answer in ["回答客户关于退货的问题", "中文", str(DOCS), "tiny", "raft", "一个小时", "要"]:
@@ -99,7 +100,8 @@ def _follow(http: httpx.Client, path: str, stop_when=lambda kind, data: False, *
 def test_a_confirmed_plan_runs_apart_streams_what_it_says_stops_and_starts_again(tmp_path, setups):
     """The yes that confirms a plan starts its run in SETUPS/THREAD (a process of its own); the run's events
     stream until stopped; one run at a time per server; a restarted run streams on after the last event seen."""
-    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, httpx.Client(base_url=base) as http:
+    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, \
+            httpx.Client(base_url=base, timeout=60) as http:  # stopping waits for the run's process to end
         assert http.get("/v1/interview/threads/shop/run").status_code == 404  # no plan, no run
         reply = _confirm(http, "shop")
         assert reply["done"] and reply["run"] == "/v1/interview/threads/shop/run"
@@ -133,7 +135,8 @@ def test_a_confirmed_plan_runs_apart_streams_what_it_says_stops_and_starts_again
 def test_a_plan_confirmed_over_http_ends_in_a_trained_evaluated_model(tmp_path, setups):
     """The whole run behind the chat page's "Set up a fine-tune": the tiny model from the example documents,
     trained, merged and evaluated, in the thread's own workspace."""
-    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, httpx.Client(base_url=base) as http:
+    with serve_in_thread(create_app(tmp_path / "chat.sqlite", setups)) as base, \
+            httpx.Client(base_url=base, timeout=60) as http:  # stopping waits for the run's process to end
         for answer in EN_PLAN[:6] + ["yes", "local"]:
             http.post("/v1/interview/threads/shop/messages", json={"message": answer})
         (_, reply), _ = _events(http.post("/v1/interview/threads/shop/messages", json={"message": "yes"}))
