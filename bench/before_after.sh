@@ -41,8 +41,10 @@ data() {
 
 train() {
   [ -f "$RUN/trained" ] && return
+  local resume=()
+  [ -d "$WS/runs/sft/checkpoints" ] && resume=(--resume)  # a stopped run goes on from its last checkpoint
   $ONBOARD train -w "$WS" --stage sft --base "$QWEN" --method lora --epochs 1 --max-steps "$STEPS" \
-    --batch-size 1 --grad-accum 4 --max-length 1024 --no-gradient-checkpointing
+    --batch-size 1 --grad-accum 4 --max-length 1024 --no-gradient-checkpointing "${resume[@]}"
   touch "$RUN/trained"
 }
 
