@@ -77,6 +77,9 @@ def check_request(req: ChatCompletionRequest) -> None:
     if req.n > 1 and req.temperature == 0:
         raise BadRequest(f"n: {req.n} greedy answers (temperature 0) would all be the same; set a temperature "
                          "above 0 to sample different ones, or n to 1.", "n")
+    if req.stream_options is not None and req.stream_options.include_obfuscation:
+        raise Unsupported("stream_options.include_obfuscation: this server does not pad its stream; leave it out.",
+                          "stream_options.include_obfuscation")
     if req.n > 1 and req.stream:
         raise Unsupported("n: streaming more than one choice is not supported by this server yet; stream with "
                           "n 1, or set stream false.", "n")
@@ -97,6 +100,9 @@ def plain_messages(messages: list[ChatMessage]) -> list[dict]:
             field = "role" if m.role == "tool" else "tool_calls" if m.tool_calls else "tool_call_id"
             raise Unsupported(f"{at}.{field}: tool-call history is not supported by this server yet (it has no "
                               "tool calling); leave the tool turns out.", f"{at}.{field}")
+        if m.refusal is not None:
+            raise Unsupported(f"{at}.refusal: refusals in the history are not rendered by this server; put the "
+                              "text in content.", f"{at}.refusal")
         if m.name is not None:
             raise Unsupported(f"{at}.name: participant names are not rendered by this server's chat template; "
                               "leave name out, or put it in the content.", f"{at}.name")

@@ -51,6 +51,9 @@ def _refused(client, param: str, **kwargs) -> dict:
     ({"n": 2, "temperature": 1.0, "stream": True}, "n"),
     ({"max_tokens": 4, "max_completion_tokens": 5}, "max_completion_tokens"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+    ({"stream": True, "stream_options": {"include_obfuscation": True}}, "stream_options.include_obfuscation"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", "refusal": "no"},
+                   {"role": "user", "content": "why?"}]}, "messages[1].refusal"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}]},
      "messages[0].content[0].type"),
     ({"messages": [*MSGS, {"role": "assistant", "content": None, "tool_calls": [
