@@ -48,6 +48,10 @@ class Probe:
 def probe(cfg: TrainConfig, steps: int = PROBE_STEPS) -> Probe:
     """Run `steps` optimizer steps of `cfg` in a scratch folder beside its output and time them. A run shorter
     than `steps` is timed whole. The scratch folder is removed, whatever happens.
+
+    Raises:
+        KeyboardInterrupt: a SIGTERM or Ctrl-C arrived while it ran (the training's stop watcher holds them
+            until a step ends, so the caller stops as it would have outside the probe).
     """
     from transformers import TrainerCallback
 
@@ -75,9 +79,11 @@ def probe(cfg: TrainConfig, steps: int = PROBE_STEPS) -> Probe:
 
     t0 = time.perf_counter()
     try:
-        run_stage(trial, callbacks=[Clock()])
+        result = run_stage(trial, callbacks=[Clock()])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if result.stopped_by is not None:  # the run's stop watcher took a SIGTERM or Ctrl-C meant for the caller
+        raise KeyboardInterrupt(f"stopped by {result.stopped_by} while timing the training")
     t_end = time.perf_counter()
     ends = marks["ends"]
     if not ends:

@@ -3,8 +3,14 @@ the real run then takes. (How close its estimate comes is a benchmark: bench/tim
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
+from training.callbacks import StopOnSignal
 from training.probe import probe
 from training.sft import SFTRunConfig
 from training.sft import run as train
@@ -28,3 +34,24 @@ def test_a_probe_needs_two_steps(tiny_base, workspace, tmp_path):
                        output_dir=tmp_path / "run")
     with pytest.raises(ValueError, match="at least 2 steps"):
         probe(cfg, steps=1)
+
+
+def test_a_sigterm_while_probing_stops_the_caller_too(tiny_base, workspace, tmp_path):
+    """The training's stop watcher takes a SIGTERM while the probe trains: the probe passes it on (the chat's
+    "stop" during "timing a few training steps" once went on to train the whole run)."""
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=workspace / "data" / "sft" / "train.jsonl",
+                       output_dir=tmp_path / "runs" / "sft", method="lora", epochs=30, batch_size=1, evaluate=False,
+                       report_to=[])
+    before = signal.getsignal(signal.SIGTERM)
+
+    def kill_once_watched():  # the watcher is installed as training begins; a signal before that would kill pytest
+        while not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), StopOnSignal):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill_once_watched, daemon=True)
+    killer.start()
+    with pytest.raises(KeyboardInterrupt, match="sigterm"):
+        probe(cfg, steps=10**6)
+    killer.join(5)
+    assert signal.getsignal(signal.SIGTERM) == before and not (tmp_path / "runs" / ".probe-sft").exists()
