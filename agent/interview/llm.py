@@ -299,9 +299,10 @@ class LlmReader:
                                 "ONBOARD_AGENT_BASE_URL to interview without an LLM")
         from langchain_openai import ChatOpenAI
 
-        # rag=false: Onboard's server would otherwise put retrieved document chunks into the prompt
+        # rag=false: Onboard's server would otherwise put retrieved document chunks into the prompt; 256
+        # tokens: a reading is a short JSON object, and an Onboard server refuses more than its --max-new-tokens
         chat = ChatOpenAI(base_url=url, model=name, api_key=env.get("ONBOARD_AGENT_API_KEY") or "none",
-                          temperature=0, max_tokens=512, timeout=120, max_retries=1, extra_body={"rag": False})
+                          temperature=0, max_tokens=256, timeout=120, max_retries=1, extra_body={"rag": False})
         return cls(chat)
 
     def read(self, slot: str, question: str, answer: str, lang: str) -> Reading:

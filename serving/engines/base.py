@@ -16,6 +16,9 @@ FinishReason = Literal["stop", "length"]
 @dataclass
 class SamplingParams:
     max_new_tokens: int = 256
+    requested: bool = False
+    """max_new_tokens is the client's own max_tokens: a prompt that leaves less room than that in the context
+    window is refused (OpenAI's context_length_exceeded); otherwise (the server's default) it is cut to the room."""
     temperature: float = 0.0
     """0 means greedy decoding."""
     top_p: float = 1.0

@@ -136,13 +136,19 @@ class TransformersEngine:
         """New tokens allowed: the request's maximum, cut to what the context window has left.
 
         Raises:
-            ContextTooLong: the prompt alone fills the window.
+            ContextTooLong: the prompt alone fills the window, or leaves less room than the client's own
+                max_tokens.
         """
         room = self.context - n_prompt
         if room <= 0:
             raise ContextTooLong(
                 f"the prompt is {n_prompt} tokens (retrieved context and history included) but this model reads "
                 f"at most {self.context}, answer included. Shorten the messages, or retrieve fewer chunks.")
+        if params.requested and params.max_new_tokens > room:
+            raise ContextTooLong(
+                f"This model's maximum context length is {self.context} tokens. However, you requested "
+                f"{n_prompt + params.max_new_tokens} tokens ({n_prompt} in the messages, retrieved context included, "
+                f"{params.max_new_tokens} in the completion). Please reduce the length of the messages or completion.")
         return min(params.max_new_tokens, room)
 
     def _finish(self, new: list[int]) -> str:

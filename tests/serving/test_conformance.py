@@ -50,6 +50,8 @@ def _refused(client, param: str, **kwargs) -> dict:
     ({"n": 2}, "n"),  # greedy: n copies of one answer
     ({"n": 2, "temperature": 1.0, "stream": True}, "n"),
     ({"max_tokens": 4, "max_completion_tokens": 5}, "max_completion_tokens"),
+    ({"max_tokens": 13}, "max_tokens"),  # over the server's --max-new-tokens (12 here): refused, not cut
+    ({"max_completion_tokens": 100}, "max_completion_tokens"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
     ({"stream": True, "stream_options": {"include_obfuscation": True}}, "stream_options.include_obfuscation"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", "refusal": "no"},

@@ -124,6 +124,11 @@ def test_an_answer_stops_at_the_end_of_the_context_window(engine, generated):
     assert gen.completion_tokens == generated[-1] == engine.context - n_prompt and gen.finish_reason == "length"
     with pytest.raises(ContextTooLong, match=f"at most {engine.context}"):
         asyncio.run(engine.generate([{"role": "user", "content": "lamp " * 3000}], SamplingParams()))
+    # a client's own max_tokens is not cut: over the window with the prompt, it is refused as OpenAI does
+    with pytest.raises(ContextTooLong, match=f"maximum context length is {engine.context} tokens.*"
+                                             f"{n_prompt + 200} tokens \\({n_prompt} in the messages"):
+        asyncio.run(engine.generate([{"role": "user", "content": "lamp " * words}],
+                                    SamplingParams(max_new_tokens=200, requested=True)))
 
 
 def test_bytes_that_never_complete_a_character_still_reach_the_stream(tiny_base):
