@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag.errors import OnboardError
 from serving.engines.base import Engine
 from serving.errors import ServingError
+from serving.limits import BodyLimit
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
 from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
@@ -38,7 +39,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.state.settings = settings
     app.state.given = (engine, retriever)
     app.state.close_engine = engine is None or close_engine
-    app.middleware("http")(_limit_size)
+    app.add_middleware(BodyLimit)
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -111,14 +112,6 @@ def _error(status: int, message: str, type_: str, param: str | None = None, code
            headers: dict | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorInfo(message=message, type=type_, param=param, code=code))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-async def _limit_size(request: Request, call_next):
-    limit = request.app.state.settings.max_request_bytes
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        return _error(413, f"request body over {limit} bytes", "invalid_request_error", code="request_too_large")
-    return await call_next(request)
 
 
 async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:

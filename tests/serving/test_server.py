@@ -61,6 +61,15 @@ def test_errors_share_one_shape(server, client):
     big = httpx.post(f"{server}/v1/chat/completions", content=b"x" * 1_000_001,
                      headers={"content-type": "application/json"})
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    # sent in chunks (no Content-Length): counted as it arrives, refused the same
+    chunked = httpx.post(f"{server}/v1/embeddings", content=iter([b"x" * 400_000] * 3),
+                         headers={"content-type": "application/json"})
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
+    small = json.dumps({"model": "all-MiniLM-L6-v2", "input": "hi", "encoding_format": "float"}).encode()
+    ok = httpx.post(f"{server}/v1/embeddings", content=iter([small[:10], small[10:]]),
+                    headers={"content-type": "application/json"})
+    assert ok.status_code == 200 and len(ok.json()["data"][0]["embedding"]) == 384
 
 
 def test_embeddings_endpoint_serves_the_index_model_to_openai_clients(server, client, embedder):
