@@ -64,6 +64,10 @@ class Engine(Protocol):
         included), exactly, or `TokenCountUnavailable`: never an estimate."""
         ...
 
+    async def ready(self) -> str | None:
+        """None when a request would be served now; otherwise why not (closed, upstream unreachable)."""
+        ...
+
     async def close(self) -> None:
         """Release the model or the connection pool; the engine is unusable afterwards."""
         ...

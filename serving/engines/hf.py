@@ -94,6 +94,9 @@ class TransformersEngine:
         self._loaded()
         return await asyncio.to_thread(lambda: int(self._inputs(messages)["input_ids"].shape[1]))
 
+    async def ready(self) -> str | None:
+        return None if self.model is not None else "the engine is closed (the server is shutting down)"
+
     async def close(self) -> None:
         # A generation still running holds its own reference and finishes; later ones are refused.
         self.model = None

@@ -152,6 +152,13 @@ class RemoteEngine:
                 f"{r.status_code}); only vLLM-style upstreams (vLLM, Onboard) can. No estimate is given.")
         return count
 
+    async def ready(self) -> str | None:
+        try:
+            r = await self._client.get("/models", timeout=5.0)
+        except httpx.HTTPError as e:
+            return f"the upstream {self.url} did not answer GET /models ({type(e).__name__})"
+        return None if r.status_code < 400 else f"the upstream {self.url} answered GET /models with {r.status_code}"
+
     async def close(self) -> None:
         await self._client.aclose()
 

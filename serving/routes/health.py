@@ -1,10 +1,14 @@
-"""GET /healthz: the server is up, which model it serves and whether RAG is on."""
+"""GET /healthz: the process is up (liveness), which model it serves and whether RAG is on.
+GET /readyz: a request would be served now (readiness): the engine is open (a remote one's upstream answers)
+and the index can be read; 503 with the reasons otherwise, so a load balancer sends traffic elsewhere."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from serving.deps import RetrieverDep, SettingsDep
+from serving.deps import EngineDep, RetrieverDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
@@ -12,3 +16,20 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 async def healthz(settings: SettingsDep, retriever: RetrieverDep) -> dict:
     return {"status": "ok", "model": settings.served_name, "rag": retriever is not None}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready: `reasons` says why."}})
+async def readyz(settings: SettingsDep, engine: EngineDep, retriever: RetrieverDep) -> JSONResponse:
+    reasons, chunks = [], None
+    if (why := await engine.ready()) is not None:
+        reasons.append(why)
+    if retriever is not None:
+        try:
+            chunks = await run_in_threadpool(retriever.count)
+        except Exception as e:  # an index deleted or corrupted under a running server
+            reasons.append(f"the index cannot be read ({type(e).__name__}: {e})")
+    body = {"status": "not ready" if reasons else "ready", "model": settings.served_name,
+            "rag": retriever is not None, "chunks": chunks}
+    if reasons:
+        body["reasons"] = reasons
+    return JSONResponse(body, status_code=503 if reasons else 200)

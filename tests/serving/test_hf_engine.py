@@ -149,3 +149,14 @@ def test_bytes_that_never_complete_a_character_still_reach_the_stream(tiny_base)
     assert "".join(sent) == "Hi"  # held back while the character might still complete
     d.end()
     assert "".join(sent) == tok.decode(ids, skip_special_tokens=True)
+
+
+def test_a_closed_engine_is_not_ready(merged_model, no_onboard_env):
+    """/readyz: 503 with the reason once the engine is closed (a server shutting down), 200 before."""
+    engine = TransformersEngine(merged_model)
+    app = create_app(ServeSettings(model=merged_model, rag_k=0), engine=engine)
+    with serve_in_thread(app) as base:
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        asyncio.run(engine.close())
+        r = httpx.get(f"{base}/readyz")
+        assert r.status_code == 503 and "closed" in r.json()["reasons"][0]

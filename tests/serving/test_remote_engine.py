@@ -133,3 +133,17 @@ def test_sampling_params_reach_the_upstream(upstream):
 
     g = asyncio.run(gen())
     assert g.completion_tokens <= 3 and g.finish_reason in ("stop", "length")
+
+
+def test_ready_only_while_the_upstream_answers(proxy, no_onboard_env):
+    """/readyz: 200 while the upstream answers; 503 naming it when nothing listens there (/healthz stays 200:
+    the process itself is alive)."""
+    assert httpx.get(f"{proxy}/readyz").json() == {"status": "ready", "model": "merged", "rag": False, "chunks": None}
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    app = create_app(ServeSettings(engine="remote", remote_url=dead, remote_model="m", rag_k=0),
+                     engine=RemoteEngine(dead, "m"))
+    with serve_in_thread(app) as base:
+        r = httpx.get(f"{base}/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "not ready"
+        assert dead in r.json()["reasons"][0] and "did not answer" in r.json()["reasons"][0]
+        assert httpx.get(f"{base}/healthz").status_code == 200

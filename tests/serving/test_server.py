@@ -27,6 +27,8 @@ def client(server):
 def test_models_and_health(server, client):
     assert [m.id for m in client.models.list().data] == ["merged", "all-MiniLM-L6-v2"]
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": "merged", "rag": True}
+    ready = httpx.get(f"{server}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["chunks"] > 0
 
 
 def test_chat_completion_carries_sources_of_the_right_document(client):
