@@ -185,7 +185,7 @@ def run(settings: ServeSettings, extend: Callable[[FastAPI], None] | None = None
     engine = _load_engine(settings)
     app = create_app(settings, engine=engine, retriever=retriever, close_engine=True,  # shutdown closes it
                      extend=extend)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
+    server = uvicorn.Server(server_config(app, settings))
     try:
         server.run()
     except SystemExit:  # uvicorn exits on a failed start-up (lifespan or bind), after logging why
@@ -197,6 +197,14 @@ def run(settings: ServeSettings, extend: Callable[[FastAPI], None] | None = None
         if isinstance(startup_error, OnboardError):  # the user's to fix: one line, not a traceback
             raise startup_error
         raise ServingError(f"the server did not start on {settings.host}:{settings.port}; the log above says why.")
+
+
+def server_config(app: FastAPI, settings: ServeSettings, log_level: str = "info"):
+    """uvicorn's configuration for `app`: address, and the drain on shutdown (settings.drain_seconds)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
+                          timeout_graceful_shutdown=settings.drain_seconds)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -53,6 +53,10 @@ class ServeSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
     max_new_tokens: int = Field(256, ge=1, description="Default and ceiling for a request's max_tokens.")
     max_request_bytes: int = Field(1_000_000, ge=1, description="Larger request bodies are refused with 413.")
+    drain_seconds: float = Field(
+        30.0, ge=0,
+        description="On SIGTERM or Ctrl-C the server stops accepting connections and gives the answers in flight "
+        "this long to finish; then it cancels them (their generations stop) and exits.")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the transformers engine; None leaves torch's default.")
     remote_url: str | None = Field(

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 import time
 
 import httpx
@@ -12,7 +13,7 @@ from serving.engines.base import SamplingParams
 from serving.engines.hf import TransformersEngine
 from serving.errors import ModelNotLoaded
 from serving.settings import ServeSettings
-from tests.serving.servers import Generated, serve_in_thread, spy_generate
+from tests.serving.servers import Generated, free_port, serve_in_thread, spy_generate
 
 MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
 
@@ -160,3 +161,41 @@ def test_a_closed_engine_is_not_ready(merged_model, no_onboard_env):
         asyncio.run(engine.close())
         r = httpx.get(f"{base}/readyz")
         assert r.status_code == 503 and "closed" in r.json()["reasons"][0]
+
+
+def test_a_shutdown_gives_answers_in_flight_a_bounded_time(engine, generated, merged_model, no_onboard_env):
+    """SIGTERM (uvicorn's should_exit, which its signal handler sets) waits drain_seconds for an answer in
+    flight, then cancels it: the generation stops and the server exits (it used to wait for the answer)."""
+    import uvicorn
+
+    from serving.app import server_config
+
+    longest = engine.context - 64  # with EOS suppressed, a generation this long takes far longer than the drain
+    settings = ServeSettings(model=merged_model, rag_k=0, max_new_tokens=longest, drain_seconds=1, port=free_port())
+    server = uvicorn.Server(server_config(create_app(settings, engine=engine), settings, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.05)
+    body = {"model": "merged", "messages": MSGS, "max_tokens": longest, "stream": True}
+    client = threading.Thread(target=lambda: _drain_stream(f"http://127.0.0.1:{settings.port}", body), daemon=True)
+    client.start()
+    assert generated.started.wait(60)
+    t0 = time.monotonic()
+    server.should_exit = True
+    thread.join(60)
+    assert not thread.is_alive() and time.monotonic() - t0 < 30
+    deadline = time.monotonic() + 30
+    while not generated and time.monotonic() < deadline:  # the worker thread ends at its next token
+        time.sleep(0.05)
+    assert generated and generated[0] < longest, generated
+
+
+def _drain_stream(base: str, body: dict) -> None:
+    try:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=120) as r:
+            for _ in r.iter_lines():
+                pass
+    except httpx.HTTPError:
+        pass  # the server cut the stream at shutdown
