@@ -13,12 +13,10 @@ from serving.errors import BadRequest, Unsupported
 from serving.protocol import ChatCompletionRequest, ChatMessage
 
 HONOURED = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed",
-            "stop", "stream", "stream_options", "user", "rag")
+            "stop", "stream", "stream_options", "user", "rag", "logprobs", "top_logprobs")
 """Parameters the chat route and the engines obey (`user` is the caller's label, never used or logged)."""
 
 _NOT_YET = {
-    "logprobs": "log probabilities are not returned by this server",
-    "top_logprobs": "log probabilities are not returned by this server",
     "tools": "tool calling is not supported by this server yet",
     "tool_choice": "tool calling is not supported by this server yet",
     "parallel_tool_calls": "tool calling is not supported by this server yet",
@@ -80,6 +78,8 @@ def check_request(req: ChatCompletionRequest) -> None:
     if req.stream_options is not None and req.stream_options.include_obfuscation:
         raise Unsupported("stream_options.include_obfuscation: this server does not pad its stream; leave it out.",
                           "stream_options.include_obfuscation")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise BadRequest("top_logprobs: only allowed when logprobs is true.", "top_logprobs")
     if req.n > 1 and req.stream:
         raise Unsupported("n: streaming more than one choice is not supported by this server yet; stream with "
                           "n 1, or set stream false.", "n")

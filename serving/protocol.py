@@ -56,10 +56,12 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     user: str | None = None
     """An end-user id for the caller's own records; never used to generate, never logged."""
-    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     stop: str | list[str] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    """Each answer token's log probability (choices[].logprobs.content)."""
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    """With logprobs: the N most likely tokens at each position too."""
+    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     response_format: dict | None = None
     tools: list[dict] | None = None
     tool_choice: str | dict | None = None
@@ -104,12 +106,27 @@ class AssistantMessage(BaseModel):
     """Present and null, as OpenAI sends it: this server never refuses through this field."""
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: None = None
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
-    """Present and null (log probabilities are refused by name when asked for)."""
+    logprobs: ChoiceLogprobs | None = None
+    """Present; null unless the request asked for logprobs."""
 
 
 class ChatCompletionResponse(BaseModel):
@@ -132,7 +149,7 @@ class StreamChoice(BaseModel):
     delta: DeltaMessage
     finish_reason: Literal["stop", "length"] | None = None
     """Null on every chunk but the last of its choice, and present on all of them."""
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -26,6 +26,8 @@ class SamplingParams:
     """Sampling with the same seed gives the same answer (greedy decoding needs none)."""
     stop: tuple[str, ...] = ()
     """Strings that end the answer when generated; the answer is cut before the first one."""
+    logprobs: int | None = None
+    """None: no log probabilities; N: each generated token's, with the N most likely alternatives (0-20)."""
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    logprobs: list | None = None
+    """The answer's tokens with their log probabilities (serving.engines.logprobs.TokenLogprob), when asked."""
 
 
 @dataclass
@@ -45,10 +49,16 @@ class Delta:
     prompt_tokens: int | None = None
     """Set on the last delta; None when the engine cannot know (an upstream that reports no usage)."""
     completion_tokens: int | None = None
+    logprobs: list | None = None
+    """The tokens of `text` with their log probabilities, when asked (TokenLogprob)."""
 
 
 class Engine(Protocol):
     """A chat model. Messages are OpenAI-style dicts (`role`, `content`), already holding any RAG context."""
+
+    logprobs: bool
+    """Whether it returns log probabilities (SamplingParams.logprobs); a request asking one that does not is
+    refused by name."""
 
     async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
         """The whole answer. Cancelling the awaiting task stops the generation."""

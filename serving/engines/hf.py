@@ -33,6 +33,8 @@ def require_model_folder(path: Path | None) -> Path:
 
 
 class TransformersEngine:
+    logprobs = True
+
     def __init__(self, model_path: str | Path, threads: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -111,6 +113,7 @@ class TransformersEngine:
         if params.stop:
             stops.append(self._stop_check(params.stop, n_prompt))
         kw = {"max_new_tokens": self._budget(n_prompt, params), "eos_token_id": sorted(self.eos_ids),
+              "logits_processor": self._recorder(params),
               "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0], "stopping_criteria": stops}
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
@@ -128,6 +131,14 @@ class TransformersEngine:
             return any(s in self.tokenizer.decode(new, skip_special_tokens=True) for s in stop)
 
         return hit
+
+    def _recorder(self, params: SamplingParams) -> list:
+        """[a log-probability recorder] when the request asks for them, else []."""
+        if params.logprobs is None:
+            return []
+        from serving.engines.logprobs import Recorder
+
+        return [Recorder(self.tokenizer, params.logprobs, self.eos_ids)]
 
     def _loaded(self):
         model = self.model
@@ -170,7 +181,13 @@ class TransformersEngine:
             out = self._loaded().generate(**inputs, **kwargs)
         new = out[0, n_prompt:].tolist()
         text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), params.stop)
-        return Generation(text, n_prompt, len(new), "stop" if stopped else self._finish(new))
+        logprobs = None
+        if kwargs["logits_processor"]:
+            recorder = kwargs["logits_processor"][0]
+            if new:
+                recorder.resolve(new[-1])  # the last step's token: no step after it resolved it
+            logprobs = recorder.take(len(text.encode("utf-8")))
+        return Generation(text, n_prompt, len(new), "stop" if stopped else self._finish(new), logprobs)
 
     def _stream(self, messages: list[dict], params: SamplingParams, cancel: threading.Event,
                 emit: Callable[[object], None]) -> None:
@@ -184,7 +201,7 @@ class TransformersEngine:
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
                 _seed(params)
-                streamer = _Detokenizer(self.tokenizer, emit, params.stop)
+                streamer = _Detokenizer(self.tokenizer, emit, params.stop, (kwargs["logits_processor"] or [None])[0])
                 out = self._loaded().generate(**inputs, **kwargs, streamer=streamer)
             new = out[0, n_prompt:].tolist()
             emit(Delta("", "stop" if streamer.stopped else self._finish(new), n_prompt, len(new)))
@@ -218,8 +235,9 @@ def _context_window(config, tokenizer) -> int:
 class _Detokenizer:
     """A transformers streamer that turns token ids into text pieces, in the generating thread."""
 
-    def __init__(self, tokenizer, emit: Callable[[object], None], stop: tuple[str, ...] = ()):
-        self.tokenizer, self.emit, self.stop = tokenizer, emit, stop
+    def __init__(self, tokenizer, emit: Callable[[object], None], stop: tuple[str, ...] = (), recorder=None):
+        """`recorder`: the generation's log-probability recorder, whose tokens go out with their text."""
+        self.tokenizer, self.emit, self.stop, self.recorder = tokenizer, emit, stop, recorder
         self.prompt_seen = False
         self.ids: list[int] = []
         self.sent = ""
@@ -233,6 +251,8 @@ class _Detokenizer:
         if self.stopped:
             return
         self.ids.extend(value.reshape(-1).tolist())
+        if self.recorder is not None:
+            self.recorder.resolve(self.ids[-1])  # the step's token, before the next step starts
         text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids, skip_special_tokens=True), self.stop)
         # A byte-level token can end mid-character: hold back until the character is complete; and hold
         # back what could be the start of a stop string until it is known not to be one.
@@ -250,5 +270,6 @@ class _Detokenizer:
 
     def _send(self, text: str) -> None:
         if len(text) > len(self.sent):
-            self.emit(Delta(text[len(self.sent):]))
+            logprobs = None if self.recorder is None else self.recorder.take(len(text.encode("utf-8")))
+            self.emit(Delta(text[len(self.sent):], logprobs=logprobs))
             self.sent = text

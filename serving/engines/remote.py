@@ -49,6 +49,9 @@ class _Reply(BaseModel):
 
 
 class RemoteEngine:
+    logprobs = False
+    """Not relayed yet: a request asking for them is refused by name."""
+
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout: float = 600.0):
         """
         Args:

@@ -19,13 +19,14 @@ from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, SamplingParams
-from serving.errors import BadRequest, UnknownModel
+from serving.errors import BadRequest, UnknownModel, Unsupported
 from serving.protocol import (
     AssistantMessage,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
     Choice,
+    ChoiceLogprobs,
     DeltaMessage,
     Source,
     StreamChoice,
@@ -47,6 +48,9 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     plain = plain_messages(req.messages)
     if plain[-1]["role"] != "user":
         raise BadRequest("messages: the last message must be the user's.", "messages")
+    if req.logprobs and not engine.logprobs:
+        raise Unsupported("logprobs: this server's engine (remote) does not relay log probabilities yet; leave it "
+                          "out, or ask the upstream directly.", "logprobs")
     if req.stream_options is not None and not req.stream:
         raise BadRequest("stream_options: only allowed when stream is true.", "stream_options")
     messages, sources = await _with_context(plain, retriever if req.rag else None, rag_k, prompts)
@@ -63,6 +67,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         top_p=req.top_p,
         seed=req.seed,
         stop=stop_strings(req),
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
     )
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -82,8 +87,8 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     completion = sum(g.completion_tokens for g in gens)
     return ChatCompletionResponse(
         model=settings.served_name,
-        choices=[Choice(index=i, message=AssistantMessage(content=g.text), finish_reason=g.finish_reason)
-                 for i, g in enumerate(gens)],
+        choices=[Choice(index=i, message=AssistantMessage(content=g.text), finish_reason=g.finish_reason,
+                        logprobs=_logprobs(g.logprobs)) for i, g in enumerate(gens)],
         usage=Usage(prompt_tokens=gens[0].prompt_tokens, completion_tokens=completion,
                     total_tokens=gens[0].prompt_tokens + completion),
         sources=sources,
@@ -95,6 +100,11 @@ async def tokenize(req: TokenizeRequest, settings: SettingsDep, engine: EngineDe
     """The messages' prompt tokens as the model sees them (chat template included, no retrieval)."""
     _check_model(req.model, settings)
     return TokenizeResponse(count=await engine.count_tokens(plain_messages(req.messages)))
+
+
+def _logprobs(entries: list | None) -> ChoiceLogprobs | None:
+    """An engine's TokenLogprob list as OpenAI's `logprobs` object (None when not asked for)."""
+    return None if entries is None else ChoiceLogprobs(content=[e.openai() for e in entries])
 
 
 def _check_model(requested: str | None, settings: ServeSettings) -> None:
@@ -113,8 +123,9 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                   served_name: str, include_usage: bool) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None) -> str:
-        choices = [] if delta is None else [StreamChoice(delta=delta, finish_reason=finish)]
+    def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
+              logprobs: ChoiceLogprobs | None = None) -> str:
+        choices = [] if delta is None else [StreamChoice(delta=delta, finish_reason=finish, logprobs=logprobs)]
         c = ChatCompletionChunk(id=cid, created=created, model=served_name, choices=choices, sources=srcs,
                                 usage=usage).model_dump()
         # finish_reason and logprobs are on every chunk (null until the end), as OpenAI sends them; the
@@ -140,7 +151,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     async with aclosing(deltas):
         async for d in pieces():
             if d.text:
-                yield chunk(DeltaMessage(content=d.text))
+                yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
             if d.finish_reason:
                 last = d
                 yield chunk(DeltaMessage(), finish=d.finish_reason)

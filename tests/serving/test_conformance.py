@@ -2,6 +2,7 @@
 tiny model, called with the official openai client and with raw HTTP where the client hides the JSON."""
 
 import json
+import math
 
 import httpx
 import pytest
@@ -38,8 +39,8 @@ def _refused(client, param: str, **kwargs) -> dict:
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),  # OpenAI's limit is 4
     ({"stop": [""]}, "stop"),
-    ({"logprobs": True}, "logprobs"),
-    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),  # OpenAI's limit is 20
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
@@ -82,6 +83,34 @@ def test_responses_carry_every_field_openai_clients_read(server):
     choice = r["choices"][0]
     assert "logprobs" in choice and choice["logprobs"] is None
     assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+
+
+def test_logprobs_are_the_models_own_streamed_or_not_and_end_where_the_answer_ends(server, client):
+    """Greedy decoding picks the most likely token, so each chosen token is its position's top_logprobs[0];
+    the tokens' bytes add up to the answer, cut at a stop string too; a stream carries the same tokens."""
+    ask = {"model": "merged", "messages": MSGS, "max_tokens": 12, "extra_body": {"rag": False}}
+    r = client.chat.completions.create(**ask, logprobs=True, top_logprobs=3)
+    text, tokens = r.choices[0].message.content, r.choices[0].logprobs.content
+    assert tokens and b"".join(bytes(t.bytes) for t in tokens).decode() == text
+    for t in tokens:
+        assert len(t.top_logprobs) == 3 and t.logprob <= 0
+        assert [x.logprob for x in t.top_logprobs] == sorted((x.logprob for x in t.top_logprobs), reverse=True)
+        assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-5
+        assert sum(math.exp(x.logprob) for x in t.top_logprobs) <= 1 + 1e-5
+    assert client.chat.completions.create(**ask).choices[0].logprobs is None  # not asked: null
+
+    body = {"model": "merged", "messages": MSGS, "max_tokens": 12, "rag": False, "logprobs": True, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body) as s:
+        data = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+    streamed = [t for d in data for c in d["choices"] if c["logprobs"] for t in c["logprobs"]["content"]]
+    assert [t["token"] for t in streamed] == [t.token for t in tokens]
+    assert all(t["top_logprobs"] == [] for t in streamed)
+
+    stop = text[len(text) // 2:][:3]  # a stop string from the middle of the answer
+    cut = client.chat.completions.create(**ask, logprobs=True, stop=[stop])
+    kept = b"".join(bytes(t.bytes) for t in cut.choices[0].logprobs.content).decode()
+    assert cut.choices[0].message.content == text[:text.index(stop)] and text[:text.index(stop)].startswith(kept)
+    assert len(kept.encode()) > len(cut.choices[0].message.content.encode()) - 8  # at most the straddling token
 
 
 def test_max_completion_tokens_is_honoured(client):

@@ -71,6 +71,8 @@ def test_errors_keep_the_one_shape(proxy):
         _client(proxy).chat.completions.create(model="gpt-9", messages=MSGS)
     r = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "merged", "messages": [{"role": "wizard", "content": "hi"}]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
+    lp = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "merged", "messages": MSGS, "logprobs": True})
+    assert lp.status_code == 400 and lp.json()["error"]["param"] == "logprobs"  # not relayed yet: refused
 
 
 def test_count_tokens_is_exact_or_refused(upstream):
