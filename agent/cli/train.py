@@ -96,7 +96,9 @@ def train(**kw) -> None:
     if r.stopped_by:
         console.print(f"stopped by {r.stopped_by} at step {r.steps}; checkpoint saved, evaluation skipped. Continue "
                       "with --resume.")
-        raise typer.Exit(0)
+        # not 0: the run did not finish (a scheduler requeues it, a script does not go on to merge); the shell's
+        # code for the signal, as if it had killed the process
+        raise typer.Exit(130 if r.stopped_by == "sigint" else 143)
     console.print(summary_line(r), soft_wrap=True)
     if r.eos_ok is False:
         console.print("[yellow]warning:[/] the trained model did not stop (EOS) after a training answer.")
