@@ -6,7 +6,8 @@
 #   bench/before_after.sh [STAGE ...]      # stages: docs data train merge export serve eval stop; none = all
 #
 # Environment: STEPS (32), RUN (/work/realrun: the workspace and logs), LLAMA (the python of a venv with
-# llama-cpp-python[server]), SYSTEMS (base+rag,tuned+rag), EVAL_ARGS (--no-edge). Each stage skips what is
+# llama-cpp-python[server]), SYSTEMS (base+rag,tuned+rag), EVAL_ARGS (--no-edge), DATA_ARGS (none: the data
+# build's defaults; e.g. "--decline-share 0.4"). Each stage skips what is
 # already there, so a stopped run resumes; it takes about 70 s per step on 2 CPU cores, then ~30 min to
 # evaluate two systems. Not part of `make bench`: it needs the base model (`onboard base fetch`) and hours.
 set -euo pipefail
@@ -19,6 +20,7 @@ RUN=${RUN:-/work/realrun}
 LLAMA=${LLAMA:-/work/llamavenv/bin/python}
 SYSTEMS=${SYSTEMS:-base+rag,tuned+rag}
 EVAL_ARGS=${EVAL_ARGS:---no-edge}
+DATA_ARGS=${DATA_ARGS:-}
 QWEN=${QWEN:-$HOME/.cache/onboard/models/qwen2.5-coder-0.5b-instruct/hf}
 WS=$RUN/ws
 export HF_HUB_OFFLINE=1
@@ -36,7 +38,7 @@ docs() {
 data() {
   [ -f "$WS/data/sft/train.jsonl" ] && return
   $ONBOARD ingest "$RUN/docs" -w "$WS"
-  $ONBOARD data build -w "$WS" --kind sft --base "$QWEN"
+  $ONBOARD data build -w "$WS" --kind sft --base "$QWEN" $DATA_ARGS
 }
 
 train() {
