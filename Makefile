@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,onnx]"
+	# xgrammar (response_format's constrained decoding) without triton, which only its GPU kernels use
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt xgrammar apache-tvm-ffi
 	touch $(STAMP)
 
 demo: setup

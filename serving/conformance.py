@@ -13,7 +13,7 @@ from serving.errors import BadRequest, Unsupported
 from serving.protocol import ChatCompletionRequest, ChatMessage
 
 HONOURED = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed",
-            "stop", "stream", "stream_options", "user", "rag", "logprobs", "top_logprobs")
+            "stop", "stream", "stream_options", "user", "rag", "logprobs", "top_logprobs", "response_format")
 """Parameters the chat route and the engines obey (`user` is the caller's label, never used or logged)."""
 
 _NOT_YET = {
@@ -66,10 +66,7 @@ def check_request(req: ChatCompletionRequest) -> None:
     stop = [req.stop] if isinstance(req.stop, str) else req.stop or []
     if len(stop) > 4 or any(not s for s in stop):
         raise BadRequest("stop: up to 4 non-empty strings.", "stop")
-    fmt = req.response_format
-    if fmt is not None and fmt.get("type") != "text":
-        raise Unsupported(f"response_format: {fmt.get('type')!r} is not supported by this server yet (only "
-                          "'text'); leave it out and ask for JSON in the prompt.", "response_format")
+    _check_response_format(req.response_format)
     if req.max_tokens and req.max_completion_tokens and req.max_tokens != req.max_completion_tokens:
         raise BadRequest("max_tokens and max_completion_tokens disagree; give one of them.", "max_completion_tokens")
     if req.n > 1 and req.temperature == 0:
@@ -83,6 +80,29 @@ def check_request(req: ChatCompletionRequest) -> None:
     if req.n > 1 and req.stream:
         raise Unsupported("n: streaming more than one choice is not supported by this server yet; stream with "
                           "n 1, or set stream false.", "n")
+
+
+def _check_response_format(fmt: dict | None) -> None:
+    """text, json_object, or json_schema with a name and an object `schema` (OpenAI's shape).
+
+    Raises:
+        BadRequest: another type, or a json_schema without its parts; `param` points at the part.
+    """
+    if fmt is None:
+        return
+    kind = fmt.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise BadRequest(f"response_format.type: {kind!r} is not one of 'text', 'json_object', 'json_schema'.",
+                         "response_format.type")
+    if kind != "json_schema":
+        return
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise BadRequest("response_format.json_schema: give an object with a `name` and the `schema`.",
+                         "response_format.json_schema")
+    if not isinstance(spec.get("schema", {}), dict):
+        raise BadRequest("response_format.json_schema.schema: must be a JSON schema object.",
+                         "response_format.json_schema.schema")
 
 
 def plain_messages(messages: list[ChatMessage]) -> list[dict]:

@@ -61,8 +61,10 @@ class ChatCompletionRequest(_Strict):
     """Each answer token's log probability (choices[].logprobs.content)."""
     top_logprobs: int | None = Field(None, ge=0, le=20)
     """With logprobs: the N most likely tokens at each position too."""
-    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     response_format: dict | None = None
+    """text; json_object (a JSON object); json_schema ({"name", "schema"}): generated to match (the transformers
+    engine's constrained decoding, a remote upstream's own)."""
+    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     tools: list[dict] | None = None
     tool_choice: str | dict | None = None
     parallel_tool_calls: bool | None = None

@@ -28,6 +28,8 @@ class SamplingParams:
     """Strings that end the answer when generated; the answer is cut before the first one."""
     logprobs: int | None = None
     """None: no log probabilities; N: each generated token's, with the N most likely alternatives (0-20)."""
+    response_format: dict | None = None
+    """OpenAI's response_format (json_object, json_schema): the answer is generated to match it."""
 
 
 @dataclass

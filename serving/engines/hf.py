@@ -59,6 +59,8 @@ class TransformersEngine:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
         self._lock = threading.Lock()
+        self._grammars = None
+        """Compiled response_format grammars (serving.engines.grammar), made on first use."""
         log.info("loaded %s on %s", path, self.device)
 
     # ---- the Engine interface
@@ -113,7 +115,7 @@ class TransformersEngine:
         if params.stop:
             stops.append(self._stop_check(params.stop, n_prompt))
         kw = {"max_new_tokens": self._budget(n_prompt, params), "eos_token_id": sorted(self.eos_ids),
-              "logits_processor": self._recorder(params),
+              "logits_processor": self._recorder(params) + self._grammar(params),
               "pad_token_id": self.tokenizer.pad_token_id or sorted(self.eos_ids)[0], "stopping_criteria": stops}
         if params.temperature > 0:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
@@ -139,6 +141,17 @@ class TransformersEngine:
         from serving.engines.logprobs import Recorder
 
         return [Recorder(self.tokenizer, params.logprobs, self.eos_ids)]
+
+    def _grammar(self, params: SamplingParams) -> list:
+        """[the response_format's grammar] when it asks for JSON, else []."""
+        from serving.engines.grammar import Grammars, schema_of
+
+        schema = schema_of(params.response_format)
+        if schema is None:
+            return []
+        if self._grammars is None:
+            self._grammars = Grammars(self.tokenizer, self.model.config.vocab_size)
+        return [self._grammars.processor(schema)]
 
     def _loaded(self):
         model = self.model
@@ -182,8 +195,8 @@ class TransformersEngine:
         new = out[0, n_prompt:].tolist()
         text, stopped = cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), params.stop)
         logprobs = None
-        if kwargs["logits_processor"]:
-            recorder = kwargs["logits_processor"][0]
+        recorder = _recorder_in(kwargs)
+        if recorder is not None:
             if new:
                 recorder.resolve(new[-1])  # the last step's token: no step after it resolved it
             logprobs = recorder.take(len(text.encode("utf-8")))
@@ -201,7 +214,7 @@ class TransformersEngine:
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
                 _seed(params)
-                streamer = _Detokenizer(self.tokenizer, emit, params.stop, (kwargs["logits_processor"] or [None])[0])
+                streamer = _Detokenizer(self.tokenizer, emit, params.stop, _recorder_in(kwargs))
                 out = self._loaded().generate(**inputs, **kwargs, streamer=streamer)
             new = out[0, n_prompt:].tolist()
             emit(Delta("", "stop" if streamer.stopped else self._finish(new), n_prompt, len(new)))
@@ -209,6 +222,13 @@ class TransformersEngine:
             emit(e)
         finally:
             emit(None)
+
+
+def _recorder_in(kwargs: dict):
+    """The generation's log-probability recorder, or None (not asked for)."""
+    from serving.engines.logprobs import Recorder
+
+    return next((p for p in kwargs["logits_processor"] if isinstance(p, Recorder)), None)
 
 
 def _seed(params: SamplingParams) -> None:

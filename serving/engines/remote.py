@@ -171,6 +171,8 @@ class RemoteEngine:
                 "top_p": params.top_p, "stream": stream}
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.response_format is not None:
+            body["response_format"] = params.response_format  # the upstream enforces it (vLLM, llama.cpp)
         if params.stop:
             body["stop"] = list(params.stop)
         if stream:

@@ -68,6 +68,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         seed=req.seed,
         stop=stop_strings(req),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        response_format=req.response_format if (req.response_format or {}).get("type") != "text" else None,
     )
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -43,7 +43,11 @@ def _refused(client, param: str, **kwargs) -> dict:
     ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),  # OpenAI's limit is 20
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
     ({"tool_choice": "required"}, "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format.type"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}},
+     "response_format.json_schema"),  # no name
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}},
+     "response_format.json_schema.schema"),  # cannot be compiled
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"frequency_penalty": -0.5}, "frequency_penalty"),
     ({"logit_bias": {"15": 5}}, "logit_bias"),
@@ -111,6 +115,38 @@ def test_logprobs_are_the_models_own_streamed_or_not_and_end_where_the_answer_en
     kept = b"".join(bytes(t.bytes) for t in cut.choices[0].logprobs.content).decode()
     assert cut.choices[0].message.content == text[:text.index(stop)] and text[:text.index(stop)].startswith(kept)
     assert len(kept.encode()) > len(cut.choices[0].message.content.encode()) - 8  # at most the straddling token
+
+
+SCHEMA = {"type": "object", "properties": {"language": {"enum": ["en", "zh"]}, "refund": {"type": "boolean"}},
+          "required": ["language", "refund"], "additionalProperties": False}
+
+
+@pytest.fixture(scope="module")
+def roomy(merged_model):
+    """A client of a server that answers with up to 64 tokens (the tiny tokenizer spends a token per few
+    characters of JSON)."""
+    with serve_in_thread(create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=64))) as base:
+        yield OpenAI(base_url=f"{base}/v1", api_key="test", max_retries=0)
+
+
+def test_json_schema_is_enforced_streamed_or_not(roomy):
+    """The tiny model never writes JSON of itself; under response_format it writes JSON matching the schema
+    (constrained decoding), streamed or not, the same greedy answer."""
+    client = roomy
+    ask = {"model": "merged", "messages": MSGS, "max_tokens": 64}
+    free = client.chat.completions.create(**ask).choices[0].message.content
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(free)
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True}}
+    r = client.chat.completions.create(**ask, response_format=fmt)
+    got = json.loads(r.choices[0].message.content)
+    assert set(got) == {"language", "refund"} and got["language"] in ("en", "zh") and isinstance(got["refund"], bool)
+    assert r.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(**ask, response_format=fmt, stream=True)
+    assert read_stream(stream)[0] == r.choices[0].message.content
+    obj = client.chat.completions.create(**ask, response_format={"type": "json_object"})
+    text = obj.choices[0].message.content
+    assert text.startswith("{") and (obj.choices[0].finish_reason == "length" or isinstance(json.loads(text), dict))
 
 
 def test_max_completion_tokens_is_honoured(client):

@@ -124,17 +124,22 @@ def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_en
 
 
 def test_sampling_params_reach_the_upstream(upstream):
-    """max_tokens is relayed: a 3-token answer upstream is a 3-token answer here."""
+    """max_tokens is relayed: a 3-token answer upstream is a 3-token answer here; so is response_format: the
+    upstream's constrained decoding makes the tiny model write JSON."""
     engine = RemoteEngine(f"{upstream[0]}/v1", "merged")
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": {
+        "type": "object", "properties": {"refund": {"type": "boolean"}}, "required": ["refund"]}}}
 
     async def gen():
         try:
-            return await engine.generate(MSGS, SamplingParams(max_new_tokens=3))
+            return (await engine.generate(MSGS, SamplingParams(max_new_tokens=3)),
+                    await engine.generate(MSGS, SamplingParams(max_new_tokens=64, response_format=fmt)))
         finally:
             await engine.close()
 
-    g = asyncio.run(gen())
+    g, j = asyncio.run(gen())
     assert g.completion_tokens <= 3 and g.finish_reason in ("stop", "length")
+    assert isinstance(json.loads(j.text)["refund"], bool)
 
 
 def test_ready_only_while_the_upstream_answers(proxy, no_onboard_env):
