@@ -54,3 +54,48 @@ def test_model_info_fingerprints_the_weights(tiny_base, tmp_path, monkeypatch):
     data[-1] ^= 1  # one bit of one weight
     weights.write_bytes(bytes(data))
     assert base_ref(str(copy)).weights_sha256 != first
+
+
+QWEN_LAYOUT = """<|im_start|>system
+S
+
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+<|im_start|>user
+weather in Paris?<|im_end|>
+<|im_start|>assistant
+<tool_call>
+{"name": "get_weather", "arguments": {"city": "Paris"}}
+</tool_call><|im_end|>
+<|im_start|>user
+<tool_response>
+sunny
+</tool_response><|im_end|>
+<|im_start|>assistant
+"""
+
+
+def test_the_template_renders_tools_as_qwen_does_and_plain_chats_as_chatml(tiny_base):
+    """Tools, tool calls and tool results in Qwen2.5's layout (what serving.tools parses); a chat without
+    tools is the same plain ChatML as before tools were added."""
+    tok = load_tokenizer(tiny_base)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "tool_call_id": "1", "content": "sunny"}]
+    assert tok.apply_chat_template(chat, tools=tools, tokenize=False, add_generation_prompt=True) == QWEN_LAYOUT
+    plain = [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert tok.apply_chat_template(plain, tokenize=False) == (
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\na<|im_end|>\n")
