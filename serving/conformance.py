@@ -13,13 +13,11 @@ from serving.errors import BadRequest, Unsupported
 from serving.protocol import ChatCompletionRequest, ChatMessage
 
 HONOURED = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed",
-            "stop", "stream", "stream_options", "user", "rag", "logprobs", "top_logprobs", "response_format")
+            "stop", "stream", "stream_options", "user", "rag", "logprobs", "top_logprobs", "response_format",
+            "tools", "tool_choice", "parallel_tool_calls")
 """Parameters the chat route and the engines obey (`user` is the caller's label, never used or logged)."""
 
 _NOT_YET = {
-    "tools": "tool calling is not supported by this server yet",
-    "tool_choice": "tool calling is not supported by this server yet",
-    "parallel_tool_calls": "tool calling is not supported by this server yet",
     "functions": "function calling is not supported by this server",
     "function_call": "function calling is not supported by this server",
     "presence_penalty": "presence_penalty is not supported by this server",
@@ -67,6 +65,7 @@ def check_request(req: ChatCompletionRequest) -> None:
     if len(stop) > 4 or any(not s for s in stop):
         raise BadRequest("stop: up to 4 non-empty strings.", "stop")
     _check_response_format(req.response_format)
+    _check_tools(req)
     if req.max_tokens and req.max_completion_tokens and req.max_tokens != req.max_completion_tokens:
         raise BadRequest("max_tokens and max_completion_tokens disagree; give one of them.", "max_completion_tokens")
     if req.n > 1 and req.temperature == 0:
@@ -105,21 +104,64 @@ def _check_response_format(fmt: dict | None) -> None:
                          "response_format.json_schema.schema")
 
 
-def plain_messages(messages: list[ChatMessage]) -> list[dict]:
-    """`messages` as every engine reads them: `role` (system, user, assistant) and `content` text.
+def _check_tools(req: ChatCompletionRequest) -> None:
+    """Function tools with names; tool_choice none/auto/required or one of them by name.
 
     Raises:
-        Unsupported: a part other than text, a message's `name`, or tool-call history; `param` points
-            at it (messages[2].content[1].type).
-        BadRequest: a message without content.
+        BadRequest: a malformed tool, a tool_choice without tools or naming none of them, or a forced call
+            together with a JSON response_format (both would shape the answer).
+    """
+    choice = req.tool_choice
+    if not req.tools:
+        if choice not in (None, "none"):
+            raise BadRequest("tool_choice: only allowed when tools are given.", "tool_choice")
+        return
+    names = []
+    for i, tool in enumerate(req.tools):
+        fn = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                or not fn["name"] or not isinstance(fn.get("parameters", {}), dict):
+            raise BadRequest(f"tools[{i}]: give {{\"type\": \"function\", \"function\": {{\"name\": ..., "
+                             "\"parameters\": {JSON schema}}}.", f"tools[{i}]")
+        names.append(fn["name"])
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if name not in names:
+            raise BadRequest(f"tool_choice: names no function in tools ({', '.join(names)}).", "tool_choice")
+    elif choice not in (None, "none", "auto", "required"):
+        raise BadRequest(f"tool_choice: {choice!r} is not none, auto, required or a function.", "tool_choice")
+    forced = choice == "required" or isinstance(choice, dict)
+    if forced and (req.response_format or {}).get("type") not in (None, "text"):
+        raise BadRequest("response_format: cannot shape an answer whose tool call is forced (tool_choice); give "
+                         "one of them.", "response_format")
+
+
+def plain_messages(messages: list[ChatMessage]) -> list[dict]:
+    """`messages` as every engine reads them: `role` (system, user, assistant, tool) and `content` text; an
+    assistant's `tool_calls` and a tool result's `tool_call_id` kept (the engine's chat template renders them,
+    or it refuses them by name).
+
+    Raises:
+        Unsupported: a part other than text, or a message's `name`; `param` points at it
+            (messages[2].content[1].type).
+        BadRequest: a message without content, a malformed tool call, a tool result without its call's id.
     """
     out = []
     for i, m in enumerate(messages):
         at = f"messages[{i}]"
-        if m.role == "tool" or m.tool_calls or m.tool_call_id:
-            field = "role" if m.role == "tool" else "tool_calls" if m.tool_calls else "tool_call_id"
-            raise Unsupported(f"{at}.{field}: tool-call history is not supported by this server yet (it has no "
-                              "tool calling); leave the tool turns out.", f"{at}.{field}")
+        if m.role == "assistant" and m.tool_calls:
+            out.append({"role": "assistant", "content": "" if m.content is None else _text(m, at),
+                        "tool_calls": _calls(m.tool_calls, at)})
+            continue
+        if m.tool_calls or (m.tool_call_id and m.role != "tool"):
+            field = "tool_calls" if m.tool_calls else "tool_call_id"
+            raise BadRequest(f"{at}.{field}: only an assistant message calls tools, and only a tool message "
+                             "answers one.", f"{at}.{field}")
+        if m.role == "tool":
+            if not m.tool_call_id:
+                raise BadRequest(f"{at}.tool_call_id: a tool message names the call it answers.", f"{at}.tool_call_id")
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": _text(m, at)})
+            continue
         if m.refusal is not None:
             raise Unsupported(f"{at}.refusal: refusals in the history are not rendered by this server; put the "
                               "text in content.", f"{at}.refusal")
@@ -128,6 +170,18 @@ def plain_messages(messages: list[ChatMessage]) -> list[dict]:
                               "leave name out, or put it in the content.", f"{at}.name")
         out.append({"role": "system" if m.role == "developer" else m.role, "content": _text(m, at)})
     return out
+
+
+def _calls(calls: list[dict], at: str) -> list[dict]:
+    for j, c in enumerate(calls):
+        fn = c.get("function")
+        if c.get("type", "function") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                or not isinstance(fn.get("arguments", ""), str):
+            raise BadRequest(f"{at}.tool_calls[{j}]: give {{\"id\", \"type\": \"function\", \"function\": "
+                             "{\"name\", \"arguments\": JSON text}}.", f"{at}.tool_calls[{j}]")
+    return [{"id": c.get("id", ""), "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments", "{}")}}
+            for c in calls]
 
 
 def _text(m: ChatMessage, at: str) -> str:

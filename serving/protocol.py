@@ -64,10 +64,13 @@ class ChatCompletionRequest(_Strict):
     response_format: dict | None = None
     """text; json_object (a JSON object); json_schema ({"name", "schema"}): generated to match (the transformers
     engine's constrained decoding, a remote upstream's own)."""
-    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     tools: list[dict] | None = None
+    """Functions the model may call, rendered by its chat template (serving/tools.py)."""
     tool_choice: str | dict | None = None
+    """auto (the default with tools), none, required, or {"type": "function", "function": {"name"}}."""
     parallel_tool_calls: bool | None = None
+    """false: at most one call per answer (the first the model wrote)."""
+    # Declared so that they are refused by name when set (serving/conformance.py), not as unknown.
     functions: list[dict] | None = None
     function_call: str | dict | None = None
     presence_penalty: float | None = None
@@ -103,7 +106,9 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    """None when the answer is only tool calls."""
+    tool_calls: list[dict] | None = None
     refusal: None = None
     """Present and null, as OpenAI sends it: this server never refuses through this field."""
 
@@ -126,7 +131,7 @@ class ChoiceLogprobs(BaseModel):
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"] | None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None
     logprobs: ChoiceLogprobs | None = None
     """Present; null unless the request asked for logprobs."""
 
@@ -144,12 +149,14 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[dict] | None = None
+    """Each with its `index`, as OpenAI streams them."""
 
 
 class StreamChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
     """Null on every chunk but the last of its choice, and present on all of them."""
     logprobs: ChoiceLogprobs | None = None
 

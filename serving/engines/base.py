@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass
@@ -30,6 +30,10 @@ class SamplingParams:
     """None: no log probabilities; N: each generated token's, with the N most likely alternatives (0-20)."""
     response_format: dict | None = None
     """OpenAI's response_format (json_object, json_schema): the answer is generated to match it."""
+    tools: list[dict] | None = None
+    """OpenAI tools the model may call (rendered by its chat template; serving/tools.py)."""
+    tool_choice: str | dict | None = None
+    """auto (None), none, required, or {"type": "function", "function": {"name": ...}}: a call is forced."""
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Generation:
     finish_reason: FinishReason
     logprobs: list | None = None
     """The answer's tokens with their log probabilities (serving.engines.logprobs.TokenLogprob), when asked."""
+    tool_calls: list | None = None
+    """The tools the model called (serving.tools.ToolCall); `text` is then what it wrote before them."""
 
 
 @dataclass
@@ -53,6 +59,8 @@ class Delta:
     completion_tokens: int | None = None
     logprobs: list | None = None
     """The tokens of `text` with their log probabilities, when asked (TokenLogprob)."""
+    tool_calls: list | None = None
+    """Tool calls (serving.tools.ToolCall): with tools, an answer is streamed as one piece, calls included."""
 
 
 class Engine(Protocol):

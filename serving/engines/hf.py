@@ -9,6 +9,7 @@ client went away stops at the next token and frees the lock for the next one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -61,6 +62,10 @@ class TransformersEngine:
         self._lock = threading.Lock()
         self._grammars = None
         """Compiled response_format grammars (serving.engines.grammar), made on first use."""
+        from serving.tools import layout_of
+
+        self.tool_layout = layout_of(self.tokenizer.chat_template)
+        """How the template renders tool calls (serving.tools), None when it has no tools."""
         log.info("loaded %s on %s", path, self.device)
 
     # ---- the Engine interface
@@ -73,6 +78,11 @@ class TransformersEngine:
             cancel.set()
 
     async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        if params.tools and params.tool_choice != "none":
+            # a call is known only once it is written: the answer goes out as one piece, calls included
+            g = await self.generate(messages, params)
+            yield Delta(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, g.logprobs, g.tool_calls)
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
@@ -106,9 +116,63 @@ class TransformersEngine:
         self.model = None
 
     # ---- blocking work, in worker threads
-    def _inputs(self, messages: list[dict]):
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def _inputs(self, messages: list[dict], params: SamplingParams | None = None):
+        """The prompt's token ids: the messages (tool turns included) and the tools through the chat template,
+        and, when a tool call is forced, the text the answer is made to begin with.
+
+        Raises:
+            Unsupported: tools or tool turns, and the template renders none (`param` tools or the message).
+        """
+        from serving.tools import history_for_template
+
+        tools = self._tools(messages, params)
+        text = self.tokenizer.apply_chat_template(history_for_template(messages), tools=tools, tokenize=False,
+                                                  add_generation_prompt=True)
+        text += self._forced(params)[0]
         return self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
+
+    def _tools(self, messages: list[dict], params: SamplingParams | None) -> list[dict] | None:
+        """The tools to render (None: none, or tool_choice none), once the template is known to render them."""
+        from serving.errors import Unsupported
+
+        tools = params.tools if params is not None and params.tool_choice != "none" else None
+        if self.tool_layout is None:
+            if tools:
+                raise Unsupported("tools: this model's chat template does not render tools (no tool calling); "
+                                  "leave tools out, or serve a model whose template has them (Qwen2.5, Llama 3.1+, "
+                                  "a model Onboard built).", "tools")
+            turn = next((i for i, m in enumerate(messages) if m["role"] == "tool" or m.get("tool_calls")), None)
+            if turn is not None:
+                raise Unsupported(f"messages[{turn}]: this model's chat template does not render tool turns; leave "
+                                  "them out.", f"messages[{turn}]")
+        return tools or None
+
+    def _forced(self, params: SamplingParams | None) -> tuple[str, str | None]:
+        """For tool_choice required or a named function: the answer's forced beginning and the JSON schema of
+        the call after it; ("", None) otherwise."""
+        from serving.tools import forced_call
+
+        if params is None or not params.tools or self.tool_layout is None:
+            return "", None
+        choice = params.tool_choice
+        if choice == "required" or isinstance(choice, dict):
+            name = choice["function"]["name"] if isinstance(choice, dict) else None
+            prefix, schema = forced_call(self.tool_layout, params.tools, name)
+            return prefix, json.dumps(schema, sort_keys=True)
+        return "", None
+
+    def _answer(self, text: str, params: SamplingParams) -> tuple[str, list | None]:
+        """The answer's text and tool calls (None: no tools asked for): a forced call is read with its forced
+        beginning (and its closing tag, when max_tokens did not cut it)."""
+        from serving.tools import parse
+
+        if not params.tools or params.tool_choice == "none":
+            return text, None
+        prefix, schema = self._forced(params)
+        if schema is not None:
+            text = prefix + text + ("\n</tool_call>" if self.tool_layout == "hermes" else "")
+        content, calls = parse(text, self.tool_layout)
+        return content or "", calls or None
 
     def _kwargs(self, params: SamplingParams, cancel: threading.Event, n_prompt: int) -> dict:
         stops = [lambda input_ids, scores, **_: cancel.is_set()]
@@ -143,10 +207,10 @@ class TransformersEngine:
         return [Recorder(self.tokenizer, params.logprobs, self.eos_ids)]
 
     def _grammar(self, params: SamplingParams) -> list:
-        """[the response_format's grammar] when it asks for JSON, else []."""
+        """[the grammar of the response_format's JSON, or of a forced tool call's], else []."""
         from serving.engines.grammar import Grammars, schema_of
 
-        schema = schema_of(params.response_format)
+        schema = schema_of(params.response_format) or self._forced(params)[1]
         if schema is None:
             return []
         if self._grammars is None:
@@ -184,7 +248,7 @@ class TransformersEngine:
     def _generate(self, messages: list[dict], params: SamplingParams, cancel: threading.Event) -> Generation:
         import torch
 
-        inputs = self._inputs(messages)
+        inputs = self._inputs(messages, params)
         n_prompt = inputs["input_ids"].shape[1]
         kwargs = self._kwargs(params, cancel, n_prompt)
         with self._lock, torch.no_grad():
@@ -200,14 +264,16 @@ class TransformersEngine:
             if new:
                 recorder.resolve(new[-1])  # the last step's token: no step after it resolved it
             logprobs = recorder.take(len(text.encode("utf-8")))
-        return Generation(text, n_prompt, len(new), "stop" if stopped else self._finish(new), logprobs)
+        content, calls = self._answer(text, params)
+        finish = "tool_calls" if calls else "stop" if stopped else self._finish(new)
+        return Generation(content, n_prompt, len(new), finish, logprobs, calls)
 
     def _stream(self, messages: list[dict], params: SamplingParams, cancel: threading.Event,
                 emit: Callable[[object], None]) -> None:
         import torch
 
         try:
-            inputs = self._inputs(messages)
+            inputs = self._inputs(messages, params)
             n_prompt = inputs["input_ids"].shape[1]
             kwargs = self._kwargs(params, cancel, n_prompt)
             with self._lock, torch.no_grad():

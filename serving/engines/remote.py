@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 class _Message(BaseModel):
     content: str | None = None
+    tool_calls: list[dict] | None = None
 
 
 class _Choice(BaseModel):
@@ -109,10 +110,15 @@ class RemoteEngine:
         if reply.usage is None:
             raise UpstreamError(f"the upstream {self.url} answered without usage (token counts).")
         choice = reply.choices[0]
+        calls = _tool_calls(choice.message.tool_calls)
         return Generation(choice.message.content or "", reply.usage.prompt_tokens, reply.usage.completion_tokens,
-                          self._finish(choice.finish_reason))
+                          self._finish(choice.finish_reason), tool_calls=calls)
 
     async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        if params.tools and params.tool_choice != "none":  # calls arrive whole, as the transformers engine's
+            g = await self.generate(messages, params)
+            yield Delta(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, tool_calls=g.tool_calls)
+            return
         body = self._body(messages, params, stream=True)
         finish: FinishReason | None = None
         usage: _Usage | None = None
@@ -173,6 +179,10 @@ class RemoteEngine:
             body["seed"] = params.seed
         if params.response_format is not None:
             body["response_format"] = params.response_format  # the upstream enforces it (vLLM, llama.cpp)
+        if params.tools:
+            body["tools"] = params.tools
+            if params.tool_choice is not None:
+                body["tool_choice"] = params.tool_choice
         if params.stop:
             body["stop"] = list(params.stop)
         if stream:
@@ -194,9 +204,9 @@ class RemoteEngine:
             raise UpstreamError(f"the upstream {self.url} answered out of the OpenAI shape: {e.errors()[0]}") from None
 
     def _finish(self, reason: str | None) -> FinishReason:
-        if reason not in ("stop", "length"):
+        if reason not in ("stop", "length", "tool_calls"):
             raise UpstreamError(f"the upstream {self.url} finished with {reason!r}; this server only relays "
-                                "'stop' and 'length'.")
+                                "'stop', 'length' and 'tool_calls'.")
         return reason
 
     def _refused(self, status: int, text: str) -> Exception:
@@ -210,6 +220,15 @@ class RemoteEngine:
 
     def _unreachable(self, e: httpx.HTTPError) -> UpstreamError:
         return UpstreamError(f"the upstream {self.url} failed: {type(e).__name__}: {e}. Is it running?")
+
+
+def _tool_calls(calls: list[dict] | None) -> list | None:
+    """The upstream's OpenAI tool_calls as ToolCall objects (None: it called none)."""
+    from serving.tools import ToolCall
+
+    if not calls:
+        return None
+    return [ToolCall(c["function"]["name"], c["function"].get("arguments") or "{}", c.get("id") or "") for c in calls]
 
 
 def _message(data) -> str:

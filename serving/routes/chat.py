@@ -18,7 +18,7 @@ from rag.prompt import Prompts
 from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
-from serving.engines.base import Delta, SamplingParams
+from serving.engines.base import Delta, Generation, SamplingParams
 from serving.errors import BadRequest, UnknownModel, Unsupported
 from serving.protocol import (
     AssistantMessage,
@@ -46,8 +46,8 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     _check_model(req.model, settings)
     check_request(req)
     plain = plain_messages(req.messages)
-    if plain[-1]["role"] != "user":
-        raise BadRequest("messages: the last message must be the user's.", "messages")
+    if plain[-1]["role"] not in ("user", "tool"):
+        raise BadRequest("messages: the last message must be the user's (or a tool's result).", "messages")
     if req.logprobs and not engine.logprobs:
         raise Unsupported("logprobs: this server's engine (remote) does not relay log probabilities yet; leave it "
                           "out, or ask the upstream directly.", "logprobs")
@@ -69,7 +69,10 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         stop=stop_strings(req),
         logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         response_format=req.response_format if (req.response_format or {}).get("type") != "text" else None,
+        tools=req.tools or None,
+        tool_choice=req.tool_choice,
     )
+    one_call = req.parallel_tool_calls is False
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
         deltas = engine.stream(messages, params)
@@ -80,7 +83,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         except BaseException:
             await deltas.aclose()
             raise
-        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage), ping=15)
+        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call), ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
     gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
@@ -88,7 +91,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     completion = sum(g.completion_tokens for g in gens)
     return ChatCompletionResponse(
         model=settings.served_name,
-        choices=[Choice(index=i, message=AssistantMessage(content=g.text), finish_reason=g.finish_reason,
+        choices=[Choice(index=i, message=_message(g, one_call), finish_reason=g.finish_reason,
                         logprobs=_logprobs(g.logprobs)) for i, g in enumerate(gens)],
         usage=Usage(prompt_tokens=gens[0].prompt_tokens, completion_tokens=completion,
                     total_tokens=gens[0].prompt_tokens + completion),
@@ -101,6 +104,14 @@ async def tokenize(req: TokenizeRequest, settings: SettingsDep, engine: EngineDe
     """The messages' prompt tokens as the model sees them (chat template included, no retrieval)."""
     _check_model(req.model, settings)
     return TokenizeResponse(count=await engine.count_tokens(plain_messages(req.messages)))
+
+
+def _message(g: Generation, one_call: bool) -> AssistantMessage:
+    """The answer as OpenAI's message: its text, and its tool calls (content None when there is no text)."""
+    if not g.tool_calls:
+        return AssistantMessage(content=g.text)
+    calls = g.tool_calls[:1] if one_call else g.tool_calls
+    return AssistantMessage(content=g.text or None, tool_calls=[c.openai() for c in calls])
 
 
 def _logprobs(entries: list | None) -> ChoiceLogprobs | None:
@@ -121,7 +132,7 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 
 
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
-                  served_name: str, include_usage: bool) -> AsyncIterator[str]:
+                  served_name: str, include_usage: bool, one_call: bool = False) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
@@ -153,6 +164,8 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
         async for d in pieces():
             if d.text:
                 yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
+            for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
+                yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
             if d.finish_reason:
                 last = d
                 yield chunk(DeltaMessage(), finish=d.finish_reason)

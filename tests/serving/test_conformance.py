@@ -13,6 +13,9 @@ from serving.settings import ServeSettings
 from tests.serving.servers import read_stream, serve_in_thread
 
 MSGS = [{"role": "user", "content": "How long is the warranty on lamps?"}]
+TOOLS = [{"type": "function", "function": {"name": "order_status", "description": "Where an order is", "parameters": {
+    "type": "object", "properties": {"order": {"type": "integer", "minimum": 1, "maximum": 9999}, "express": {"type": "boolean"}},
+    "required": ["order", "express"], "additionalProperties": False}}}]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,10 @@ def _refused(client, param: str, **kwargs) -> dict:
     ({"stop": [""]}, "stop"),
     ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs
     ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),  # OpenAI's limit is 20
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
-    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"parameters": {"type": "object"}}}]}, "tools[0]"),  # no name
+    ({"tool_choice": "required"}, "tool_choice"),  # without tools
+    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format"),
     ({"response_format": {"type": "xml"}}, "response_format.type"),
     ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}},
      "response_format.json_schema"),  # no name
@@ -63,9 +68,9 @@ def _refused(client, param: str, **kwargs) -> dict:
                    {"role": "user", "content": "why?"}]}, "messages[1].refusal"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}]},
      "messages[0].content[0].type"),
-    ({"messages": [*MSGS, {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "42"}]}, "messages[1].tool_calls"),
+    ({"messages": [*MSGS, {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+                   {"role": "tool", "tool_call_id": "c1", "content": "42"}]}, "messages[1].tool_calls[0]"),
+    ({"messages": [*MSGS, {"role": "tool", "content": "42"}]}, "messages[1].tool_call_id"),
     ({"messages": [{"role": "user", "content": "hi", "name": "ann"}]}, "messages[0].name"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
     ({"messages": [*MSGS, {"role": "assistant", "content": "Two years."}]}, "messages"),
@@ -123,9 +128,9 @@ SCHEMA = {"type": "object", "properties": {"language": {"enum": ["en", "zh"]}, "
 
 @pytest.fixture(scope="module")
 def roomy(merged_model):
-    """A client of a server that answers with up to 64 tokens (the tiny tokenizer spends a token per few
-    characters of JSON)."""
-    with serve_in_thread(create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=64))) as base:
+    """A client of a server that answers with up to 160 tokens (the tiny tokenizer spends about a token per
+    character or two of JSON)."""
+    with serve_in_thread(create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=160))) as base:
         yield OpenAI(base_url=f"{base}/v1", api_key="test", max_retries=0)
 
 
@@ -147,6 +152,61 @@ def test_json_schema_is_enforced_streamed_or_not(roomy):
     obj = client.chat.completions.create(**ask, response_format={"type": "json_object"})
     text = obj.choices[0].message.content
     assert text.startswith("{") and (obj.choices[0].finish_reason == "length" or isinstance(json.loads(text), dict))
+
+
+def test_tools_a_forced_call_its_result_and_the_answer_after_it(roomy, server):
+    """The tiny model's template renders tools (Qwen2.5's layout): a named tool_choice makes it call that
+    function with arguments valid for its schema (finish_reason tool_calls, content null), streamed the same;
+    the call and its result then go back as history, rendered into the prompt, and the model answers."""
+    client = roomy
+    forced = {"type": "function", "function": {"name": "order_status"}}
+    ask = {"model": "merged", "messages": MSGS, "max_tokens": 160, "tools": TOOLS}
+    r = client.chat.completions.create(**ask, tool_choice=forced)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None, choice
+    (call,) = choice.message.tool_calls
+    args = json.loads(call.function.arguments)
+    assert call.function.name == "order_status" and call.id.startswith("call_") and call.type == "function"
+    assert set(args) == {"order", "express"} and 1 <= args["order"] <= 9999 and isinstance(args["express"], bool)
+
+    stream = client.chat.completions.create(**ask, tool_choice=forced, stream=True)
+    chunks = [c for c in stream if c.choices]
+    calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [(tc.index, tc.function.name, tc.function.arguments) for tc in calls] == \
+        [(0, "order_status", call.function.arguments)] and chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    history = [*MSGS, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+               {"role": "tool", "tool_call_id": call.id, "content": '{"status": "shipped"}'}]
+    after = client.chat.completions.create(model="merged", messages=history, max_tokens=8, tools=TOOLS,
+                                           tool_choice="none")
+    plain = client.chat.completions.create(model="merged", messages=MSGS, max_tokens=8)
+    assert after.choices[0].finish_reason in ("stop", "length") and after.choices[0].message.tool_calls is None
+    assert after.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # the call and its result are in the prompt
+    auto = client.chat.completions.create(**ask)  # auto: the tiny model writes text, and text it stays
+    assert auto.choices[0].message.content and auto.choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_template_without_tools_refuses_them_by_name(merged_model):
+    """tools, or tool turns in the history, for a model whose chat template renders none (plain ChatML here):
+    a 400 naming them, never a prompt that silently leaves them out."""
+    from serving.engines.hf import TransformersEngine
+    from serving.tools import layout_of
+
+    engine = TransformersEngine(merged_model)
+    engine.tokenizer.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    engine.tool_layout = layout_of(engine.tokenizer.chat_template)
+    assert engine.tool_layout is None
+    with serve_in_thread(create_app(ServeSettings(model=merged_model, rag_k=0, max_new_tokens=12),
+                                    engine=engine)) as base:
+        plain = OpenAI(base_url=f"{base}/v1", api_key="test", max_retries=0)
+        assert _refused(plain, "tools", tools=TOOLS)["message"].startswith("tools: this model's chat template")
+        history = [*MSGS, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "order_status", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"}]
+        _refused(plain, "messages[1]", messages=history)
+        assert plain.chat.completions.create(model="merged", messages=MSGS).choices[0].message.content is not None
 
 
 def test_max_completion_tokens_is_honoured(client):

@@ -124,22 +124,28 @@ def test_a_client_leaving_stops_the_upstreams_generation(upstream, no_onboard_en
 
 
 def test_sampling_params_reach_the_upstream(upstream):
-    """max_tokens is relayed: a 3-token answer upstream is a 3-token answer here; so is response_format: the
-    upstream's constrained decoding makes the tiny model write JSON."""
+    """max_tokens is relayed: a 3-token answer upstream is a 3-token answer here; so are response_format (the
+    upstream's constrained decoding makes the tiny model write JSON) and tools (a forced call comes back as one)."""
     engine = RemoteEngine(f"{upstream[0]}/v1", "merged")
     fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": {
         "type": "object", "properties": {"refund": {"type": "boolean"}}, "required": ["refund"]}}}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"urgent": {"type": "boolean"}}, "required": ["urgent"]}}}]
+    forced = {"type": "function", "function": {"name": "lookup"}}
 
     async def gen():
         try:
             return (await engine.generate(MSGS, SamplingParams(max_new_tokens=3)),
-                    await engine.generate(MSGS, SamplingParams(max_new_tokens=64, response_format=fmt)))
+                    await engine.generate(MSGS, SamplingParams(max_new_tokens=64, response_format=fmt)),
+                    await engine.generate(MSGS, SamplingParams(max_new_tokens=160, tools=tools, tool_choice=forced)))
         finally:
             await engine.close()
 
-    g, j = asyncio.run(gen())
+    g, j, t = asyncio.run(gen())
     assert g.completion_tokens <= 3 and g.finish_reason in ("stop", "length")
     assert isinstance(json.loads(j.text)["refund"], bool)
+    assert t.finish_reason == "tool_calls" and [c.name for c in t.tool_calls] == ["lookup"]
+    assert isinstance(json.loads(t.tool_calls[0].arguments)["urgent"], bool)
 
 
 def test_ready_only_while_the_upstream_answers(proxy, no_onboard_env):
