@@ -40,6 +40,8 @@ POLL_S = 0.5
 """How often a followed run's events are read."""
 KEEPALIVE_S = 15.0
 """A comment line after this long without an event, so proxies keep the stream open."""
+STOP_WAIT_S = 30.0
+"""How long POST .../run/stop waits for the run to end before it answers."""
 MAX_MESSAGE = 4000
 """Characters per message: an answer to an interview question, not a document."""
 Thread = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -183,11 +185,12 @@ def restart(thread: Thread, db: Annotated[Path, Depends(_db)], setups: Annotated
 
 @router.post("/threads/{thread}/run/stop")
 def stop(thread: Thread, setups: Annotated[Path, Depends(_setups)]) -> dict:
-    """Stop the plan's run: training finishes its step and saves a checkpoint (POST .../run resumes)."""
+    """Stop the plan's run: training finishes its step and saves a checkpoint (POST .../run resumes). Answers
+    once the run has ended, or after STOP_WAIT_S with `ended` false (its events then say when it ends)."""
     setup = _setup(thread, setups)
     was = setup.running()
-    setup.stop()
-    return {"stopped": was}
+    ended = setup.stop(timeout=STOP_WAIT_S)
+    return {"stopped": was, "ended": ended}
 
 
 def mount(app: FastAPI, db: Path, setups: Path | None = None) -> None:

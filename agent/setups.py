@@ -57,7 +57,7 @@ class Setup:
 
         for other in [folder, *busy]:
             running = cls.find(other)
-            if running is not None and running.running():
+            if running is not None and running.running() and not running.ending(30.0):
                 raise SetupBusy(f"a setup is already running in {other} (pid {running.pid}): wait for it to end, "
                                 "or stop it first (POST .../run/stop)")
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,19 +97,36 @@ class Setup:
             return False
         return any('"end"' in line for line in path.read_text(encoding="utf-8").split("\n")[len(lines):])
 
-    def stop(self, timeout: float = 600.0) -> None:
-        """SIGTERM to the whole process group: the training saves a checkpoint and everything exits."""
+    def stop(self, timeout: float = 600.0) -> bool:
+        """SIGTERM to the whole process group: the training saves a checkpoint and everything exits. Waits
+        up to `timeout` seconds; returns whether the process has ended (its events then end too)."""
+        import subprocess
+
         try:
             os.killpg(self.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            return True
         proc = procs.child(self.pid)
         if proc is not None:
-            proc.wait(timeout)
-            return
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
         deadline = time.monotonic() + timeout
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.5)
+        return not self.running()
+
+    def ending(self, timeout: float) -> bool:
+        """Whether a process that has written its end event exits within `timeout` seconds (a stopped run
+        finishing its exit); False at once when it has not ended its events."""
+        if not any("end" in e for e in self.events()):
+            return False
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return not self.running()
 
 
 class _Writer:
