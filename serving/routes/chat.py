@@ -53,13 +53,13 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
                           "out, or ask the upstream directly.", "logprobs")
     if req.stream_options is not None and not req.stream:
         raise BadRequest("stream_options: only allowed when stream is true.", "stream_options")
-    messages, sources = await _with_context(plain, retriever if req.rag else None, rag_k, prompts)
     asked = req.max_completion_tokens or req.max_tokens
     if asked is not None and asked > settings.max_new_tokens:
         name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
         raise BadRequest(f"{name}: this server answers with at most {settings.max_new_tokens} tokens (its "
                          f"--max-new-tokens, env ONBOARD_MAX_NEW_TOKENS); ask for {settings.max_new_tokens} or fewer.",
                          name)
+    messages, sources = await _with_context(plain, retriever if req.rag else None, rag_k, prompts)
     params = SamplingParams(
         max_new_tokens=asked or settings.max_new_tokens,
         requested=asked is not None,
