@@ -40,8 +40,6 @@ def _is_default(name: str, value) -> bool:
         return True
     if name in ("presence_penalty", "frequency_penalty"):
         return value == 0
-    if name == "tool_choice":
-        return value == "none"
     if name == "modalities":
         return value == ["text"]
     if name == "service_tier":

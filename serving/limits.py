@@ -8,9 +8,9 @@ The limit is read per request from `app.state.settings.max_request_bytes`.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.protocol import ErrorInfo, ErrorResponse
 
 
 class BodyLimit:
@@ -53,8 +53,8 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"message": f"request body over {limit} bytes", "type": "invalid_request_error",
-                                 "param": None, "code": "request_too_large"}}).encode()
+    body = ErrorResponse(error=ErrorInfo(message=f"request body over {limit} bytes", type="invalid_request_error",
+                                         code="request_too_large")).model_dump_json().encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
