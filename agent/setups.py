@@ -141,9 +141,11 @@ class _Writer:
         self._f.flush()
 
     def say(self, text: str) -> None:
+        _Stop.check()
         self.write({"say": text})
 
     def progress(self, stage: str, done: int, total: int | None = None) -> None:
+        _Stop.check()
         now = time.monotonic()
         first, last = stage not in self._last, total is not None and done >= total
         if first or last or now - self._last[stage] >= PROGRESS_EVERY_S:
@@ -151,8 +153,23 @@ class _Writer:
             self.write({"progress": stage, "done": done, "total": total})
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt  # outside training; during it, training.callbacks.StopOnSignal saves a checkpoint
+class _Stop:
+    """SIGTERM outside training (during it, training.callbacks.StopOnSignal saves a checkpoint and the runner
+    stops). The handler raises KeyboardInterrupt where the process is; when that lands in a finalizer (a
+    `__del__` run by the garbage collector), Python prints it and carries on, so the flag stays set and the
+    next event the run writes raises it again."""
+
+    requested = False
+
+    @classmethod
+    def handle(cls, signum, frame):
+        cls.requested = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.requested:
+            raise KeyboardInterrupt
 
 
 def main(folder: Path, lang: str = "en") -> int:
@@ -165,7 +182,7 @@ def main(folder: Path, lang: str = "en") -> int:
 
     setup()
     out = _Writer(folder / EVENTS)
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _Stop.handle)
 
     def ask(question: str) -> bool:  # every step was agreed to with the plan ("Start with this plan?")
         out.say(f"{question} {'好的（计划已确认）' if lang == 'zh' else 'yes (the plan was confirmed)'}")

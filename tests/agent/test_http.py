@@ -149,3 +149,24 @@ def test_a_plan_confirmed_over_http_ends_in_a_trained_evaluated_model(tmp_path, 
     assert {"training"} <= stages and any(s.startswith("trained ") for s in said)
     assert (setups / "shop" / "models").is_dir() and Path(end["model"]).is_dir() and Path(end["report"]).exists()
     assert end["gate_passed"] is not None and end["serve"] == f"onboard serve -w {setups / 'shop'}"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
+def test_a_stop_swallowed_by_a_finalizer_is_raised_at_the_next_event(tmp_path, monkeypatch):
+    """A SIGTERM whose KeyboardInterrupt lands in a `__del__` (Python prints it and goes on) still stops the
+    setup: the next event it writes raises it again."""
+    import signal
+
+    from agent.setups import _Stop, _Writer
+
+    monkeypatch.setattr(_Stop, "requested", False)
+
+    class Finalized:
+        def __del__(self):
+            _Stop.handle(signal.SIGTERM, None)
+
+    Finalized()  # the handler runs in a finalizer: its KeyboardInterrupt is ignored
+    out = _Writer(tmp_path / "events.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        out.progress("tiny base model", 98, 300)
+    assert (tmp_path / "events.jsonl").read_text() == ""
