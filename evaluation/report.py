@@ -99,10 +99,14 @@ def _differences(report: EvalReport) -> list[Block]:
     return out
 
 
-def _latency(systems: list[SystemSummary], charts: dict[str, str]) -> list[Block]:
+def _latency(report: EvalReport, charts: dict[str, str]) -> list[Block]:
     rows = [[s.name, fmt.seconds(s.latency.ttft_p50), fmt.seconds(s.latency.ttft_p95),
-             fmt.seconds(s.latency.total_p50), fmt.seconds(s.latency.total_p95)] for s in systems]
+             fmt.seconds(s.latency.total_p50), fmt.seconds(s.latency.total_p95)] for s in report.systems]
+    at_once = getattr(report.provenance, "concurrency", None) or 1
     out: list[Block] = [Heading(2, "Latency"),
+                        Para(f"Answers were asked {at_once} at a time (generated as one batch by a local model): "
+                             "each latency is under that load." if at_once > 1 else "Answers were asked one at a "
+                             "time."),
                         Table(["system", "TTFT p50", "TTFT p95", "total p50", "total p95"], rows)]
     return out + ([Image(charts["latency"], "latency by system")] if "latency" in charts else [])
 
@@ -194,7 +198,7 @@ def report_blocks(report: EvalReport, charts: dict[str, str]) -> list[Block]:
         blocks.append(Para(f"Gate: {'passed' if report.gate.passed else 'FAILED'}.",
                            "pass" if report.gate.passed else "fail"))
     return (blocks + _provenance(report) + _matrix(report, charts) + _differences(report)
-            + _latency(report.systems, charts) + _edge_cases(report, charts) + _judge(report) + _worst(report)
+            + _latency(report, charts) + _edge_cases(report, charts) + _judge(report) + _worst(report)
             + _gate(report))
 
 

@@ -73,6 +73,9 @@ class EvalConfig(BaseModel):
     k: int | None = Field(None, ge=1)
     """Chunks retrieved per question; default what the tuned model was trained with (its model card)."""
     max_new_tokens: int = Field(128, gt=0)
+    concurrency: int = Field(8, ge=1)
+    """Answers asked at once: the transformers engine generates them as one batch, a server gets them as
+    concurrent requests (1: one at a time). Latencies are measured under this load."""
     repeats: int = Field(3, ge=0)
     """Sampled answers per question for consistency (0: not measured)."""
     temperature: float = Field(0.7, gt=0)
@@ -146,7 +149,8 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
         sampling={"prompt": "example-history", "edge_prompt": prompts.version, "scored": "greedy",
                   "max_new_tokens": cfg.max_new_tokens,
                   "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p},
-        engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"})
+        engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"},
+        concurrency=cfg.concurrency)
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, url, systems in _by_model(cfg):
@@ -228,25 +232,34 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
         return
+    # greedy answers together, then the sampled ones: a batch holds answers decoded one way
+    todo.sort(key=lambda t: (systems.index(t[0]), t[3] > 0))
     settings = ServeSettings(model=model, engine="remote", remote_url=url) if url else \
-        ServeSettings(model=model, engine="transformers")
+        ServeSettings(model=model, engine="transformers", max_batch=cfg.concurrency)
     engine = await asyncio.to_thread(load_engine, settings)
+    done = 0
+
+    async def one(system: str, kind: str, item: str, repeat: int, asked: list[dict], case) -> None:
+        nonlocal done
+        rag = system.endswith("+rag")
+        if kind == "decline" and rag and case.context_messages:  # unanswerable: its own answer-less context
+            messages, hits = case.context_messages, []
+        else:
+            messages, hits = await with_context(asked, rag_setup.retriever if rag else None, rag_setup.k,
+                                                rag_setup.prompts)
+        if kind == "edge" and case.planted is not None:
+            messages = planted_messages(case, hits, prompts=rag_setup.prompts)
+        got = await ask(engine, messages, greedy if repeat == 0 else sampled)
+        answers.add(Answer(system=system, kind=kind, item=item, repeat=repeat, **got,
+                           retrieved=[h.chunk_id for h in hits], contexts=[h.text for h in hits],
+                           sources=[" > ".join(x for x in (h.source, h.heading_path) if x) for h in hits]))
+        done += 1
+        if progress:
+            progress(f"{model.name}: {system}", done, len(todo))
+
     try:
-        for done, (system, kind, item, repeat, asked, case) in enumerate(todo, 1):
-            rag = system.endswith("+rag")
-            if kind == "decline" and rag and case.context_messages:  # unanswerable: its own answer-less context
-                messages, hits = case.context_messages, []
-            else:
-                messages, hits = await with_context(asked, rag_setup.retriever if rag else None, rag_setup.k,
-                                                    rag_setup.prompts)
-            if kind == "edge" and case.planted is not None:
-                messages = planted_messages(case, hits, prompts=rag_setup.prompts)
-            got = await ask(engine, messages, greedy if repeat == 0 else sampled)
-            answers.add(Answer(system=system, kind=kind, item=item, repeat=repeat, **got,
-                               retrieved=[h.chunk_id for h in hits], contexts=[h.text for h in hits],
-                               sources=[" > ".join(x for x in (h.source, h.heading_path) if x) for h in hits]))
-            if progress:
-                progress(f"{model.name}: {system}", done, len(todo))
+        for start in range(0, len(todo), cfg.concurrency):  # each answer is saved as it comes: a crash loses none
+            await asyncio.gather(*(one(*t) for t in todo[start:start + cfg.concurrency]))
     finally:
         await engine.close()
 

@@ -57,6 +57,10 @@ class ServeSettings(BaseSettings):
         30.0, ge=0,
         description="On SIGTERM or Ctrl-C the server stops accepting connections and gives the answers in flight "
         "this long to finish; then it cancels them (their generations stop) and exits.")
+    max_batch: int = Field(
+        8, ge=1,
+        description="transformers engine: plain requests waiting together are generated as one batch of up to "
+        "this many (more answers per second, each a little later); 1: one at a time.")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the transformers engine; None leaves torch's default.")
     remote_url: str | None = Field(

@@ -32,6 +32,9 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (intervals widen).")] = None,
     k: Annotated[int | None, typer.Option(help="Chunks retrieved [default: as the model was trained].")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
+    concurrency: Annotated[int, typer.Option(help="Answers asked at once: a local model generates them as one "
+                                                  "batch, a server gets concurrent requests (1: one at a "
+                                                  "time).")] = 8,
     repeats: Annotated[int, typer.Option(help="Sampled answers per question for consistency (0: skip).")] = 3,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the consistency answers: what your "
                                                     "clients send in production.")] = 0.7,
@@ -62,7 +65,7 @@ def evaluate(
     with stage_bars() as update:
         report, out = pipeline.evaluate(
             Workspace(workspace), base=base, model=model, systems=tuple(s.strip() for s in systems.split(",")),
-            test_file=questions, limit=limit, k=k, max_new_tokens=max_new_tokens, repeats=repeats,
+            test_file=questions, limit=limit, k=k, max_new_tokens=max_new_tokens, concurrency=concurrency, repeats=repeats,
             temperature=temperature, top_p=top_p, edge=edge, edge_suite=suite, judge=judge, name=name,
             base_url=base_url, tuned_url=model_url, gate_rule=gate, progress=update)
     for s in report.systems:

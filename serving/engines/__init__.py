@@ -31,4 +31,4 @@ def load_engine(settings: ServeSettings) -> Engine:
         return engine
     from serving.engines.hf import TransformersEngine
 
-    return TransformersEngine(settings.model, threads=settings.threads)
+    return TransformersEngine(settings.model, threads=settings.threads, max_batch=settings.max_batch)

@@ -1,9 +1,11 @@
 """An engine on transformers' `generate`, for CPU and for when vLLM is not installed.
 
 `generate` is blocking, so it runs in a worker thread and the event loop keeps answering. One
-generation runs at a time (a lock taken in the worker): on a small CPU machine concurrent generations
-only thrash. Every generation carries a stopping criterion on a cancel event, so a request whose
-client went away stops at the next token and frees the lock for the next one.
+`generate` call runs at a time (a lock taken in the worker): concurrent calls only thrash. Plain requests
+that wait together (no log probabilities, response_format, tools or seed; the same sampling) are generated
+together as one left-padded batch of up to `max_batch` (serving/engines/batch.py), each row ending on its
+own (end of turn, its max_tokens, a stop string, its client gone) and streaming its own tokens. Every
+generation checks a cancel event, so a request whose client went away stops at the next token.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def require_model_folder(path: Path | None) -> Path:
 class TransformersEngine:
     logprobs = True
 
-    def __init__(self, model_path: str | Path, threads: int | None = None):
+    def __init__(self, model_path: str | Path, threads: int | None = None, max_batch: int = 8):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,6 +62,9 @@ class TransformersEngine:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
         self._lock = threading.Lock()
+        from serving.engines.batch import Batcher
+
+        self._batcher = Batcher(self, self._lock, max_batch)
         self._grammars = None
         """Compiled response_format grammars (serving.engines.grammar), made on first use."""
         from serving.tools import layout_of
@@ -70,10 +75,30 @@ class TransformersEngine:
 
     # ---- the Engine interface
     async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
+        # A thread of its own, not the event loop's pool: a request waiting for its batch must not hold one of
+        # the pool's few threads; and cancelling the request does not wait for the thread to end.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
         cancel = threading.Event()
+
+        def settle(result, error) -> None:  # in the loop
+            if not done.done():
+                done.set_exception(error) if error is not None else done.set_result(result)
+
+        def work() -> None:
+            result, error = None, None
+            try:
+                result = self._generate(messages, params, cancel)
+            except BaseException as e:  # raised in the request
+                error = e
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        threading.Thread(target=work, daemon=True).start()
         try:
-            # asyncio.to_thread, not anyio's: cancelling the request must not wait for the thread to end.
-            return await asyncio.to_thread(self._generate, messages, params, cancel)
+            return await done
         finally:
             cancel.set()
 
@@ -248,6 +273,8 @@ class TransformersEngine:
     def _generate(self, messages: list[dict], params: SamplingParams, cancel: threading.Event) -> Generation:
         import torch
 
+        if self._batcher.takes(params):
+            return self._batcher.generate(messages, params, cancel)
         inputs = self._inputs(messages, params)
         n_prompt = inputs["input_ids"].shape[1]
         kwargs = self._kwargs(params, cancel, n_prompt)
@@ -273,6 +300,9 @@ class TransformersEngine:
         import torch
 
         try:
+            if self._batcher.takes(params):
+                self._batcher.stream(messages, params, cancel, emit)
+                return
             inputs = self._inputs(messages, params)
             n_prompt = inputs["input_ids"].shape[1]
             kwargs = self._kwargs(params, cancel, n_prompt)
@@ -334,9 +364,13 @@ class _Detokenizer:
         if not self.prompt_seen:  # generate() first puts the prompt
             self.prompt_seen = True
             return
+        self.put_ids(value.reshape(-1).tolist())
+
+    def put_ids(self, ids: list[int]) -> None:
+        """Generated tokens (a batch's row hands its own here)."""
         if self.stopped:
             return
-        self.ids.extend(value.reshape(-1).tolist())
+        self.ids.extend(ids)
         if self.recorder is not None:
             self.recorder.resolve(self.ids[-1])  # the step's token, before the next step starts
         text, self.stopped = cut_at_stop(self.tokenizer.decode(self.ids, skip_special_tokens=True), self.stop)

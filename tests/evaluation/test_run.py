@@ -222,3 +222,19 @@ def test_a_model_served_elsewhere_is_asked_through_the_remote_engine(evaluated, 
     assert len(greedy) == 4 and all(there[k].text == here[k].text for k in greedy)
     report = EvalReport.read(ws / "reports" / "remote" / "eval.json")
     assert report.provenance.model_extra["engines"]["tuned"] == f"{upstream}/v1"
+
+
+def test_answers_asked_together_are_the_answers_asked_one_at_a_time(evaluated, tiny_base, merged_model):
+    """--concurrency 1 and the default (8 at a time, one batch in the engine) give the same greedy answers; the
+    report says under which load its latencies were measured."""
+    ws, _, _ = evaluated
+    one = ["eval", "-w", str(ws), "--base", str(tiny_base), "--model", str(merged_model), "--limit", "4",
+           "--repeats", "0", "--max-new-tokens", "16", "--no-edge", "--systems", "base+rag,tuned+rag"]
+    for name, concurrency in (("one", "1"), ("eight", "8")):
+        r = CliRunner().invoke(app, [*one, "--name", name, "--concurrency", concurrency])
+        assert r.exit_code == 0, r.output
+    got = {name: {(a.system, a.kind, a.item): a.text for a in AnswerLog(ws / "reports" / name / "answers.jsonl")
+                  .done.values()} for name in ("one", "eight")}
+    assert got["one"] == got["eight"] and len(got["one"]) >= 8
+    assert "asked one at a time" in (ws / "reports" / "one" / "eval.md").read_text(encoding="utf-8")
+    assert "asked 8 at a time" in (ws / "reports" / "eight" / "eval.md").read_text(encoding="utf-8")
