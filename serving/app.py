@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag.errors import OnboardError
 from serving.engines.base import Engine
 from serving.errors import ServingError
-from serving.limits import BodyLimit
+from serving.limits import Admission, BodyLimit
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
 from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
@@ -39,6 +39,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.state.settings = settings
     app.state.given = (engine, retriever)
     app.state.close_engine = engine is None or close_engine
+    app.add_middleware(Admission)
     app.add_middleware(BodyLimit)
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,4 +1,7 @@
-"""Request-size limit that holds for every body: one with a Content-Length over the limit is refused before
+"""Limits that hold for every request: its size (BodyLimit) and how many chat requests are in the server at
+once (Admission).
+
+Request-size limit that holds for every body: one with a Content-Length over the limit is refused before
 it is read, and one sent in chunks (no Content-Length) is counted as it arrives and refused at the byte that
 crosses the limit, so neither reaches JSON parsing or the model.
 
@@ -7,6 +10,9 @@ The limit is read per request from `app.state.settings.max_request_bytes`.
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,4 +64,48 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+GENERATING = {"/v1/chat/completions"}
+"""Paths whose requests run the model: each holds a place until its answer is sent (or its client leaves)."""
+
+
+class Admission:
+    """At most `settings.max_queue` chat requests in the server at once (being answered or waiting for the
+    engine); one more is refused at once with 503 and a Retry-After header (seconds: how long requests have
+    recently taken), so clients back off instead of piling up behind a queue that only grows. Pure ASGI: a
+    streamed answer holds its place until the stream ends or its client goes away."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.inside = 0
+        self._took = 1.0
+        """A moving average of how long an admitted request took (seconds)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in GENERATING or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        limit = scope["app"].state.settings.max_queue
+        if self.inside >= limit:
+            await _overloaded(send, limit, max(1, math.ceil(self._took)))
+            return
+        self.inside += 1
+        t0 = time.monotonic()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inside -= 1
+            self._took = 0.8 * self._took + 0.2 * (time.monotonic() - t0)
+
+
+async def _overloaded(send: Send, limit: int, retry_after: int) -> None:
+    body = ErrorResponse(error=ErrorInfo(
+        message=f"the server is answering {limit} chat requests already (env ONBOARD_MAX_QUEUE): "
+                f"retry in about {retry_after} s", type="server_error", code="server_overloaded",
+    )).model_dump_json().encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"retry-after", str(retry_after).encode())]})
     await send({"type": "http.response.body", "body": body})

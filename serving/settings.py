@@ -57,6 +57,10 @@ class ServeSettings(BaseSettings):
         30.0, ge=0,
         description="On SIGTERM or Ctrl-C the server stops accepting connections and gives the answers in flight "
         "this long to finish; then it cancels them (their generations stop) and exits.")
+    max_queue: int = Field(
+        64, ge=1,
+        description="Chat requests in the server at once (answered or waiting); one more gets 503 with "
+        "Retry-After at once instead of waiting behind them.")
     max_batch: int = Field(
         8, ge=1,
         description="transformers engine: plain requests waiting together are generated as one batch of up to "

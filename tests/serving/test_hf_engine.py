@@ -199,3 +199,35 @@ def _drain_stream(base: str, body: dict) -> None:
                 pass
     except httpx.HTTPError:
         pass  # the server cut the stream at shutdown
+
+
+def test_a_request_over_the_queue_limit_is_refused_at_once_with_retry_after(engine, no_onboard_env, merged_model,
+                                                                          monkeypatch):
+    """max_queue=1: while one answer is being generated, the next chat request gets 503 with Retry-After at once
+    (other endpoints still answer); once that answer is sent the server takes requests again."""
+    started, release = threading.Event(), threading.Event()
+    original = engine.model.generate
+
+    def held(**kw):  # the model starts generating only when the test says so
+        started.set()
+        release.wait(60)
+        return original(**kw)
+
+    monkeypatch.setattr(engine.model, "generate", held)
+    app = create_app(ServeSettings(model=merged_model, rag_k=0, max_queue=1), engine=engine)
+    with serve_in_thread(app) as base:
+        body = {"model": "merged", "messages": MSGS, "max_tokens": 8}
+        first: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: first.append(httpx.post(f"{base}/v1/chat/completions", json=body,
+                                                                         timeout=60)))
+        client.start()
+        assert started.wait(60)
+        t0 = time.monotonic()
+        busy = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60)
+        assert time.monotonic() - t0 < 5 and busy.status_code == 503
+        assert busy.json()["error"]["code"] == "server_overloaded" and int(busy.headers["retry-after"]) >= 1
+        assert httpx.get(f"{base}/v1/models").status_code == 200
+        release.set()
+        client.join(60)
+        assert first[0].status_code == 200
+        assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60).status_code == 200
