@@ -102,11 +102,11 @@ def _differences(report: EvalReport) -> list[Block]:
 def _latency(report: EvalReport, charts: dict[str, str]) -> list[Block]:
     rows = [[s.name, fmt.seconds(s.latency.ttft_p50), fmt.seconds(s.latency.ttft_p95),
              fmt.seconds(s.latency.total_p50), fmt.seconds(s.latency.total_p95)] for s in report.systems]
-    at_once = getattr(report.provenance, "concurrency", None) or 1
-    out: list[Block] = [Heading(2, "Latency"),
-                        Para(f"Answers were asked {at_once} at a time (generated as one batch by a local model): "
-                             "each latency is under that load." if at_once > 1 else "Answers were asked one at a "
-                             "time."),
+    at_once = getattr(report.provenance, "concurrency", None)  # None: not recorded (reused answers, old reports)
+    load = [] if at_once is None else [Para(
+        f"Answers were asked {at_once} at a time (a local model generates them as one batch): each latency is "
+        "under that load." if at_once > 1 else "Answers were asked one at a time.")]
+    out: list[Block] = [Heading(2, "Latency"), *load,
                         Table(["system", "TTFT p50", "TTFT p95", "total p50", "total p95"], rows)]
     return out + ([Image(charts["latency"], "latency by system")] if "latency" in charts else [])
 

@@ -73,9 +73,10 @@ class EvalConfig(BaseModel):
     k: int | None = Field(None, ge=1)
     """Chunks retrieved per question; default what the tuned model was trained with (its model card)."""
     max_new_tokens: int = Field(128, gt=0)
-    concurrency: int = Field(8, ge=1)
+    concurrency: int | None = Field(None, ge=1)
     """Answers asked at once: the transformers engine generates them as one batch, a server gets them as
-    concurrent requests (1: one at a time). Latencies are measured under this load."""
+    concurrent requests (1: one at a time). Latencies are measured under this load. None: as many as the local
+    engine batches (ServeSettings.max_batch, 8), one at a time from a server."""
     repeats: int = Field(3, ge=0)
     """Sampled answers per question for consistency (0: not measured)."""
     temperature: float = Field(0.7, gt=0)
@@ -149,13 +150,14 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
         sampling={"prompt": "example-history", "edge_prompt": prompts.version, "scored": "greedy",
                   "max_new_tokens": cfg.max_new_tokens,
                   "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p},
-        engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"},
-        concurrency=cfg.concurrency)
+        engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"})
+    at_once: list[int] = []
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
     for model, url, systems in _by_model(cfg):
         asyncio.run(_ask_all(cfg, model, url, systems, _Items(questions, cases, declines),
-                             _Retrieval(retriever, k, prompts), answers, progress))
+                             _Retrieval(retriever, k, prompts), answers, progress, at_once))
+    provenance.concurrency = max(at_once, default=None)  # the load the latencies were measured under
     report = score(questions, cases, answers.done, cfg.systems, provenance,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts, declines=declines)
     report.gate = _gate(report, rule)
@@ -216,7 +218,7 @@ def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
 
 
 async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], items: _Items,
-                   rag_setup: _Retrieval, answers: AnswerLog, progress: Progress | None) -> None:
+                   rag_setup: _Retrieval, answers: AnswerLog, progress: Progress | None, at_once: list[int]) -> None:
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
     from serving.engines import load_engine
@@ -235,8 +237,10 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
     # greedy answers together, then the sampled ones: a batch holds answers decoded one way
     todo.sort(key=lambda t: (systems.index(t[0]), t[3] > 0))
     settings = ServeSettings(model=model, engine="remote", remote_url=url) if url else \
-        ServeSettings(model=model, engine="transformers", max_batch=cfg.concurrency)
+        ServeSettings(model=model, engine="transformers", **({"max_batch": cfg.concurrency} if cfg.concurrency else {}))
     engine = await asyncio.to_thread(load_engine, settings)
+    window = cfg.concurrency or getattr(engine, "max_batch", 1)
+    at_once.append(window)
     done = 0
 
     async def one(system: str, kind: str, item: str, repeat: int, asked: list[dict], case) -> None:
@@ -258,8 +262,8 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
             progress(f"{model.name}: {system}", done, len(todo))
 
     try:
-        for start in range(0, len(todo), cfg.concurrency):  # each answer is saved as it comes: a crash loses none
-            await asyncio.gather(*(one(*t) for t in todo[start:start + cfg.concurrency]))
+        for start in range(0, len(todo), window):  # each answer is saved as it comes: a crash loses none
+            await asyncio.gather(*(one(*t) for t in todo[start:start + window]))
     finally:
         await engine.close()
 

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class _Strict(BaseModel):
@@ -109,8 +109,18 @@ class AssistantMessage(BaseModel):
     content: str | None
     """None when the answer is only tool calls."""
     tool_calls: list[dict] | None = None
+    """Left out when the model called no tool (OpenAI's schema has it an array or absent, never null)."""
     refusal: None = None
     """Present and null, as OpenAI sends it: this server never refuses through this field."""
+    annotations: list = Field(default_factory=list)
+    """Present and empty, as OpenAI sends it (its web-search citations); the documents are in `sources`."""
+
+    @model_serializer(mode="wrap")
+    def _no_null_calls(self, handler) -> dict:
+        out = handler(self)
+        if out.get("tool_calls") is None:
+            out.pop("tool_calls", None)
+        return out
 
 
 class TopLogprob(BaseModel):

@@ -32,9 +32,10 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (intervals widen).")] = None,
     k: Annotated[int | None, typer.Option(help="Chunks retrieved [default: as the model was trained].")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 128,
-    concurrency: Annotated[int, typer.Option(help="Answers asked at once: a local model generates them as one "
-                                                  "batch, a server gets concurrent requests (1: one at a "
-                                                  "time).")] = 8,
+    concurrency: Annotated[int | None, typer.Option(help="Answers asked at once: a local model generates them as "
+                                                         "one batch, a server gets concurrent requests (1: one at "
+                                                         "a time) [default: 8 for a local model, 1 for a "
+                                                         "server].", show_default=False)] = None,
     repeats: Annotated[int, typer.Option(help="Sampled answers per question for consistency (0: skip).")] = 3,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the consistency answers: what your "
                                                     "clients send in production.")] = 0.7,

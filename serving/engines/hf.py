@@ -39,6 +39,7 @@ class TransformersEngine:
     logprobs = True
 
     def __init__(self, model_path: str | Path, threads: int | None = None, max_batch: int = 8):
+        """`max_batch`: requests generated together at most (serving.settings.ServeSettings.max_batch)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,7 +65,8 @@ class TransformersEngine:
         self._lock = threading.Lock()
         from serving.engines.batch import Batcher
 
-        self._batcher = Batcher(self, self._lock, max_batch)
+        self.max_batch = max_batch
+        self._batcher = Batcher(self, self._lock, self.max_batch)
         self._grammars = None
         """Compiled response_format grammars (serving.engines.grammar), made on first use."""
         from serving.tools import layout_of

@@ -109,3 +109,4 @@ def test_max_batch_1_generates_one_at_a_time(merged_model, monkeypatch):
 
     asyncio.run(together())
     assert sizes == [1] * len(QUESTIONS)
+
