@@ -23,7 +23,7 @@ def schema_of(response_format: dict | None) -> str | None:
         return None
     if response_format["type"] == "json_object":
         return ANY_OBJECT
-    return json.dumps(response_format["json_schema"].get("schema") or {"type": "object"}, sort_keys=True)
+    return json.dumps(response_format["json_schema"].get("schema") or {"type": "object"})
 
 
 class Grammars:

@@ -185,7 +185,7 @@ class TransformersEngine:
         if choice == "required" or isinstance(choice, dict):
             name = choice["function"]["name"] if isinstance(choice, dict) else None
             prefix, schema = forced_call(self.tool_layout, params.tools, name)
-            return prefix, json.dumps(schema, sort_keys=True)
+            return prefix, json.dumps(schema)
         return "", None
 
     def _answer(self, text: str, params: SamplingParams) -> tuple[str, list | None]:
