@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from agent.interview.graph import Interview, Reply
 from agent.interview.llm import LlmReader
 from agent.setups import Setup, SetupBusy
+from serving.openapi import errors, sse
 
 POLL_S = 0.5
 """How often a followed run's events are read."""
@@ -96,7 +97,7 @@ def _start(thread: str, reply: Reply, setups: Path) -> None:
     Setup.start(reply.plan, setups / thread, reply.lang, busy=others)
 
 
-@router.get("/threads/{thread}")
+@router.get("/threads/{thread}", responses=errors(400))
 def pending(thread: Thread, db: Annotated[Path, Depends(_db)], setups: Annotated[Path, Depends(_setups)],
             lang: Literal["en", "zh"] = "en") -> ReplyOut:
     """The conversation so far: what the agent last said (a new thread starts with the first question)."""
@@ -104,7 +105,8 @@ def pending(thread: Thread, db: Annotated[Path, Depends(_db)], setups: Annotated
         return _out(talk.state(), thread, setups)
 
 
-@router.post("/threads/{thread}/messages")
+@router.post("/threads/{thread}/messages", response_class=StreamingResponse,
+             responses={**sse("a `reply` event (say, done, plan, run), then `end`"), **errors(400, 413)})
 def send(thread: Thread, body: Message, db: Annotated[Path, Depends(_db)],
          reader: Annotated[LlmReader | None, Depends(_reader)],
          setups: Annotated[Path, Depends(_setups)]) -> StreamingResponse:
@@ -138,7 +140,8 @@ def _setup(thread: str, setups: Path) -> Setup:
     return found
 
 
-@router.get("/threads/{thread}/run")
+@router.get("/threads/{thread}/run", response_class=StreamingResponse,
+            responses={**sse("`say`, `progress` and, last, `end` events, each with its id"), **errors(400, 404)})
 def follow(thread: Thread, setups: Annotated[Path, Depends(_setups)], after: Annotated[int, Query(ge=0)] = 0,
            last_event_id: Annotated[int | None, Header(ge=0)] = None) -> StreamingResponse:
     """What the plan's run says and how far it is, as server-sent events until it ends (event `end`)."""
@@ -165,7 +168,7 @@ def follow(thread: Thread, setups: Annotated[Path, Depends(_setups)], after: Ann
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@router.post("/threads/{thread}/run", status_code=202)
+@router.post("/threads/{thread}/run", status_code=202, responses=errors(400, 409))
 def restart(thread: Thread, db: Annotated[Path, Depends(_db)], setups: Annotated[Path, Depends(_setups)]) -> ReplyOut:
     """Start the confirmed plan's run again (after a stop, a failure or a busy server); it resumes."""
     with _lock, Interview.open(db, thread) as talk:
@@ -183,7 +186,7 @@ def restart(thread: Thread, db: Annotated[Path, Depends(_db)], setups: Annotated
         return _out(reply, thread, setups)
 
 
-@router.post("/threads/{thread}/run/stop")
+@router.post("/threads/{thread}/run/stop", responses=errors(400, 404))
 def stop(thread: Thread, setups: Annotated[Path, Depends(_setups)]) -> dict:
     """Stop the plan's run: training finishes its step and saves a checkpoint (POST .../run resumes). Answers
     once the run has ended, or after STOP_WAIT_S with `ended` false (its events then say when it ends)."""

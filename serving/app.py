@@ -16,11 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from rag.errors import OnboardError
 from serving.engines.base import Engine
 from serving.errors import ServingError
 from serving.limits import Admission, BodyLimit
+from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
 from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
@@ -49,6 +51,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
         app.include_router(module.router)
     if extend is not None:
         extend(app)
+    openapi_without_422(app)
     return app
 
 
@@ -149,6 +152,9 @@ def _param(loc) -> str:
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     allow = exc.headers.get("Allow") if exc.headers else None
+    if exc.status_code == 405:  # every method of the path: Starlette names only the first route's (GET or POST)
+        allow = ", ".join(m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+                          if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in request.app.routes))
     return _error(exc.status_code, str(exc.detail), "invalid_request_error", headers={"Allow": allow} if allow else None)
 
 

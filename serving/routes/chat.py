@@ -20,6 +20,7 @@ from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, Generation, SamplingParams
 from serving.errors import BadRequest, UnknownModel, Unsupported
+from serving.openapi import errors, sse
 from serving.protocol import (
     AssistantMessage,
     ChatCompletionChunk,
@@ -39,7 +40,9 @@ from serving.settings import ServeSettings
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+             responses={**sse("with stream true: chat.completion.chunk objects, then [DONE]"),
+                        **errors(400, 404, 413, 502, 503)})
 async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, engine: EngineDep,
                            retriever: RetrieverDep, rag_k: RagKDep,
                            prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
@@ -99,7 +102,7 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     )
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", responses=errors(400, 404, 413, 501, 502))
 async def tokenize(req: TokenizeRequest, settings: SettingsDep, engine: EngineDep) -> TokenizeResponse:
     """The messages' prompt tokens as the model sees them (chat template included, no retrieval)."""
     _check_model(req.model, settings)

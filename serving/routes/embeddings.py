@@ -9,12 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from serving.conformance import valid_unicode
 from serving.deps import EmbedderDep
 from serving.errors import BadRequest, UnknownModel, Unsupported
+from serving.openapi import errors
 from serving.protocol import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=errors(400, 404, 413, 502))
 async def embeddings(req: EmbeddingRequest, embedder: EmbedderDep) -> EmbeddingResponse:
     if req.model != embedder.name:
         raise UnknownModel(f"embedding model {req.model!r} is not served here; this server embeds with "

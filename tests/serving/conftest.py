@@ -13,3 +13,13 @@ def no_onboard_env(monkeypatch):
     for k in list(os.environ):
         if k.startswith("ONBOARD_"):
             monkeypatch.delenv(k)
+
+
+@pytest.fixture(scope="class")
+def no_onboard_env_class():
+    """`no_onboard_env` for a class of tests that share one server."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k in list(os.environ):
+            if k.startswith("ONBOARD_"):
+                mp.delenv(k)
+        yield
