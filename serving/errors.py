@@ -89,3 +89,11 @@ class TokenCountUnavailable(ServingError):
     status_code = 501
     type = "server_error"
     code = "not_implemented"
+
+
+class DeadlineExceeded(ServingError):
+    """A chat request took longer than the server's request_timeout; its generation was stopped."""
+
+    status_code = 504
+    type = "server_error"
+    code = "timeout"

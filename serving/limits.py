@@ -79,7 +79,6 @@ class Admission:
 
     def __init__(self, app: ASGIApp):
         self.app = app
-        self.inside = 0
         self._took = 1.0
         """A moving average of how long an admitted request took (seconds)."""
 
@@ -87,17 +86,23 @@ class Admission:
         if scope["type"] != "http" or scope["path"] not in GENERATING or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        limit = scope["app"].state.settings.max_queue
-        if self.inside >= limit:
+        state = scope["app"].state
+        limit = state.settings.max_queue
+        if chat_requests(state) >= limit:
             await _overloaded(send, limit, max(1, math.ceil(self._took)))
             return
-        self.inside += 1
+        state.chat_requests = chat_requests(state) + 1
         t0 = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.inside -= 1
+            state.chat_requests -= 1
             self._took = 0.8 * self._took + 0.2 * (time.monotonic() - t0)
+
+
+def chat_requests(state) -> int:
+    """Chat requests in the server now (being answered or waiting): /readyz reports a full queue."""
+    return getattr(state, "chat_requests", 0)
 
 
 async def _overloaded(send: Send, limit: int, retry_after: int) -> None:

@@ -19,6 +19,7 @@ WHY = {
     413: "The request body is over the server's limit (ONBOARD_MAX_REQUEST_BYTES).",
     501: "The engine cannot do it (a remote upstream without the endpoint).",
     502: "The remote engine's upstream failed or answered out of contract.",
+    504: "The answer took longer than the server's request_timeout (ONBOARD_REQUEST_TIMEOUT); it was stopped.",
     503: "Not now: too many requests in the server (`server_overloaded`, with Retry-After), or no model or index.",
 }
 

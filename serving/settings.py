@@ -57,6 +57,10 @@ class ServeSettings(BaseSettings):
         30.0, ge=0,
         description="On SIGTERM or Ctrl-C the server stops accepting connections and gives the answers in flight "
         "this long to finish; then it cancels them (their generations stop) and exits.")
+    request_timeout: float = Field(
+        600.0, gt=0,
+        description="Seconds a chat request may take from its arrival to its last token (retrieval, waiting and "
+        "generating); past it the generation stops: 504 for an answer not begun, an error event ending a stream.")
     max_queue: int = Field(
         64, ge=1,
         description="Chat requests in the server at once (answered or waiting); one more gets 503 with "

@@ -3,11 +3,12 @@ chat token count, so a remote Onboard engine can count exactly)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 
 from fastapi import APIRouter
@@ -19,7 +20,7 @@ from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, Generation, SamplingParams
-from serving.errors import BadRequest, UnknownModel, Unsupported
+from serving.errors import BadRequest, DeadlineExceeded, UnknownModel, Unsupported
 from serving.openapi import errors, sse
 from serving.protocol import (
     AssistantMessage,
@@ -42,10 +43,11 @@ router = APIRouter(tags=["chat"])
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
              responses={**sse("with stream true: chat.completion.chunk objects, then [DONE]"),
-                        **errors(400, 404, 413, 502, 503)})
+                        **errors(400, 404, 413, 502, 503, 504)})
 async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, engine: EngineDep,
                            retriever: RetrieverDep, rag_k: RagKDep,
                            prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
+    deadline = asyncio.get_running_loop().time() + settings.request_timeout
     _check_model(req.model, settings)
     check_request(req)
     plain = plain_messages(req.messages)
@@ -82,15 +84,18 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
         # The first piece is awaited before the response starts, so a request the engine refuses (a
         # prompt longer than the model's context) gets its error status, not a 200 and a broken stream.
         try:
-            first = await anext(deltas, None)
+            async with _within(deadline, settings):
+                first = await anext(deltas, None)
         except BaseException:
             await deltas.aclose()
             raise
-        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call), ping=15)
+        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
+                                           (deadline, settings.request_timeout)), ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
-    gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
-            for i in range(req.n)]
+    async with _within(deadline, settings):
+        gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
+                for i in range(req.n)]
     completion = sum(g.completion_tokens for g in gens)
     return ChatCompletionResponse(
         model=settings.served_name,
@@ -122,6 +127,21 @@ def _logprobs(entries: list | None) -> ChoiceLogprobs | None:
     return None if entries is None else ChoiceLogprobs(content=[e.openai() for e in entries])
 
 
+@asynccontextmanager
+async def _within(deadline: float, settings: ServeSettings):
+    """Cancel what runs inside (the engine stops generating) at the request's deadline: DeadlineExceeded."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise DeadlineExceeded(_too_slow(settings.request_timeout)) from None
+
+
+def _too_slow(timeout: float) -> str:
+    return (f"the answer took longer than this server's request_timeout of {timeout:g} s (env ONBOARD_REQUEST_TIMEOUT) "
+            "and was stopped: ask for fewer max_tokens, or try again when the server is less busy")
+
+
 def _check_model(requested: str | None, settings: ServeSettings) -> None:
     if requested and requested != settings.served_name:
         raise UnknownModel(f"model {requested!r} is not served here; this server serves {settings.served_name!r}.")
@@ -135,7 +155,10 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 
 
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
-                  served_name: str, include_usage: bool, one_call: bool = False) -> AsyncIterator[str]:
+                  served_name: str, include_usage: bool, one_call: bool = False,
+                  deadline: tuple[float, float] | None = None) -> AsyncIterator[str]:
+    """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
+    ends the stream."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
@@ -155,7 +178,11 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     async def pieces() -> AsyncIterator[Delta]:
         if first is not None:
             yield first
-        async for d in deltas:
+        while True:
+            async with asyncio.timeout_at(deadline[0] if deadline else None):
+                d = await anext(deltas, None)
+            if d is None:
+                return
             yield d
 
     yield chunk(DeltaMessage(role="assistant", content=""), srcs=sources)
@@ -164,14 +191,20 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     # its connection closing).
     last = None
     async with aclosing(deltas):
-        async for d in pieces():
-            if d.text:
-                yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
-            for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
-                yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
-            if d.finish_reason:
-                last = d
-                yield chunk(DeltaMessage(), finish=d.finish_reason)
+        try:
+            async for d in pieces():
+                if d.text:
+                    yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
+                for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
+                    yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
+                if d.finish_reason:
+                    last = d
+                    yield chunk(DeltaMessage(), finish=d.finish_reason)
+        except TimeoutError:  # the deadline: closing the engine's stream (aclosing) stops the generation
+            yield json.dumps({"error": {"message": _too_slow(deadline[1]), "type": "server_error", "param": None,
+                                        "code": "timeout"}})
+            yield "[DONE]"
+            return
     if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
         if last is None or last.prompt_tokens is None or last.completion_tokens is None:
             yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "

@@ -1,14 +1,15 @@
 """GET /healthz: the process is up (liveness), which model it serves and whether RAG is on.
 GET /readyz: a request would be served now (readiness): the engine is open (a remote one's upstream answers)
-and the index can be read; 503 with the reasons otherwise, so a load balancer sends traffic elsewhere."""
+and the index can be read and the chat queue has room; 503 with the reasons otherwise, so a load balancer sends traffic elsewhere."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from serving.deps import EngineDep, RetrieverDep, SettingsDep
+from serving.limits import chat_requests
 
 router = APIRouter(tags=["health"])
 
@@ -19,10 +20,13 @@ async def healthz(settings: SettingsDep, retriever: RetrieverDep) -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: `reasons` says why."}})
-async def readyz(settings: SettingsDep, engine: EngineDep, retriever: RetrieverDep) -> JSONResponse:
+async def readyz(request: Request, settings: SettingsDep, engine: EngineDep, retriever: RetrieverDep) -> JSONResponse:
     reasons, chunks = [], None
     if (why := await engine.ready()) is not None:
         reasons.append(why)
+    if (inside := chat_requests(request.app.state)) >= settings.max_queue:
+        reasons.append(f"the queue is full ({inside} chat requests, ONBOARD_MAX_QUEUE {settings.max_queue}): "
+                       "another one would get 503")
     if retriever is not None:
         try:
             chunks = await run_in_threadpool(retriever.count)

@@ -77,13 +77,13 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
             ("LoRA (low-rank", "the tiny one"),
             ("4. cpt (raw documents)", "1"),
             ("How long may training take", "no limit"),          # not a duration: asked again
-            ("\"90 minutes\"", "2 minutes"),                     # shorter than 30 epochs: the steps are capped
+            ("\"90 minutes\"", "1 minute"),                      # shorter than 30 epochs: the steps are capped
             ("before serving it?", "yes"),
             ("4. none", "here"),
             ("Start with this plan?", "actually make it English only"),
             ("Changed: languages = en", "yes"),
             ("Train on this dataset?", "yes"),
-            ("That is over your budget of 2 min: train", "yes"),
+            ("That is over your budget of 1 min: train", "yes"),
             ("Training runs in the background", "how is it going?"),
         ])
         child.expect([r"step \d+ of \d+", "loading the model"])
@@ -110,7 +110,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
     assert "━" in shown  # the progress bars were drawn
     plan = load(ws / "plan.yaml")
     assert plan.languages == ("en",) and plan.docs == docs_dir and plan.base_model == "tiny"
-    assert plan.deploy == "local" and plan.time_budget_hours == pytest.approx(2 / 60) and plan.method == "lora"
+    assert plan.deploy == "local" and plan.time_budget_hours == pytest.approx(1 / 60) and plan.method == "lora"
     # the pause kept the steps done: the run went on from its checkpoint, not from the start
     assert paused_at >= 1 and re.search(r"trained (\d+) steps", shown)
     assert (ws / "reports" / "plan" / "eval.md").is_file() and answer is not None

@@ -227,7 +227,30 @@ def test_a_request_over_the_queue_limit_is_refused_at_once_with_retry_after(engi
         assert time.monotonic() - t0 < 5 and busy.status_code == 503
         assert busy.json()["error"]["code"] == "server_overloaded" and int(busy.headers["retry-after"]) >= 1
         assert httpx.get(f"{base}/v1/models").status_code == 200
+        ready = httpx.get(f"{base}/readyz")  # a load balancer sends the next requests elsewhere
+        assert ready.status_code == 503 and "queue is full" in ready.json()["reasons"][0]
         release.set()
         client.join(60)
         assert first[0].status_code == 200
         assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60).status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_a_request_past_its_deadline_is_stopped_streamed_or_not(engine, generated, no_onboard_env, merged_model):
+    """request_timeout: an answer not begun by then is a 504; a stream past it ends with an error event; both
+    generations stop (EOS suppressed: they would run to max_tokens)."""
+    longest = engine.context - 64
+    settings = ServeSettings(model=merged_model, rag_k=0, max_new_tokens=longest, request_timeout=1.0)
+    with serve_in_thread(create_app(settings, engine=engine)) as base:
+        body = {"model": "merged", "messages": MSGS, "max_tokens": longest}
+        t0 = time.monotonic()
+        late = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60)
+        assert late.status_code == 504 and late.json()["error"]["code"] == "timeout" and time.monotonic() - t0 < 10
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
+            assert r.status_code == 200
+            data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert json.loads(data[-2])["error"]["code"] == "timeout" and data[-1] == "[DONE]"
+        deadline = time.monotonic() + 30
+        while len(generated) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(generated) == 2 and max(generated) < longest, generated
