@@ -1,12 +1,12 @@
 """What dynamic batching in the transformers engine buys: answers per second for N clients asking at once,
 batched (max_batch N) against one at a time (max_batch 1), on the same loaded model, in one run.
 
-    .venv/bin/python bench/batching.py [--model DIR] [--clients 8] [--rounds 2] [--max-tokens 64]
+    .venv/bin/python bench/batching.py [--model DIR] [--clients 1,8,32] [--batch 8] [--rounds 1] [--max-tokens 64]
 
-Greedy, 2 torch threads, the same questions each way; the runs alternate (one at a time, batched, one at a
-time, ...) so that a machine slowing down hurts both alike. Reported: generated tokens per second, the ratio
-batched / one at a time, each client's median latency (the price: an answer waits for its batch), and whether
-the batched answers are the ones the model gives one at a time.
+Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each way, one row per number of
+clients sent at once; in each row one at a time (max_batch 1, the engine before batching) runs first, then
+batched. Reported: answers and generated tokens per second, the median time to first token, the ratio of
+answers per second batched / one at a time, and how many batched answers are the ones given one at a time.
 """
 
 from __future__ import annotations
@@ -29,50 +29,50 @@ QUESTIONS = ["How long do I have to return an item, and who pays for shipping?",
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=QWEN)
-    ap.add_argument("--clients", type=int, default=8, help="requests sent at once")
-    ap.add_argument("--rounds", type=int, default=2, help="runs each way")
+    ap.add_argument("--clients", default="1,8,32", help="comma-separated: requests sent at once, one row each")
+    ap.add_argument("--batch", type=int, default=8, help="the engine's max_batch when batching (the default)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs each way per row")
     ap.add_argument("--max-tokens", type=int, default=64)
     args = ap.parse_args()
     from serving.engines.base import SamplingParams
     from serving.engines.hf import TransformersEngine
 
-    engine = TransformersEngine(args.model, threads=2, max_batch=args.clients)
+    engine = TransformersEngine(args.model, threads=2, max_batch=args.batch)
     params = SamplingParams(max_new_tokens=args.max_tokens)
-    questions = (QUESTIONS * args.clients)[: args.clients]
 
-    async def run(batch: int):
+    async def run(clients: int, batch: int):
+        """(wall seconds, [(time to first token, answer, tokens)]) for `clients` streams sent at once."""
         engine._batcher.max_batch = batch
 
         async def one(q: str):
-            t = time.perf_counter()
-            g = await engine.generate([{"role": "user", "content": q}], params)
-            return time.perf_counter() - t, g
+            t, first, parts, tokens = time.perf_counter(), None, [], 0
+            async for d in engine.stream([{"role": "user", "content": q}], params):
+                if d.text and first is None:
+                    first = time.perf_counter() - t
+                parts.append(d.text)
+                tokens = d.completion_tokens or tokens
+            return first or 0.0, "".join(parts), tokens
 
         t0 = time.perf_counter()
-        got = await asyncio.gather(*(one(q) for q in questions))
+        got = await asyncio.gather(*(one(q) for q in (QUESTIONS * clients)[:clients]))
         return time.perf_counter() - t0, got
 
-    asyncio.run(run(1))  # warm-up
-    seen: dict[int, list] = {1: [], args.clients: []}
-    for _ in range(args.rounds):
-        for batch in (1, args.clients):
-            seen[batch].append(asyncio.run(run(batch)))
-
-    def rate(batch: int) -> tuple[float, float, list[str]]:
-        runs = seen[batch]
-        tokens = sum(g.completion_tokens for _, got in runs for _, g in got)
-        latency = statistics.median(s for _, got in runs for s, _ in got)
-        return tokens / sum(s for s, _ in runs), latency, [g.text for _, g in runs[0][1]]
-
-    alone, alone_latency, alone_texts = rate(1)
-    batched, batched_latency, batched_texts = rate(args.clients)
-    same = sum(a == b for a, b in zip(alone_texts, batched_texts, strict=True))
-    print(f"model {args.model.name}, {args.clients} clients at once, greedy, up to {args.max_tokens} tokens, "
-          f"{args.rounds} rounds each way")
-    print(f"one at a time: {alone:.1f} tokens/s, median latency {alone_latency:.1f} s")
-    print(f"batched:       {batched:.1f} tokens/s, median latency {batched_latency:.1f} s   "
-          f"ratio {batched / alone:.2f}x")
-    print(f"batched answers equal to the one-at-a-time answers: {same}/{args.clients}")
+    asyncio.run(run(1, 1))  # warm-up
+    print(f"model {args.model.name}, greedy, up to {args.max_tokens} tokens, streamed, batches of up to "
+          f"{args.batch}, {args.rounds} round(s) each way per row")
+    print("clients | one at a time: req/s  tok/s  TTFT p50 | batched: req/s  tok/s  TTFT p50 | req/s ratio | same")
+    for clients in (int(c) for c in args.clients.split(",")):
+        rows = {}
+        for batch in (1, args.batch):
+            runs = [asyncio.run(run(clients, batch)) for _ in range(args.rounds)]
+            wall = sum(w for w, _ in runs)
+            answers = [a for _, got in runs for a in got]
+            rows[batch] = (len(answers) / wall, sum(n for _, _, n in answers) / wall,
+                           statistics.median(f for f, _, _ in answers), [text for _, text, _ in runs[0][1]])
+        (r1, t1, f1, a1), (rb, tb, fb, ab) = rows[1], rows[args.batch]
+        same = sum(x == y for x, y in zip(a1, ab, strict=True))
+        print(f"{clients:>7} | {r1:20.2f} {t1:6.1f} {f1:8.2f} s | {rb:14.2f} {tb:6.1f} {fb:8.2f} s | "
+              f"{rb / r1:10.2f}x | {same}/{clients}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class Batcher:
         self.engine, self.lock, self.max_batch = engine, lock, max_batch
         self._queue: list[_Request] = []
         self._guard = threading.Lock()
+        self._turn = threading.Condition()
+        """Notified when a batch ends: the requests still waiting try for the lock again."""
         self._preparing = 0
         """Requests being tokenized: a batch about to start waits a moment for them."""
         self._arrived = 0.0
@@ -132,8 +134,12 @@ class Batcher:
                         self._run(self._take())
                 finally:
                     self.lock.release()
+                with self._turn:
+                    self._turn.notify_all()
             else:
-                req.finished.wait(0.005)
+                with self._turn:  # woken when a batch ends (or after a while: the lock may be a lone request's)
+                    if not req.finished.is_set():
+                        self._turn.wait(0.05)
         if req.error is not None:
             raise req.error
         return req

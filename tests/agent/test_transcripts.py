@@ -83,7 +83,7 @@ def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(t
             ("Start with this plan?", "actually make it English only"),
             ("Changed: languages = en", "yes"),
             ("Train on this dataset?", "yes"),
-            ("That is over your budget of 1 min: train", "yes"),
+            ("That is over your budget of 60 s: train", "yes"),
             ("Training runs in the background", "how is it going?"),
         ])
         child.expect([r"step \d+ of \d+", "loading the model"])
