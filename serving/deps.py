@@ -1,5 +1,6 @@
 """What the routes need, as `Annotated[..., Depends(...)]` aliases: all of it lives on `app.state`,
-put there by the app's lifespan (`serving.app`)."""
+put there by the app's lifespan (`serving.app`). The getters are `async def`: FastAPI runs a plain `def`
+dependency in its thread pool, a thread hop per dependency per request for reading an attribute."""
 
 from __future__ import annotations
 
@@ -14,25 +15,25 @@ from serving.engines.base import Engine
 from serving.settings import ServeSettings
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_retriever(request: Request) -> Retriever | None:
+async def get_retriever(request: Request) -> Retriever | None:
     """None when the server runs without RAG (no workspace, or k = 0)."""
     return request.app.state.retriever
 
 
-def get_rag_k(request: Request) -> int:
+async def get_rag_k(request: Request) -> int:
     """Chunks per request, resolved at start-up (`serving.settings.resolve_rag_k`)."""
     return request.app.state.rag_k
 
 
-def get_prompts(request: Request) -> Prompts:
+async def get_prompts(request: Request) -> Prompts:
     """The wording of the system prompt: the workspace's prompt.yaml, else the built-in one (rag/prompt.py)."""
     return request.app.state.prompts
 
