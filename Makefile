@@ -12,7 +12,15 @@ export ANONYMIZED_TELEMETRY ?= False
 
 .PHONY: setup demo test test-all bench lint clean
 
-setup: $(STAMP)
+# LLAMACPP=1: also build llama-cpp-python's server (a few minutes, once) for `ONBOARD_ENGINE=llamacpp`
+LLAMACPP ?=
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+
+setup: $(STAMP) $(if $(LLAMACPP),$(VENV)/.llamacpp)
+
+$(VENV)/.llamacpp: $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip install -q -c constraints.txt "llama-cpp-python[server]"
+	touch $@
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -28,10 +28,11 @@ class ServeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    engine: Literal["transformers", "remote"] = Field(
+    engine: Literal["transformers", "remote", "llamacpp"] = Field(
         "transformers",
         description="transformers: run the model in this process (CPU or one GPU). remote: forward every "
-        "generation to an OpenAI-compatible server at remote_url (vLLM, llama.cpp, another Onboard).")
+        "generation to an OpenAI-compatible server at remote_url (vLLM, llama.cpp, another Onboard). llamacpp: "
+        "serve the GGUF file `model` with llama.cpp's server, started and stopped by this one (fast on CPUs).")
     model: Path | None = Field(
         None,
         description="Model folder (a merged model or any Hugging Face causal LM folder); default: "
@@ -72,6 +73,10 @@ class ServeSettings(BaseSettings):
         "the tiny one, bench/batching.py); 1: one at a time.")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the transformers engine; None leaves torch's default.")
+    llamacpp_python: str | None = Field(
+        None,
+        description="engine=llamacpp: a Python that has llama-cpp-python's server (`make setup LLAMACPP=1` "
+        "installs it into this one, the default).")
     remote_url: str | None = Field(
         None,
         description="engine=remote: the upstream's OpenAI API base, with its /v1 (e.g. http://127.0.0.1:8001/v1).")
@@ -82,7 +87,7 @@ class ServeSettings(BaseSettings):
     remote_api_key: SecretStr | None = Field(
         None, description="engine=remote: bearer token for the upstream; never logged or echoed.")
     remote_timeout: float = Field(
-        600.0, gt=0, description="engine=remote: seconds to wait for the upstream's answer (a long generation).")
+        600.0, gt=0, description="engine=remote or llamacpp: seconds to wait for the upstream's answer (a long generation).")
 
     def __init__(self, **values) -> None:
         try:
@@ -115,6 +120,10 @@ class ServeSettings(BaseSettings):
                 from rag.workspace import Workspace
 
                 self.model = Workspace(self.workspace).merged_model
+        elif self.engine == "llamacpp":
+            if self.model is None or self.model.suffix != ".gguf":
+                raise BadSetting("model: engine 'llamacpp' serves a .gguf file (`onboard export --format gguf` "
+                                 "writes one); pass it as model (env ONBOARD_MODEL).")
         else:
             if self.remote_url is None:
                 raise BadSetting("remote_url: engine 'remote' needs the upstream's OpenAI API base, e.g. "
@@ -129,7 +138,7 @@ class ServeSettings(BaseSettings):
         if self.model_name:
             return self.model_name
         if self.model is not None:
-            return self.model.resolve().name
+            return self.model.stem if self.model.suffix == ".gguf" else self.model.resolve().name
         assert self.remote_model is not None  # _check guarantees one of the three
         return self.remote_model
 

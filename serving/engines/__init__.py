@@ -29,6 +29,10 @@ def load_engine(settings: ServeSettings) -> Engine:
         engine = RemoteEngine(settings.remote_url, settings.remote_model, key, settings.remote_timeout)
         engine.check()
         return engine
+    if settings.engine == "llamacpp":
+        from serving.engines.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(settings.model, settings.llamacpp_python, settings.threads, settings.remote_timeout)
     from serving.engines.hf import TransformersEngine
 
     return TransformersEngine(settings.model, threads=settings.threads, max_batch=settings.max_batch)
