@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from serving.engines.remote import RemoteEngine
-from serving.errors import ModelNotLoaded
+from serving.errors import ModelNotLoaded, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,15 @@ class LlamaCppEngine(RemoteEngine):
             except subprocess.TimeoutExpired:
                 self._child.kill()
                 self._child.wait()
+
+    def _unreachable(self, e: httpx.HTTPError) -> UpstreamError:
+        """The connection failed: when the child died (a crash in llama.cpp), say so with its log."""
+        try:
+            self._child.wait(2.0)
+        except subprocess.TimeoutExpired:
+            return super()._unreachable(e)
+        return UpstreamError(f"llama.cpp's server exited ({self._child.returncode}) while answering; the end of its "
+                             f"log ({self.log_path}):\n{self._tail()}")
 
     async def ready(self) -> str | None:
         if self._child.poll() is not None:

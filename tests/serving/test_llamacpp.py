@@ -64,3 +64,20 @@ def test_a_gguf_engine_without_a_gguf_is_refused_by_name(tmp_path):
 
     with pytest.raises(BadSetting, match="model: engine 'llamacpp' serves a .gguf file"):
         ServeSettings(engine="llamacpp", model=tmp_path)
+
+
+@needs_llamacpp
+def test_a_llamacpp_server_that_dies_is_named_with_its_exit_and_log(gguf, monkeypatch):
+    from serving.engines.base import SamplingParams
+    from serving.engines.llamacpp import LlamaCppEngine
+    from serving.errors import UpstreamError
+
+    engine = LlamaCppEngine(gguf, PYTHON, threads=2)
+    try:
+        engine._child.kill()  # as a crash inside llama.cpp would end it
+        engine._child.wait()
+        with pytest.raises(UpstreamError, match=r"llama.cpp's server exited \(-9\)"):
+            asyncio.run(engine.generate([{"role": "user", "content": "hi"}], SamplingParams(max_new_tokens=4)))
+        assert "exited" in asyncio.run(engine.ready())
+    finally:
+        asyncio.run(engine.close())
