@@ -32,7 +32,8 @@ def test_every_operation_keeps_its_documented_contract(merged_model, tmp_path, n
         with serve_in_thread(app) as base:
             run = subprocess.run([str(SCHEMATHESIS), "run", f"{base}/openapi.json", "--checks", "all",
                                   "--exclude-checks", "positive_data_acceptance", "--max-examples", "25",
-                                  "--seed", "1", "--no-color"], capture_output=True, text=True, timeout=600)
+                                  "--seed", "1", "--no-color"], capture_output=True, text=True, timeout=600,
+                                 cwd=tmp_path)  # its cache and report folders go there, not into the checkout
     finally:
         for thread in setups.iterdir() if setups.is_dir() else []:  # a run a generated answer confirmed
             found = Setup.find(thread)
