@@ -29,8 +29,6 @@ MSGS = [{"role": "user", "content": "How long do I have to return an item?"}]
 class InstantEngine:
     """An engine that answers at once: `tokens` pieces of text, then the finish."""
 
-    logprobs = False
-
     def __init__(self, tokens: int = 16):
         self.tokens = tokens
 

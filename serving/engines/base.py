@@ -7,7 +7,7 @@ remote one awaits the network), so /healthz and other requests are answered whil
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -37,13 +37,28 @@ class SamplingParams:
 
 
 @dataclass
+class TokenLogprob:
+    token: str
+    """The token's text; bytes that do not complete a character are written as \\xNN, as OpenAI does."""
+    logprob: float
+    bytes: list[int]
+    top: list[TokenLogprob] = field(default_factory=list)
+    """The `top_logprobs` most likely tokens at this position, most likely first (their own `top` empty)."""
+
+    def openai(self) -> dict:
+        entry = {"token": self.token, "logprob": self.logprob, "bytes": self.bytes}
+        return {**entry, "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+                                          for t in self.top]}
+
+
+@dataclass
 class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
     logprobs: list | None = None
-    """The answer's tokens with their log probabilities (serving.engines.logprobs.TokenLogprob), when asked."""
+    """The answer's tokens with their log probabilities (TokenLogprob), when asked."""
     tool_calls: list | None = None
     """The tools the model called (serving.tools.ToolCall); `text` is then what it wrote before them."""
 
@@ -65,10 +80,6 @@ class Delta:
 
 class Engine(Protocol):
     """A chat model. Messages are OpenAI-style dicts (`role`, `content`), already holding any RAG context."""
-
-    logprobs: bool
-    """Whether it returns log probabilities (SamplingParams.logprobs); a request asking one that does not is
-    refused by name."""
 
     async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
         """The whole answer. Cancelling the awaiting task stops the generation."""

@@ -36,8 +36,6 @@ def require_model_folder(path: Path | None) -> Path:
 
 
 class TransformersEngine:
-    logprobs = True
-
     def __init__(self, model_path: str | Path, threads: int | None = None, max_batch: int = 8):
         """`max_batch`: requests generated together at most (serving.settings.ServeSettings.max_batch)."""
         import torch

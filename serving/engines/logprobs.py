@@ -9,25 +9,11 @@ a time: the chosen token is resolved when the next step starts (or, streaming, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cache
 
 from transformers import LogitsProcessor
 
-
-@dataclass
-class TokenLogprob:
-    token: str
-    """The token's text; bytes that do not complete a character are written as \\xNN, as OpenAI does."""
-    logprob: float
-    bytes: list[int]
-    top: list[TokenLogprob] = field(default_factory=list)
-    """The `top_logprobs` most likely tokens at this position, most likely first (their own `top` empty)."""
-
-    def openai(self) -> dict:
-        entry = {"token": self.token, "logprob": self.logprob, "bytes": self.bytes}
-        return {**entry, "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
-                                          for t in self.top]}
+from serving.engines.base import TokenLogprob
 
 
 class Recorder(LogitsProcessor):

@@ -3,7 +3,8 @@ llama.cpp server, or another Onboard. This server keeps retrieval, the API and i
 upstream only generates.
 
 Messages are sent as this server built them (RAG context included) with `stream`, `max_tokens`,
-`temperature` and `top_p`, and nothing else, so strict upstreams accept them. An Onboard upstream
+`temperature` and `top_p`, and only what the request asked beyond them (seed, stop, response_format, tools,
+logprobs), so strict upstreams accept them. An Onboard upstream
 retrieves too unless it runs without a workspace: point it at one that serves the bare model.
 
 Token counting is exact or refused: `count_tokens` asks the upstream's vLLM-style `POST /tokenize`
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from serving.engines.base import Delta, FinishReason, Generation, SamplingParams
+from serving.engines.base import Delta, FinishReason, Generation, SamplingParams, TokenLogprob
 from serving.errors import BadRequest, ModelNotLoaded, TokenCountUnavailable, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,25 @@ class _Message(BaseModel):
     tool_calls: list[dict] | None = None
 
 
+class _Top(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class _Logprob(_Top):
+    top_logprobs: list[_Top] = []
+
+
+class _Logprobs(BaseModel):
+    content: list[_Logprob] | None = None
+
+
 class _Choice(BaseModel):
     message: _Message | None = None
     delta: _Message | None = None
     finish_reason: str | None = None
+    logprobs: _Logprobs | None = None
 
 
 class _Usage(BaseModel):
@@ -50,8 +66,8 @@ class _Reply(BaseModel):
 
 
 class RemoteEngine:
-    logprobs = False
-    """Not relayed yet: a request asking for them is refused by name."""
+    """Log probabilities are asked of the upstream and relayed; one that returns none when asked is an
+    UpstreamError."""
 
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout: float = 600.0):
         """
@@ -112,7 +128,7 @@ class RemoteEngine:
         choice = reply.choices[0]
         calls = _tool_calls(choice.message.tool_calls)
         return Generation(choice.message.content or "", reply.usage.prompt_tokens, reply.usage.completion_tokens,
-                          self._finish(choice.finish_reason), tool_calls=calls)
+                          self._finish(choice.finish_reason), self._logprobs(choice, params), calls)
 
     async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
         if params.tools and params.tool_choice != "none":  # calls arrive whole, as the transformers engine's
@@ -135,7 +151,7 @@ class RemoteEngine:
                     usage = chunk.usage or usage
                     for c in chunk.choices[:1]:
                         if c.delta is not None and c.delta.content:
-                            yield Delta(c.delta.content)
+                            yield Delta(c.delta.content, logprobs=self._logprobs(c, params))
                         if c.finish_reason is not None:
                             finish = self._finish(c.finish_reason)
         except httpx.HTTPError as e:
@@ -187,9 +203,23 @@ class RemoteEngine:
             body["stop"] = list(params.stop)
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if params.logprobs is not None:
+            body.update(logprobs=True, top_logprobs=params.logprobs)
         if self.model is not None:
             body["model"] = self.model
         return body
+
+    def _logprobs(self, choice: _Choice, params: SamplingParams) -> list | None:
+        """The choice's token log probabilities (serving.engines.base.TokenLogprob) when the request asked for
+        them; an upstream that sends none then is out of contract (never an answer without them)."""
+        if params.logprobs is None:
+            return None
+        if choice.logprobs is None or choice.logprobs.content is None:
+            raise UpstreamError(f"the upstream {self.url} returned no logprobs although they were asked for; "
+                                "leave logprobs out, or use an upstream that returns them (vLLM, Onboard).")
+        return [TokenLogprob(e.token, e.logprob, e.bytes or list(e.token.encode()),
+                             [TokenLogprob(t.token, t.logprob, t.bytes or list(t.token.encode()))
+                              for t in e.top_logprobs]) for e in choice.logprobs.content]
 
     def _parse(self, text: str) -> _Reply:
         try:

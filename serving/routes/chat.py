@@ -20,7 +20,7 @@ from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, Generation, SamplingParams
-from serving.errors import BadRequest, DeadlineExceeded, UnknownModel, Unsupported
+from serving.errors import BadRequest, DeadlineExceeded, UnknownModel
 from serving.openapi import errors, sse
 from serving.protocol import (
     AssistantMessage,
@@ -53,9 +53,6 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
     plain = plain_messages(req.messages)
     if plain[-1]["role"] not in ("user", "tool"):
         raise BadRequest("messages: the last message must be the user's (or a tool's result).", "messages")
-    if req.logprobs and not engine.logprobs:
-        raise Unsupported("logprobs: this server's engine (remote) does not relay log probabilities yet; leave it "
-                          "out, or ask the upstream directly.", "logprobs")
     if req.stream_options is not None and not req.stream:
         raise BadRequest("stream_options: only allowed when stream is true.", "stream_options")
     asked = req.max_completion_tokens or req.max_tokens

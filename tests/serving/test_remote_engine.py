@@ -66,13 +66,24 @@ def test_streaming_through_the_remote_engine(upstream, proxy):
     assert data[-1] == "[DONE]" and json.loads(data[0])["choices"][0]["delta"]["role"] == "assistant"
 
 
+def test_logprobs_are_the_upstreams_own_streamed_or_not(upstream, proxy):
+    """logprobs/top_logprobs are asked of the upstream and relayed as it gave them."""
+    ask = {"model": "merged", "messages": MSGS, "max_tokens": 8, "logprobs": True, "top_logprobs": 2}
+    direct = _client(upstream[0]).chat.completions.create(**ask).choices[0].logprobs.content
+    relayed = _client(proxy).chat.completions.create(**ask).choices[0].logprobs.content
+    assert direct and [(t.token, t.bytes, [x.token for x in t.top_logprobs]) for t in relayed] == \
+        [(t.token, t.bytes, [x.token for x in t.top_logprobs]) for t in direct]
+    assert [t.logprob for t in relayed] == pytest.approx([t.logprob for t in direct])
+    streamed = [t for c in _client(proxy).chat.completions.create(**ask, stream=True)
+                if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in direct]
+
+
 def test_errors_keep_the_one_shape(proxy):
     with pytest.raises(NotFoundError, match="not served here"):
         _client(proxy).chat.completions.create(model="gpt-9", messages=MSGS)
     r = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "merged", "messages": [{"role": "wizard", "content": "hi"}]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
-    lp = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "merged", "messages": MSGS, "logprobs": True})
-    assert lp.status_code == 400 and lp.json()["error"]["param"] == "logprobs"  # not relayed yet: refused
 
 
 def test_count_tokens_is_exact_or_refused(upstream):
@@ -160,3 +171,13 @@ def test_ready_only_while_the_upstream_answers(proxy, no_onboard_env):
         assert r.status_code == 503 and r.json()["status"] == "not ready"
         assert dead in r.json()["reasons"][0] and "did not answer" in r.json()["reasons"][0]
         assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+def test_an_upstream_that_returns_no_logprobs_when_asked_is_out_of_contract():
+    from serving.engines.remote import _Choice
+
+    engine = RemoteEngine("http://127.0.0.1:9/v1", "m")
+    plain = _Choice.model_validate({"message": {"content": "hi"}, "finish_reason": "stop"})
+    assert engine._logprobs(plain, SamplingParams()) is None  # not asked: none wanted
+    with pytest.raises(UpstreamError, match="returned no logprobs although they were asked for"):
+        engine._logprobs(plain, SamplingParams(logprobs=0))
