@@ -151,13 +151,13 @@ def run(cfg: EvalConfig, progress: Progress | None = None) -> EvalReport:
                   "max_new_tokens": cfg.max_new_tokens,
                   "repeats": cfg.repeats, "temperature": cfg.temperature, "top_p": cfg.top_p},
         engines={"base": cfg.base_url or "transformers", "tuned": cfg.tuned_url or "transformers"})
-    at_once: list[int] = []
     answers = AnswerLog(cfg.out_dir / "answers.jsonl")
     _check_same_run(cfg.out_dir, provenance, answers)
-    for model, url, systems in _by_model(cfg):
-        asyncio.run(_ask_all(cfg, model, url, systems, _Items(questions, cases, declines),
-                             _Retrieval(retriever, k, prompts), answers, progress, at_once))
-    provenance.concurrency = max(at_once, default=None)  # the load the latencies were measured under
+    at_once = [asyncio.run(_ask_all(cfg, model, url, systems, _Items(questions, cases, declines),
+                                    _Retrieval(retriever, k, prompts), answers, progress))
+               for model, url, systems in _by_model(cfg)]
+    # the load the latencies were measured under (None: every answer was already there)
+    provenance.concurrency = max((n for n in at_once if n), default=None)
     report = score(questions, cases, answers.done, cfg.systems, provenance,
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), prompts=prompts, declines=declines)
     report.gate = _gate(report, rule)
@@ -218,7 +218,8 @@ def _by_model(cfg: EvalConfig) -> list[tuple[Path, str | None, list[str]]]:
 
 
 async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[str], items: _Items,
-                   rag_setup: _Retrieval, answers: AnswerLog, progress: Progress | None, at_once: list[int]) -> None:
+                   rag_setup: _Retrieval, answers: AnswerLog, progress: Progress | None) -> int | None:
+    """Ask what `answers` lacks; returns how many were asked at once (None: nothing was asked)."""
     from evaluation.edge_cases import planted_messages
     from serving.context import with_context
     from serving.engines import load_engine
@@ -233,14 +234,13 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
              for s in systems for d in items.declines]
     todo = [t for t in todo if not answers.has(*t[:4])]
     if not todo:
-        return
+        return None
     # greedy answers together, then the sampled ones: a batch holds answers decoded one way
     todo.sort(key=lambda t: (systems.index(t[0]), t[3] > 0))
     settings = ServeSettings(model=model, engine="remote", remote_url=url) if url else \
         ServeSettings(model=model, engine="transformers", **({"max_batch": cfg.concurrency} if cfg.concurrency else {}))
     engine = await asyncio.to_thread(load_engine, settings)
     window = cfg.concurrency or getattr(engine, "max_batch", 1)
-    at_once.append(window)
     done = 0
 
     async def one(system: str, kind: str, item: str, repeat: int, asked: list[dict], case) -> None:
@@ -266,6 +266,7 @@ async def _ask_all(cfg: EvalConfig, model: Path, url: str | None, systems: list[
             await asyncio.gather(*(one(*t) for t in todo[start:start + window]))
     finally:
         await engine.close()
+    return window
 
 
 def _trained_k(model: Path | None) -> int:

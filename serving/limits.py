@@ -59,11 +59,16 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = ErrorResponse(error=ErrorInfo(message=f"request body over {limit} bytes", type="invalid_request_error",
-                                         code="request_too_large")).model_dump_json().encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _error(send, 413, ErrorInfo(message=f"request body over {limit} bytes", type="invalid_request_error",
+                                      code="request_too_large"), [(b"connection", b"close")])
+
+
+async def _error(send: Send, status: int, info: ErrorInfo, headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer with the one error shape (ErrorResponse), from below the app's exception handlers."""
+    body = ErrorResponse(error=info).model_dump_json().encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -106,11 +111,7 @@ def chat_requests(state) -> int:
 
 
 async def _overloaded(send: Send, limit: int, retry_after: int) -> None:
-    body = ErrorResponse(error=ErrorInfo(
-        message=f"the server is answering {limit} chat requests already (env ONBOARD_MAX_QUEUE): "
-                f"retry in about {retry_after} s", type="server_error", code="server_overloaded",
-    )).model_dump_json().encode()
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"retry-after", str(retry_after).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await _error(send, 503, ErrorInfo(message=f"the server is answering {limit} chat requests already (env "
+                                              f"ONBOARD_MAX_QUEUE): retry in about {retry_after} s",
+                                      type="server_error", code="server_overloaded"),
+                 [(b"retry-after", str(retry_after).encode())])

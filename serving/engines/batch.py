@@ -59,8 +59,9 @@ class _Request:
             self.detok.put_ids([token])
             self.stopped = self.detok.stopped
         elif self.params.stop:
-            tail = self.new[-(max(len(s) for s in self.params.stop) + 8):]
-            self.stopped = any(s in tokenizer.decode(tail, skip_special_tokens=True) for s in self.params.stop)
+            from serving.engines.hf import stop_in_tail
+
+            self.stopped = stop_in_tail(tokenizer, self.new, self.params.stop)
         self.done = self.stopped or token in eos or len(self.new) >= self.budget
 
 

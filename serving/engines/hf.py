@@ -213,15 +213,8 @@ class TransformersEngine:
         return kw
 
     def _stop_check(self, stop: tuple[str, ...], n_prompt: int):
-        """A stopping criterion: a stop string appears in the last tokens generated (enough of them to
-        hold the longest stop string: a token is at least one character)."""
-        tail = max(len(s) for s in stop) + 8
-
-        def hit(input_ids, scores, **_) -> bool:
-            new = input_ids[0, n_prompt:][-tail:]
-            return any(s in self.tokenizer.decode(new, skip_special_tokens=True) for s in stop)
-
-        return hit
+        """A stopping criterion: a stop string was generated (`stop_in_tail`)."""
+        return lambda input_ids, scores, **_: stop_in_tail(self.tokenizer, input_ids[0, n_prompt:], stop)
 
     def _recorder(self, params: SamplingParams) -> list:
         """[a log-probability recorder] when the request asks for them, else []."""
@@ -318,6 +311,13 @@ class TransformersEngine:
             emit(e)
         finally:
             emit(None)
+
+
+def stop_in_tail(tokenizer, new, stop: tuple[str, ...]) -> bool:
+    """Whether a stop string appears in the last tokens of `new` (the generated ids), enough of them to hold
+    the longest stop string (a token is at least one character)."""
+    tail = new[-(max(len(s) for s in stop) + 8):]
+    return any(s in tokenizer.decode(tail, skip_special_tokens=True) for s in stop)
 
 
 def _recorder_in(kwargs: dict):
