@@ -59,6 +59,8 @@ def build(
     ood: Annotated[bool, typer.Option(help="Add the built-in everyday out-of-domain questions, declined.")] = True,
     ood_file: Annotated[Path | None, typer.Option(help="Your own out-of-domain questions, one per line, "
                                                        "declined too.")] = None,
+    dpo_pairs: Annotated[str, typer.Option(help="DPO: pair the model's own answers with every example (all) or "
+                                                "only with the questions it should decline (declines).")] = "all",
     base: BaseOpt = None,
     mask_pii: Annotated[bool, typer.Option(help="Mask emails, phone, ID and card numbers.")] = False,
     near_dup: Annotated[float, typer.Option(help="Near-duplicate threshold (MinHash Jaccard); 0 disables.")] = 0.85,
@@ -90,7 +92,7 @@ def build(
                           rag_context=rag_context, k=k, raft_p=raft_p, raft_distractors=distractors,
                           base_model=base, clean=clean, test_fraction=test_fraction, block_tokens=block_tokens,
                           paraphrases=paraphrases, paraphraser=paraphraser, answer_tokens=answer_tokens, decline_share=decline_share,
-                          ood=ood, ood_file=ood_file, force=force,
+                          ood=ood, ood_file=ood_file, dpo_pairs=dpo_pairs, force=force,
                           **({"rules": tuple(r.strip() for r in rules.split(",") if r.strip())} if rules is not None else {}))
     with stage_bars() as update:
         r = build_data(cfg, progress=update)
@@ -107,6 +109,9 @@ def build(
     console.print("  cleaning: " + "; ".join(f"{s['name']} {s['before']}->{s['after']}" for s in extra["clean"]["steps"]))
     if r.test:
         console.print(f"  held out (whole documents): {', '.join(extra['test_sources'])}")
+    if extra.get("held_out_as"):
+        console.print(f"  held out as the {' and '.join(extra['held_out_as'])} dataset does: no stage trains on "
+                      "what evaluation asks (remove that dataset for a new split)")
 
 
 @data_app.command("validate")

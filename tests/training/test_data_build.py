@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -232,6 +233,50 @@ def test_dpo_pairs_good_answers_with_the_models_own(workspace, merged_model):
                 if x["meta"]["rule"].startswith("feedback")}
     assert fb_pairs == {("30 days.", "7 days."), ("30 days from delivery.", "7 days.")}
     assert r.stats.model_extra["dpo"]["feedback"]["pairs"] == {"feedback-correction": 1, "feedback-pair": 1}
+
+
+def test_dpo_pairs_from_declines_only(workspace, merged_model):
+    r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
+                            dpo_pairs="declines", force=True))
+    rows = _rows(r.train_file)
+    assert rows and all(x["meta"].get("declines") and x["meta"]["rule"].endswith("-vs-model") for x in rows)
+    info = r.stats.model_extra["dpo"]
+    asked = int(info["pairs_from"].split("(")[1].split()[0])
+    assert asked == len(rows) + sum(info["model_answers"].values())  # only the decline questions were asked
+
+
+def test_every_kind_holds_out_the_documents_another_dataset_holds_out(workspace):
+    sft_test = {x["meta"]["doc_id"] for x in _rows(Workspace(workspace).data_dir("sft") / "test.jsonl")}
+    assert sft_test
+    r = run(DataBuildConfig(workspace=workspace, kind="raft", test_fraction=0.5, force=True))
+    assert {x["meta"]["doc_id"] for x in _rows(r.test_file)} <= sft_test
+    assert not {x["meta"]["doc_id"] for x in _rows(r.train_file)} & sft_test
+    assert r.stats.model_extra["held_out_as"] == ["sft"]
+
+
+def test_a_model_that_declines_in_other_words_makes_no_pair():
+    from training.data.dpo import make_triples
+
+    decline = "I cannot find this in the documents. Would you like me to connect you with a person?"
+    ex = {"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": decline}],
+          "meta": {"rule": "out-of-domain", "declines": True}}
+    answer = {"messages": [{"role": "user", "content": "Hours?"}, {"role": "assistant", "content": decline}],
+              "meta": {"rule": "question-heading"}}
+    triples, counts = make_triples([ex, ex, ex, answer],
+                                   [decline.upper() + " Thank you!", "I cannot find this", "Sunny, 20 degrees.",
+                                    decline + " Thanks"])
+    assert [t["rejected"][0]["content"] for t in triples] == ["I cannot find this", "Sunny, 20 degrees.",
+                                                              decline + " Thanks"]
+    assert counts["model-already-right"] == 1
+
+
+def test_dpo_pairs_option_is_checked():
+    with pytest.raises(BadConfig, match="--dpo-pairs must be one of all, declines"):
+        DataBuildConfig(workspace=Path("w"), kind="dpo", dpo_pairs="some")
+    with pytest.raises(BadConfig, match="--dpo-pairs declines is for --kind dpo"):
+        DataBuildConfig(workspace=Path("w"), kind="sft", dpo_pairs="declines")
+    with pytest.raises(BadConfig, match="makes no decline examples"):
+        DataBuildConfig(workspace=Path("w"), kind="dpo", dpo_pairs="declines", decline_share=0, ood=False)
 
 
 # ---------------------------------------------------------------- several folders; rebuilding

@@ -14,6 +14,7 @@ server uses, so a model is trained on exactly the prompt it will be served.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 Kind = DatasetKind
 KINDS: tuple[str, ...] = get_args(DatasetKind)
+DPO_PAIRS = ("all", "declines")
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total)"""
 
@@ -99,6 +101,10 @@ class DataBuildConfig:
     base_model: str | None = None
     """DPO: the model whose own answers become the rejected side; also the tokenizer for length
     filters. Default: the workspace's tiny base when it exists."""
+    dpo_pairs: str = "all"
+    """DPO: which examples become pairs against the model's own answer: "all", or "declines" (only the
+    questions the model should decline: fewer answers to generate, and pairs that teach nothing but declining,
+    e.g. on top of an SFT run that answers from memory where it should decline)."""
     feedback: Path | None = None
     """DPO: the server's feedback file; default `<workspace>/feedback/feedback.jsonl` when present."""
     block_tokens: int = 512
@@ -140,6 +146,13 @@ class DataBuildConfig:
             raise BadConfig(f"--paraphraser {self.paraphraser} has nothing to do: "
                             + ("--paraphrases is 0." if self.paraphrases == 0 else
                                f"--kind {self.kind} is built without paraphrases.") + " Drop one of the two.")
+        if self.dpo_pairs not in DPO_PAIRS:
+            raise BadConfig(f"--dpo-pairs must be one of {', '.join(DPO_PAIRS)} (got {self.dpo_pairs!r})")
+        if self.dpo_pairs != "all" and self.kind != "dpo":
+            raise BadConfig(f"--dpo-pairs {self.dpo_pairs} is for --kind dpo (got --kind {self.kind}); drop it.")
+        if self.dpo_pairs == "declines" and not (self.rag_context and (self.decline_share or self.ood or self.ood_file)):
+            raise BadConfig("--dpo-pairs declines but the build makes no decline examples: keep --rag-context and "
+                            "a --decline-share above 0 or the out-of-domain questions (--ood, --ood-file).")
         if not 0 <= self.decline_share <= 1:
             raise BadConfig(f"--decline-share must be in [0, 1] (got {self.decline_share})")
         self.ood_file = Path(self.ood_file) if self.ood_file else None
@@ -406,7 +419,12 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
         raise _no_pairs(roots) if cfg.kind != "dpo" else NoExamples(
             "no DPO pairs: the model already gives every answer, or no answers were found. Add feedback "
             f"({cfg.ws.feedback_file}), configure a teacher, or pass --extra FILE.jsonl.")
-    train, test = split_by_document(examples, cfg.test_fraction, cfg.seed)
+    held, held_from = _held_out_elsewhere(cfg)
+    if held_from:
+        log.warning("held out: the %d documents the %s dataset holds out, so that no stage trains on what "
+                    "evaluation asks (--test-fraction is not drawn again; remove that dataset for a new split)",
+                    len(held), " and ".join(held_from))
+    train, test = split_by_document(examples, cfg.test_fraction, cfg.seed, held if held_from else None)
     test = _one_wording(test)
     train += extra
 
@@ -414,6 +432,7 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     stats.update({
         "train": len(train), "test": len(test),
         "test_sources": sorted({_where(e["meta"], roots) for e in test}),
+        "held_out_as": held_from,
         "by_rule": dict(Counter(e["meta"].get("rule", "?") for e in everything)),
         "by_kind": dict(Counter(example_kind(e.get("meta", {})) for e in everything)),
         "by_language": dict(Counter(e["meta"].get("language", "?") for e in everything)),
@@ -428,10 +447,30 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
                            card.by_rule, card.by_language, card)
 
 
+def _held_out_elsewhere(cfg: DataBuildConfig) -> tuple[set[str], list[str]]:
+    """The documents the workspace's other datasets hold out (their test files' doc_ids), and which datasets:
+    a DPO run on top of an SFT run, evaluated on the SFT test split, must not have trained on it."""
+    held: set[str] = set()
+    kinds = []
+    for kind in KINDS:
+        test_file = cfg.ws.data_dir(kind) / "test.jsonl"
+        if kind == cfg.kind or not test_file.exists() or cfg.test_fraction <= 0:
+            continue
+        docs = {json.loads(line).get("meta", {}).get("doc_id") for line in test_file.open(encoding="utf-8")
+                if line.strip()}
+        if docs - {None}:  # a dataset built with --test-fraction 0 holds out nothing
+            held |= docs - {None}
+            kinds.append(kind)
+    return held, kinds
+
+
 def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress: Progress | None):
     """Pair each good answer with the base model's own answer; add the server's feedback pairs."""
     info: dict = {}
     triples: list[dict] = []
+    if cfg.dpo_pairs == "declines":
+        examples = [e for e in examples if e["meta"].get("declines")]
+        info["pairs_from"] = f"declines only ({len(examples)} questions)"
     if examples:
         if base is None:
             raise NoExamples("DPO needs the model whose answers it will improve: pass --base MODEL "

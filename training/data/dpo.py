@@ -22,6 +22,15 @@ def _same(a: str, b: str) -> bool:
     return re.sub(r"\W+", "", a).lower() == re.sub(r"\W+", "", b).lower()
 
 
+def _declines_too(example: dict, answer: str) -> bool:
+    """Whether the model declines where the example declines, in other words or with more after it: no pair
+    (preferring one wording of the decline over another teaches nothing)."""
+    if not example["meta"].get("declines"):
+        return False
+    good, bad = (re.sub(r"\W+", "", t).lower() for t in (example["messages"][-1]["content"], answer))
+    return bool(bad) and (good in bad or (bad in good and 2 * len(bad) >= len(good)))
+
+
 def _blank_starts(tok) -> list[int]:
     """Token ids of a bare newline or space: an answer may not begin with one (see iter_model_answers)."""
     ids = {i for text in ("\n", "\n\n", " ", "  ", "\t") for i in tok.encode(text, add_special_tokens=False)}
@@ -78,7 +87,7 @@ def make_triples(examples: list[dict], rejected: list[str]) -> tuple[list[dict],
         if not bad.strip():  # nothing to prefer against (an untrained model often says nothing)
             counts["model-blank"] += 1
             continue
-        if _same(good, bad):
+        if _same(good, bad) or _declines_too(ex, bad):
             counts["model-already-right"] += 1
             continue
         triples.append({

@@ -16,8 +16,12 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def split_by_document(examples: list[dict], test_fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def split_by_document(examples: list[dict], test_fraction: float, seed: int = 0,
+                      held: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """Return (train, test). Examples without `meta.doc_id` (user files, feedback) always train.
+
+    `held`: the documents to hold out, as another dataset of the workspace did (so that no stage trains on
+    what evaluation asks); the share is then not drawn again.
 
     Per language, documents (in a seeded hash order) go to test until about `test_fraction` of that
     language's examples are held out; a document that would push the test share past twice the
@@ -28,11 +32,18 @@ def split_by_document(examples: list[dict], test_fraction: float, seed: int = 0)
     """
     if test_fraction <= 0:
         return list(examples), []
+    test_docs = set(held) if held is not None else _held_out(examples, test_fraction, seed)
+    train = [e for e in examples if e.get("meta", {}).get("doc_id") not in test_docs]
+    test = [e for e in examples if e.get("meta", {}).get("doc_id") in test_docs]
+    return train, test
+
+
+def _held_out(examples: list[dict], test_fraction: float, seed: int) -> set[str]:
     by_lang: dict[tuple[str, bool], Counter] = defaultdict(Counter)
     for e in examples:
         meta = e.get("meta", {})
         if meta.get("doc_id"):
-            stratum = (meta.get("language", "?"), meta.get("rule") == "out-of-domain")
+            stratum = (meta.get("language", "?"), meta.get("rule", "").startswith("out-of-domain"))
             by_lang[stratum][meta["doc_id"]] += 1
     test_docs: set[str] = set()
     for sizes in by_lang.values():
@@ -49,6 +60,4 @@ def split_by_document(examples: list[dict], test_fraction: float, seed: int = 0)
             smallest = min(order, key=lambda d: (sizes[d], _rank(seed, d)))
             if sizes[smallest] * 2 <= total:
                 test_docs.add(smallest)
-    train = [e for e in examples if e.get("meta", {}).get("doc_id") not in test_docs]
-    test = [e for e in examples if e.get("meta", {}).get("doc_id") in test_docs]
-    return train, test
+    return test_docs
