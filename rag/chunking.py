@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from rag.loaders import Document
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+"""A Markdown code fence: inside one, a line starting with '#' is a shell comment or a root prompt, not a heading."""
 # Sentence ends: English punctuation followed by space, or Chinese full-width marks (no space follows).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
 # Table rows and list items: a long block of them is split between lines, never inside one.
@@ -67,17 +69,36 @@ def chunk_id(source: str, text: str, root: str = "") -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def heading_matches(lines: list[str]) -> list[re.Match | None]:
+    """For each line, its heading match, or None (also for every line inside a fenced code block)."""
+    out: list[re.Match | None] = []
+    fence = ""
+    for line in lines:
+        f = _FENCE.match(line)
+        if fence:
+            if f and f.group(1)[0] == fence[0] and len(f.group(1)) >= len(fence):
+                fence = ""
+            out.append(None)
+        elif f:
+            fence = f.group(1)
+            out.append(None)
+        else:
+            out.append(HEADING.match(line.rstrip("\n")))
+    return out
+
+
 def _sections(text: str) -> Iterator[tuple[str, int, int]]:
-    """Yield (heading_path, start, end) for each run of text between headings."""
+    """Yield (heading_path, start, end) for each run of text between headings (code blocks never hold one)."""
     stack: list[tuple[int, str]] = []
     path, start, pos = "", 0, 0
-    for line in text.splitlines(keepends=True):
-        m = _HEADING.match(line.rstrip("\n"))
+    lines = text.splitlines(keepends=True)
+    heads = heading_matches(lines)
+    first = 0  # index of the line at `start`
+    for i, (line, m) in enumerate(zip(lines, heads, strict=True)):
         if m:
-            body = [ln for ln in text[start:pos].splitlines() if ln.strip() and not _HEADING.match(ln)]
-            if body:
+            if any(ln.strip() and not h for ln, h in zip(lines[first:i], heads[first:i], strict=True)):
                 yield path, start, pos
-                start = pos  # the heading line stays with its section: it carries meaning
+                start, first = pos, i  # the heading line stays with its section: it carries meaning
             # else: headings with no text of their own join the next section
             level = len(m.group(1))
             stack = [(lv, h) for lv, h in stack if lv < level] + [(level, m.group(2))]

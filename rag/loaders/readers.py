@@ -121,26 +121,72 @@ def read_html(path: Path) -> Parsed:
     _html_blocks(root, lines)
     text = "\n\n".join(ln for ln in lines if ln.strip())
     h1 = soup.find("h1")
-    return Parsed(text, title=(h1.get_text(" ", strip=True) if h1 else None) or title, kind="html")
+    return Parsed(text, title=(_text(h1) if h1 else None) or title, kind="html")
+
+
+_CJK = "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])")
+
+
+def _text(el) -> str:
+    """An element's text on one line: inline tags joined by one space, none between two CJK characters
+    (bs4's separator would write "并 不 意味着" for `并<em>不</em>意味着`)."""
+    return _BETWEEN_CJK.sub("", " ".join(el.get_text(" ", strip=True).split()))
+
+
+def _code(el) -> str:
+    """A `<pre>` block as a fenced code block, lines kept: its '#' lines (shell comments, root prompts) are
+    code, never headings."""
+    body = el.get_text().strip("\n")
+    fence = "~~~~" if "```" in body else "```"
+    return f"{fence}\n{body}\n{fence}" if body.strip() else ""
+
+
+def _mixed(node, out: list[str]) -> None:
+    """A block whose inline text surrounds code blocks: each run of text one paragraph, each code block fenced."""
+    words: list[str] = []
+
+    def flush() -> None:
+        text = _BETWEEN_CJK.sub("", " ".join(" ".join(words).split()))
+        if text:
+            out.append(text)
+        words.clear()
+
+    for child in node.children:
+        name = getattr(child, "name", None)
+        if name == "pre" or (name is not None and child.find("pre") is not None):
+            flush()
+            if name == "pre":
+                out.append(_code(child))
+            else:
+                _mixed(child, out)
+        else:
+            words.append(str(child) if name is None else child.get_text(" ", strip=True))
+    flush()
 
 
 def _html_blocks(node, out: list[str]) -> None:
     for child in node.children:
         name = getattr(child, "name", None)
         if name is None:
-            text = str(child).strip()
+            text = _BETWEEN_CJK.sub("", " ".join(str(child).split()))
             if text:
-                out.append(" ".join(text.split()))
+                out.append(text)
         elif re.fullmatch(r"h[1-6]", name):
-            out.append("#" * int(name[1]) + " " + child.get_text(" ", strip=True))
-        elif name in ("p", "pre", "blockquote", "dt", "dd", "figcaption"):
-            out.append(" ".join(child.get_text(" ", strip=True).split()))
+            out.append("#" * int(name[1]) + " " + _text(child))
+        elif name == "pre":
+            out.append(_code(child))
+        elif name in ("p", "blockquote", "dt", "dd", "figcaption"):
+            pre = child.find("pre")
+            if pre is None:
+                out.append(_text(child))
+            else:  # a paragraph holding a code block (DocBook's <p><pre>): its text around the code
+                _mixed(child, out)
         elif name in ("ul", "ol"):
-            items = [li.get_text(" ", strip=True) for li in child.find_all("li", recursive=False)]
-            out.append("\n".join(f"- {' '.join(i.split())}" for i in items if i))
+            items = [_text(li) for li in child.find_all("li", recursive=False)]
+            out.append("\n".join(f"- {i}" for i in items if i))
         elif name == "table":
-            rows = [[" ".join(c.get_text(" ", strip=True).split()) for c in tr.find_all(["th", "td"])]
-                    for tr in child.find_all("tr")]
+            rows = [[_text(c) for c in tr.find_all(["th", "td"])] for tr in child.find_all("tr")]
             out.append("\n".join("| " + " | ".join(r) + " |" for r in rows if r))
         else:
             _html_blocks(child, out)

@@ -15,6 +15,14 @@ def test_heading_path_and_spans_point_into_the_document():
     assert "Refunds take 5 days." in chunks[1].text
 
 
+def test_code_blocks_never_yield_headings():
+    text = ("# Building\n\nRun this as root:\n\n```\n# apt-get build-dep foo\n## apt-get source --build foo\n```\n\n"
+            "~~~~\n# still code\n```\n# and still code\n~~~~\n\nThen test it.\n\n## Java\n\nYes.\n")
+    chunks = chunk_document(_doc(text), lambda s: len(s.split()), max_tokens=200)
+    assert [c.heading_path for c in chunks] == ["Building", "Building > Java"]
+    assert "# and still code" in chunks[0].text and "Then test it." in chunks[0].text
+
+
 def test_long_chinese_section_is_split_on_sentence_marks_within_budget():
     sentence = "仓库收到退货后，我们会在三个工作日内完成检验。"
     text = "# 退款\n\n" + sentence * 30

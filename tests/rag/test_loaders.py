@@ -35,6 +35,22 @@ def test_html_keeps_headings_lists_tables_and_drops_navigation(tmp_path):
         assert junk not in doc.text
 
 
+def test_html_chinese_has_no_stray_spaces_and_code_blocks_keep_their_lines(tmp_path):
+    (tmp_path / "p.html").write_text("""<html><body><h2>7.13. 如何构建？</h2>
+    <p>软件包之间的关系：<em>依赖</em>、<em>推荐</em>、建议。这并<b>不</b>意味着
+    问题。用 <code>apt-get</code> 安装 <em>Debian</em> 软件包。</p><p>以 root 身份执行<pre class="screen">
+# apt-get build-dep foo
+# apt-get source --build foo
+</pre>来看看。</p><pre>
+## not a heading either
+</pre><h2>7.14. 下一节？</h2><p>Keep <b>spaces</b> between words.</p></body></html>""", encoding="utf-8")
+    text = load_documents(tmp_path).documents[0].text
+    assert "软件包之间的关系：依赖、推荐、建议。这并不意味着问题。" in text
+    assert "用 apt-get 安装 Debian 软件包。" in text and "Keep spaces between words." in text
+    assert "以 root 身份执行\n\n```\n# apt-get build-dep foo\n# apt-get source --build foo\n```\n\n来看看。" in text
+    assert "```\n## not a heading either\n```" in text
+
+
 def test_pdf_pages_are_kept(tmp_path):
     make_pdf(tmp_path / "manual.pdf", ["Assembly guide\nAttach the legs first.", "Care\nWipe with a dry cloth."],
              title="Sofa Manual")

@@ -49,3 +49,10 @@ def test_chinese_markers_full_and_half_width_and_headings():
     assert [p.question for p in pairs] == ["退款多久能到账？", "可以取消订单吗？", "如何联系客服？"]
     assert pairs[1].answer == "下单后 1 小时内可以取消。"
     assert pairs[2].rule == "question-heading"
+
+
+def test_extracted_questions_skip_code_comments():
+    text = "## How do I build a package?\n\n```\n# apt-get build-dep foo?\n```\n\nRun it as root.\n\n## Next?\n\nNo.\n"
+    pairs = extract_qa(text)
+    assert [p.question for p in pairs] == ["How do I build a package?", "Next?"]
+    assert "Run it as root." in pairs[0].answer

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.chunking import heading_matches
 from training.data.questions import asks, clean_question
 
 _Q = re.compile(r"^\s*(?:\*\*)?(?:Q|Question|问|问题)(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.*)$", re.IGNORECASE)
 _A = re.compile(r"^\s*(?:\*\*)?(?:A|Answer|答|回答)(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*(.*)$", re.IGNORECASE)
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
 @dataclass
@@ -39,6 +39,7 @@ def _lines(text: str) -> list[tuple[int, str]]:
 
 def _marker_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
     pairs, i = [], 0
+    heads = heading_matches([t for _, t in lines])
     while i < len(lines):
         start, line = lines[i]
         m = _Q.match(line)
@@ -54,7 +55,7 @@ def _marker_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
             continue
         a = [_A.match(lines[i][1]).group(1)]
         i += 1
-        while i < len(lines) and lines[i][1].strip() and not _Q.match(lines[i][1]) and not _HEADING.match(lines[i][1]):
+        while i < len(lines) and lines[i][1].strip() and not _Q.match(lines[i][1]) and not heads[i]:
             a.append(lines[i][1])
             i += 1
         question, answer = " ".join(s.strip() for s in q).strip(), "\n".join(s.strip() for s in a).strip()
@@ -65,14 +66,14 @@ def _marker_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
 
 def _heading_pairs(lines: list[tuple[int, str]]) -> list[QAPair]:
     pairs = []
-    for idx, (start, line) in enumerate(lines):
-        m = _HEADING.match(line)
+    heads = heading_matches([t for _, t in lines])  # a '#' line in a code block is no heading
+    for idx, (start, _) in enumerate(lines):
+        m = heads[idx]
         question = clean_question(m.group(2)) if m else ""
         if not question or not asks(question):
             continue
         level, body = len(m.group(1)), []
-        for _, nxt in lines[idx + 1 :]:
-            h = _HEADING.match(nxt)
+        for (_, nxt), h in zip(lines[idx + 1 :], heads[idx + 1 :], strict=True):
             if h and len(h.group(1)) <= level:
                 break
             body.append(nxt)

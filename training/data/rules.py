@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from rag.chunking import HEADING, heading_matches
 from rag.loaders import Document
 from training.data.faq import QAPair, extract_qa
 from training.data.questions import asks, clean_question
@@ -29,7 +30,6 @@ RULES = ("qa-markers", "question-heading", "faq-file", "definition", "policy")
 DEFAULT_RULES = ("qa-markers", "question-heading", "faq-file")
 """The rules on by default (see above); `qa-markers` and `faq-file` are as explicit as headings."""
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 """Sentence boundaries in English and Chinese (a full stop inside "6.95" or an email is not one)."""
 
@@ -90,7 +90,7 @@ def _definitions(doc: Document) -> Iterator[QAPair]:
     for line in doc.text.splitlines(keepends=True):
         start, pos = pos, pos + len(line)
         body = line.strip()
-        if not body or _HEADING.match(body) or body.startswith("|"):
+        if not body or HEADING.match(body) or body.startswith("|"):
             continue
         g = _GLOSSARY.match(body)
         if g and not _bad_term(_clean_term(g["term"])):
@@ -117,8 +117,7 @@ def _sections(doc: Document) -> Iterator[tuple[str, int, int, str]]:
     for line in doc.text.splitlines(keepends=True):
         lines.append((pos, line.rstrip("\n")))
         pos += len(line)
-    heads = [(i, _HEADING.match(t)) for i, (_, t) in enumerate(lines)]
-    heads = [(i, m) for i, m in heads if m]
+    heads = [(i, m) for i, m in enumerate(heading_matches([t for _, t in lines])) if m]
     for n, (i, m) in enumerate(heads):
         end = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
         stop = lines[end][0] if end < len(lines) else len(doc.text)
