@@ -34,6 +34,12 @@ class Unreadable(RagError):
     the file as skipped with that reason (`--strict` stops instead)."""
 
 
+class NavigationPage(Unreadable):
+    """The file is a navigation page (a table of contents, an index, a site map: mostly links). It is left out
+    of the index, and listed with the skipped files, so that it does not crowd the hits; not an error, also
+    with `--strict`."""
+
+
 class DocsNotFound(RagError):
     pass
 

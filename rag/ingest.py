@@ -154,7 +154,7 @@ def _write(cfg: RagConfig, docs_path, loaded: LoadResult, chunks: list[Chunk], e
     col = col or get_collection(cfg, embedder.name, create=True)
 
     wanted = {c.id: c for c in chunks}
-    docs = {d.source for d in loaded.documents}
+    docs = {d.source for d in loaded.documents} | {s.path for s in loaded.skipped if s.left_out}
     keep = docs | {s.path for s in loaded.skipped}
     mine = get_all(col, ["metadatas"], where={"root": loaded.root})
     present, remove = set(), []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.errors import BadDocument, DocsNotFound, NoDocuments
+from rag.errors import BadDocument, DocsNotFound, NavigationPage, NoDocuments
 from rag.loaders.readers import READERS, Unreadable
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class Document:
 class Skipped:
     path: str
     reason: str
+    left_out: bool = False
+    """Read, and left out on purpose (a navigation page): chunks an earlier ingest made of it are removed."""
 
 
 @dataclass
@@ -114,6 +116,9 @@ def load_file(path: Path, root: Path) -> Document:
         log.debug("reading %s failed", path, exc_info=True)
         raise Unreadable(f"{path}: not a readable {suffix} file, damaged or truncated? ({_one_line(e)}). "
                          "Open and save it again, or move it out of the folder.") from None
+    if parsed.navigation:
+        raise NavigationPage(f"{path}: a navigation page ({parsed.navigation}: a table of contents, an index or a "
+                             "site map); left out of the index so that it does not crowd the hits.")
     text = unicodedata.normalize("NFC", parsed.text.replace("\r\n", "\n").replace("\r", "\n"))
     source = path.relative_to(root).as_posix()
     folder = str(root.resolve())
@@ -134,6 +139,9 @@ def _load_one(p: Path, root: Path, strict: bool) -> Document | Skipped:
     """The document in `p`, or why it is skipped (with `strict`, raise instead)."""
     try:
         doc = load_file(p, root)
+    except NavigationPage as e:
+        log.info("left out %s", e)
+        return Skipped(p.relative_to(root).as_posix(), str(e), left_out=True)
     except Unreadable as e:
         if strict:
             raise BadDocument(str(e)) from None

@@ -26,6 +26,8 @@ class Parsed:
     tags: list[str] = field(default_factory=list)
     kind: str = "text"
     """'text', 'html', 'pdf', 'docx' or 'faq-table' (every section is one question and its answer)."""
+    navigation: str | None = None
+    """Why the page is navigation (most of its text is links), or None."""
 
 
 # Byte-order marks, longest first: UTF-32-LE's BOM begins with UTF-16-LE's.
@@ -97,7 +99,7 @@ def read_text(path: Path) -> Parsed:
 
 
 _BOILERPLATE_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg")
-_BOILERPLATE_HINT = re.compile(r"\b(nav|navbar|menu|footer|sidebar|breadcrumbs?|cookie|banner|skip-link|toc|"
+_BOILERPLATE_HINT = re.compile(r"\b(nav|navbar|navheader|navfooter|menu|footer|sidebar|breadcrumbs?|cookie|banner|skip-link|toc|"
                                r"table-of-contents|list-of-(?:tables|figures|examples))\b", re.I)
 """Classes and ids of navigation. A table of contents (DocBook's `<div class="toc">`) lists other sections'
 questions: retrieved as context it invites copying a question instead of answering one."""
@@ -121,7 +123,20 @@ def read_html(path: Path) -> Parsed:
     _html_blocks(root, lines)
     text = "\n\n".join(ln for ln in lines if ln.strip())
     h1 = soup.find("h1")
-    return Parsed(text, title=(_text(h1) if h1 else None) or title, kind="html")
+    return Parsed(text, title=(_text(h1) if h1 else None) or title, kind="html", navigation=_link_page(root))
+
+
+NAV_LINKS, NAV_SHARE = 10, 0.6
+"""A page with at least NAV_LINKS links whose text is at least NAV_SHARE of all its text is navigation."""
+
+
+def _link_page(root) -> str | None:
+    """Why `root` is a navigation page (a table of contents, an index, a site map), or None."""
+    links = [len("".join(a.get_text().split())) for a in root.find_all("a")]
+    total = len("".join(root.get_text().split()))
+    if len(links) < NAV_LINKS or not total or sum(links) < NAV_SHARE * total:
+        return None
+    return f"{len(links)} links making {sum(links) / total:.0%} of its text"
 
 
 _CJK = "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
@@ -173,7 +188,8 @@ def _html_blocks(node, out: list[str]) -> None:
             if text:
                 out.append(text)
         elif re.fullmatch(r"h[1-6]", name):
-            out.append("#" * int(name[1]) + " " + _text(child))
+            if heading := _text(child):  # an empty heading (DocBook's subtitle slot) is no section
+                out.append("#" * int(name[1]) + " " + heading)
         elif name == "pre":
             out.append(_code(child))
         elif name in ("p", "blockquote", "dt", "dd", "figcaption"):

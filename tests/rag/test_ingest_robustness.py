@@ -110,3 +110,18 @@ def test_unreachable_server_is_a_clear_error(tmp_path, embedder):
     cfg = RagConfig(workspace=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(RagError, match="chroma run"):
         Retriever(cfg, embedder).count()
+
+
+def test_a_page_that_became_navigation_leaves_the_index(tmp_path, embedder):
+    docs, ws = tmp_path / "docs", tmp_path / "ws"
+    docs.mkdir()
+    (docs / "keep.html").write_text("<html><body><h1>Returns</h1><p>Free within 30 days.</p></body></html>")
+    (docs / "menu.html").write_text("<html><body><h1>Shipping</h1><p>Ships in 2 days.</p></body></html>")
+    first = ingest(RagConfig(workspace=ws), docs, embedder=embedder)
+    assert first.documents == 2 and not first.skipped
+    links = "".join(f'<li><a href="s{i}.html">Section {i}</a></li>' for i in range(12))
+    (docs / "menu.html").write_text(f"<html><body><ul>{links}</ul></body></html>")
+    again = ingest(RagConfig(workspace=ws), docs, embedder=embedder)  # without --sync: still removed
+    assert [s.path for s in again.skipped] == ["menu.html"] and again.removed == 1
+    hits = Retriever(RagConfig(workspace=ws), embedder=embedder).search("How fast do you ship?", k=5)
+    assert {h.source for h in hits} == {"keep.html"}

@@ -51,6 +51,24 @@ def test_html_chinese_has_no_stray_spaces_and_code_blocks_keep_their_lines(tmp_p
     assert "```\n## not a heading either\n```" in text
 
 
+def test_navigation_pages_are_left_out_and_reported(tmp_path):
+    items = "".join(f'<li><a href="s{i}.html">{i}. Section {i} of the manual</a></li>' for i in range(12))
+    (tmp_path / "index.html").write_text(f"<html><body><h1>Manual</h1><ul>{items}</ul></body></html>")
+    (tmp_path / "page.html").write_text("<html><body><h1>Returns</h1><p>Returns are free within 30 days; see "
+                                        '<a href="a">our policy</a>.</p></body></html>')
+    (tmp_path / "docbook.html").write_text('<html><body><div class="navheader"><table><tr><td>Debian FAQ</td></tr>'
+                                           '<tr><td><a href="p">Prev</a></td><td></td><td><a href="n">Next</a></td>'
+                                           '</tr></table></div><h2>1.1. What is it?</h2><p>An OS.</p><div class='
+                                           '"navfooter"><table><tr><td>Chapter 2 Getting started</td></tr></table>'
+                                           '</div></body></html>')
+    res = load_documents(tmp_path, strict=True)
+    assert {d.source for d in res.documents} == {"page.html", "docbook.html"}
+    assert [s.path for s in res.skipped] == ["index.html"]
+    assert "navigation page (12 links making" in res.skipped[0].reason
+    docbook = next(d for d in res.documents if d.source == "docbook.html")
+    assert docbook.text == "## 1.1. What is it?\n\nAn OS."
+
+
 def test_pdf_pages_are_kept(tmp_path):
     make_pdf(tmp_path / "manual.pdf", ["Assembly guide\nAttach the legs first.", "Care\nWipe with a dry cloth."],
              title="Sofa Manual")
