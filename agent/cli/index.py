@@ -67,7 +67,21 @@ def search(
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, markup=True, soft_wrap=True)
     hits = pipeline.search(Workspace(workspace), query, k, filters, collection=collection, chroma_url=chroma_url,
                            mode=mode, reranker=str(reranker) if reranker else None)
-    table = Table("score", "source", "page", "section", "snippet")
-    for h in hits:
-        table.add_row(f"{h.score:.3f}", h.source, str(h.page or ""), h.heading_path, h.snippet)
-    console.print(table)
+    console.print(hit_table(hits, mode, reranked=reranker is not None))
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def hit_table(hits, mode: str, reranked: bool) -> Table:
+    """The hits with scores a person can compare: the embedding cosine and the BM25 score of each (the fused
+    rank score, the same 0.016 on every row, says nothing), and the cross-encoder's when it re-ranked."""
+    table = Table("#", "cosine", "bm25", *(["reranker"] if reranked else []), "source", "page", "section", "snippet",
+                  caption=f"order: {'the cross-encoder' if reranked else mode}; cosine: embedding similarity "
+                          "(1 = same meaning); bm25: shared words (– where that retriever did not find it)")
+    for n, h in enumerate(hits, 1):
+        dense = h.metadata.get("dense_score", h.score if mode == "dense" else None)
+        table.add_row(str(n), _num(dense), _num(h.metadata.get("bm25_score")), *([_num(h.score)] if reranked else []),
+                      h.source, str(h.page or ""), h.heading_path, h.snippet)
+    return table

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,9 @@ def test_search_prints_hits_with_sources(workspace):
     r = runner.invoke(app, ["search", "free shipping threshold", "-w", str(workspace), "-k", "2"])
     assert r.exit_code == 0, _err(r)
     assert "shipping.md" in r.output or "faq.md" in r.output
+    assert "cosine" in r.output and "bm25" in r.output and "0.016" not in r.output  # not RRF's equal scores
+    rows = [ln for ln in r.output.splitlines() if ln.lstrip("│ ").startswith(("1 ", "2 "))]
+    assert len(rows) == 2 and all(re.search(r"0\.\d{3}", row) for row in rows)
 
 
 def test_base_build_cli_makes_a_model_and_will_not_overwrite_it(tmp_path, docs_dir):
