@@ -95,6 +95,11 @@ class Workspace(BaseModel):
         return self.root / "data" / "paraphrases" / "cache.jsonl"
 
     @property
+    def keys_file(self) -> Path:
+        """The served API's keys (hashed; `onboard keys`)."""
+        return self.root / "serving" / "keys.sqlite"
+
+    @property
     def feedback_file(self) -> Path:
         return self.root / "feedback" / "feedback.jsonl"
 

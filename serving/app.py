@@ -13,14 +13,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from rag.errors import OnboardError
+from serving.auth import OPEN_PATHS, KeyCheck, RateLimiter
 from serving.engines.base import Engine
 from serving.errors import ServingError
+from serving.keys import KeyStore
 from serving.limits import Admission, BodyLimit
 from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
@@ -37,12 +40,21 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     shutdown. Otherwise the lifespan creates them from `settings` and closes the engine at shutdown.
     `extend(app)` adds what a caller serves beside the model (the agent's interview router: serving
     never imports the agent)."""
-    app = FastAPI(title="Onboard", version="0.1.0", lifespan=_lifespan)
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="Onboard", version="0.1.0", lifespan=_lifespan, **docs)
     app.state.settings = settings
     app.state.given = (engine, retriever)
     app.state.close_engine = engine is None or close_engine
+    app.state.keys = KeyStore(settings.keys_file) if settings.keys_file else None
+    app.state.rate_limiter = RateLimiter()
     app.add_middleware(Admission)
     app.add_middleware(BodyLimit)
+    app.add_middleware(KeyCheck)  # before the body is read or a queue place is taken
+    if settings.cors_origins:  # outermost: a browser's preflight needs no key, and a 401 or 429 carries CORS headers
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"],
+                           expose_headers=["retry-after", "x-ratelimit-limit-requests",
+                                           "x-ratelimit-remaining-requests"])
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -51,7 +63,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
         app.include_router(module.router)
     if extend is not None:
         extend(app)
-    openapi_without_422(app)
+    openapi_without_422(app, OPEN_PATHS)
     return app
 
 
@@ -76,13 +88,27 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.close_engine and getattr(state, "engine", None) is not None:
             await state.engine.close()
         raise
+    _say_who_may_call(state)
     log.info("serving %s (rag k=%d, retrieval %s)", state.settings.served_name, state.rag_k,
              "on" if state.retriever is not None else "off")
     try:
         yield
     finally:
+        if state.keys is not None:
+            state.keys.close()
         if state.close_engine:
             await state.engine.close()
+
+
+def _say_who_may_call(state) -> None:
+    """Log whether keys are asked for; warn when a server reachable from other machines asks for none."""
+    settings = state.settings
+    if state.keys is not None and state.keys.required():
+        active = sum(1 for k in state.keys.list() if k.revoked is None)
+        log.info("API keys required (%d active in %s)", active, settings.keys_file)
+    elif settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("no API keys: anyone who can reach %s:%d may use this server; `onboard keys create NAME -w "
+                    "WORKSPACE` makes one, and from then on every request needs a key", settings.host, settings.port)
 
 
 def _load_engine(settings: ServeSettings) -> Engine:

@@ -59,11 +59,11 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _error(send, 413, ErrorInfo(message=f"request body over {limit} bytes", type="invalid_request_error",
+    await send_error(send, 413, ErrorInfo(message=f"request body over {limit} bytes", type="invalid_request_error",
                                       code="request_too_large"), [(b"connection", b"close")])
 
 
-async def _error(send: Send, status: int, info: ErrorInfo, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_error(send: Send, status: int, info: ErrorInfo, headers: list[tuple[bytes, bytes]]) -> None:
     """Answer with the one error shape (ErrorResponse), from below the app's exception handlers."""
     body = ErrorResponse(error=info).model_dump_json().encode()
     await send({"type": "http.response.start", "status": status,
@@ -111,7 +111,7 @@ def chat_requests(state) -> int:
 
 
 async def _overloaded(send: Send, limit: int, retry_after: int) -> None:
-    await _error(send, 503, ErrorInfo(message=f"the server is answering {limit} chat requests already (env "
+    await send_error(send, 503, ErrorInfo(message=f"the server is answering {limit} chat requests already (env "
                                               f"ONBOARD_MAX_QUEUE): retry in about {retry_after} s",
                                       type="server_error", code="server_overloaded"),
                  [(b"retry-after", str(retry_after).encode())])

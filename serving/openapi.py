@@ -16,6 +16,8 @@ WHY = {
     400: "Invalid request: `error.param` names the field at fault (a body or parameter that fails validation too).",
     404: "Not found (`error.code` model_not_found for a model this server does not serve).",
     409: "Conflicts with what is running.",
+    401: "No API key, or an unknown or revoked one (only once the server has keys: `onboard keys create`).",
+    429: "The API key is over its requests or tokens per minute; Retry-After says when to try again.",
     413: "The request body is over the server's limit (ONBOARD_MAX_REQUEST_BYTES).",
     501: "The engine cannot do it (a remote upstream without the endpoint).",
     502: "The remote engine's upstream failed or answered out of contract.",
@@ -35,17 +37,27 @@ def sse(what: str, status: int = 200) -> dict:
                      "content": {"text/event-stream": {"schema": {}}}}}  # each event's data: JSON (or [DONE])
 
 
-def openapi_without_422(app: FastAPI) -> None:
+def openapi_without_422(app: FastAPI, open_paths: set[str] = frozenset()) -> None:
     """Drop the 422 FastAPI documents for every route with parameters: validation errors are answered as 400
-    (serving.app's handler), which each route documents with `errors(400, ...)`."""
+    (serving.app's handler), which each route documents with `errors(400, ...)`. Every path but `open_paths`
+    documents bearer authentication and its 401 and 429 (serving.auth: asked for once the server has keys)."""
     plain = app.openapi
 
     def document() -> dict:
         if app.openapi_schema is None:
             doc = plain()
-            for path in doc.get("paths", {}).values():
+            schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["apiKey"] = {"type": "http", "scheme": "bearer",
+                                 "description": "An `onboard keys create` key, once the server has any."}
+            for where, path in doc.get("paths", {}).items():
                 for op in path.values():
                     op.get("responses", {}).pop("422", None)
+                    if where not in open_paths:
+                        op["security"] = [{"apiKey": []}, {}]  # {}: no key, while the server has none
+                        for code in (401, 429):
+                            op.setdefault("responses", {})[str(code)] = {
+                                "description": WHY[code],
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
             for name in ("HTTPValidationError", "ValidationError"):
                 doc.get("components", {}).get("schemas", {}).pop(name, None)
             app.openapi_schema = doc

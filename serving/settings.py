@@ -77,6 +77,16 @@ class ServeSettings(BaseSettings):
         None,
         description="engine=llamacpp: a Python that has llama-cpp-python's server (`make setup LLAMACPP=1` "
         "installs it into this one, the default).")
+    keys_file: Path | None = Field(
+        None,
+        description="SQLite file of API keys (`onboard keys create`); once it holds a key, every request but "
+        "/healthz and /readyz needs one. Default: WORKSPACE/serving/keys.sqlite; no workspace, no keys.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose web pages may call this API from a browser (CORS), e.g. "
+        '["https://shop.example"] (env ONBOARD_CORS_ORIGINS as a JSON list); empty (the default): none.')
+    docs: bool = Field(
+        True, description="Serve the API documentation (/docs, /redoc, /openapi.json); false hides them.")
     remote_url: str | None = Field(
         None,
         description="engine=remote: the upstream's OpenAI API base, with its /v1 (e.g. http://127.0.0.1:8001/v1).")
@@ -105,6 +115,15 @@ class ServeSettings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if o != "*" and (not o.startswith(("http://", "https://")) or o.rstrip("/").count("/") > 2):
+                raise ValueError(f"{o!r} is not an origin: scheme and host (and port), no path, e.g. "
+                                 "https://shop.example")
+        return [o.rstrip("/") for o in v]
+
     @field_validator("remote_api_key")
     @classmethod
     def _key(cls, v: SecretStr | None) -> SecretStr | None:
@@ -112,6 +131,10 @@ class ServeSettings(BaseSettings):
 
     def _check(self) -> None:
         """Rules across fields. Pure: no file is opened."""
+        if self.keys_file is None and self.workspace is not None:
+            from rag.workspace import Workspace
+
+            self.keys_file = Workspace(self.workspace).keys_file
         if self.engine == "transformers":
             if self.model is None and self.workspace is None:
                 raise BadSetting("model: the transformers engine needs a model folder; pass model (env "

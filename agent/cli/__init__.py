@@ -13,6 +13,7 @@ from agent.cli.chat import chat
 from agent.cli.data import data_app
 from agent.cli.evaluate import evaluate
 from agent.cli.index import ingest, search
+from agent.cli.keys import keys_app
 from agent.cli.models import export, merge
 from agent.cli.run import run
 from agent.cli.serve import demo, serve
@@ -23,6 +24,7 @@ app = typer.Typer(help="Onboard: turn a general LLM into your company's domain e
                   rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
+app.add_typer(keys_app, name="keys")
 for verb in (chat, run, ingest, search, handle_errors(train), merge, export, serve, demo):
     app.command()(verb)
 app.command("eval")(evaluate)

@@ -7,15 +7,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
 from rag import Retriever
 from rag.prompt import Prompts
+from serving.auth import charge
 from serving.conformance import check_request, plain_messages, stop_strings
 from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
@@ -44,7 +45,7 @@ router = APIRouter(tags=["chat"])
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse,
              responses={**sse("with stream true: chat.completion.chunk objects, then [DONE]"),
                         **errors(400, 404, 413, 502, 503, 504)})
-async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, engine: EngineDep,
+async def chat_completions(req: ChatCompletionRequest, request: Request, settings: SettingsDep, engine: EngineDep,
                            retriever: RetrieverDep, rag_k: RagKDep,
                            prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
     deadline = asyncio.get_running_loop().time() + settings.request_timeout
@@ -87,13 +88,15 @@ async def chat_completions(req: ChatCompletionRequest, settings: SettingsDep, en
             await deltas.aclose()
             raise
         return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
-                                           (deadline, settings.request_timeout)), ping=15)
+                                           (deadline, settings.request_timeout), lambda n: charge(request, n)),
+                                   ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
     async with _within(deadline, settings):
         gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
                 for i in range(req.n)]
     completion = sum(g.completion_tokens for g in gens)
+    charge(request, gens[0].prompt_tokens + completion)
     return ChatCompletionResponse(
         model=settings.served_name,
         choices=[Choice(index=i, message=_message(g, one_call), finish_reason=g.finish_reason,
@@ -153,9 +156,10 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
                   served_name: str, include_usage: bool, one_call: bool = False,
-                  deadline: tuple[float, float] | None = None) -> AsyncIterator[str]:
+                  deadline: tuple[float, float] | None = None,
+                  charge: Callable[[int], None] | None = None) -> AsyncIterator[str]:
     """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
-    ends the stream."""
+    ends the stream. `charge(tokens)` is told the answer's tokens when it ends (the key's rate limit)."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
@@ -202,6 +206,8 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                                         "code": "timeout"}})
             yield "[DONE]"
             return
+    if charge is not None and last is not None and last.prompt_tokens is not None:
+        charge(last.prompt_tokens + (last.completion_tokens or 0))
     if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
         if last is None or last.prompt_tokens is None or last.completion_tokens is None:
             yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "

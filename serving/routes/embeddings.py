@@ -3,9 +3,10 @@ other Onboard instances (`RagConfig.embedding_url`) embed exactly as this index 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from serving.auth import charge
 from serving.conformance import valid_unicode
 from serving.deps import EmbedderDep
 from serving.errors import BadRequest, UnknownModel, Unsupported
@@ -16,12 +17,13 @@ router = APIRouter(prefix="/v1", tags=["embeddings"])
 
 
 @router.post("/embeddings", responses=errors(400, 404, 413, 502))
-async def embeddings(req: EmbeddingRequest, embedder: EmbedderDep) -> EmbeddingResponse:
+async def embeddings(req: EmbeddingRequest, request: Request, embedder: EmbedderDep) -> EmbeddingResponse:
     if req.model != embedder.name:
         raise UnknownModel(f"embedding model {req.model!r} is not served here; this server embeds with "
                            f"{embedder.name!r}.")
     texts, n_tokens = await run_in_threadpool(_texts, req.input, embedder)
     vecs = await run_in_threadpool(embedder.embed, texts)
+    charge(request, n_tokens)
     if req.dimensions is not None and req.dimensions != len(vecs[0]):
         raise Unsupported(f"dimensions: {embedder.name} embeds in {len(vecs[0])} dimensions and cannot shorten "
                           f"them to {req.dimensions}; leave dimensions out.", "dimensions")
