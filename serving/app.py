@@ -25,6 +25,7 @@ from serving.engines.base import Engine
 from serving.errors import ServingError
 from serving.keys import KeyStore
 from serving.limits import Admission, BodyLimit
+from serving.metrics import Metrics, Observe
 from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
 from serving.routes import chat, embeddings, health, models
@@ -47,9 +48,11 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.state.close_engine = engine is None or close_engine
     app.state.keys = KeyStore(settings.keys_file) if settings.keys_file else None
     app.state.rate_limiter = RateLimiter()
+    app.state.metrics = Metrics(app.state)
     app.add_middleware(Admission)
     app.add_middleware(BodyLimit)
     app.add_middleware(KeyCheck)  # before the body is read or a queue place is taken
+    app.add_middleware(Observe)  # counts every answer, 401s and 429s included
     if settings.cors_origins:  # outermost: a browser's preflight needs no key, and a 401 or 429 carries CORS headers
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"],

@@ -22,6 +22,7 @@ from serving.context import with_context
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, Generation, SamplingParams
 from serving.errors import BadRequest, DeadlineExceeded, UnknownModel
+from serving.metrics import observe
 from serving.openapi import errors, sse
 from serving.protocol import (
     AssistantMessage,
@@ -48,7 +49,8 @@ router = APIRouter(tags=["chat"])
 async def chat_completions(req: ChatCompletionRequest, request: Request, settings: SettingsDep, engine: EngineDep,
                            retriever: RetrieverDep, rag_k: RagKDep,
                            prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout
+    arrived = asyncio.get_running_loop().time()
+    deadline = arrived + settings.request_timeout
     _check_model(req.model, settings)
     check_request(req)
     plain = plain_messages(req.messages)
@@ -62,7 +64,10 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         raise BadRequest(f"{name}: this server answers with at most {settings.max_new_tokens} tokens (its "
                          f"--max-new-tokens, env ONBOARD_MAX_NEW_TOKENS); ask for {settings.max_new_tokens} or fewer.",
                          name)
+    t0 = time.monotonic()
     messages, sources = await _with_context(plain, retriever if req.rag else None, rag_k, prompts)
+    if req.rag and retriever is not None and rag_k > 0:
+        observe(request, retrieval=time.monotonic() - t0)
     params = SamplingParams(
         max_new_tokens=asked or settings.max_new_tokens,
         requested=asked is not None,
@@ -87,8 +92,9 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         except BaseException:
             await deltas.aclose()
             raise
+        observe(request, ttft=asyncio.get_running_loop().time() - arrived)
         return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
-                                           (deadline, settings.request_timeout), lambda n: charge(request, n)),
+                                           (deadline, settings.request_timeout), lambda p, c: _spent(request, p, c)),
                                    ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
@@ -96,7 +102,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
                 for i in range(req.n)]
     completion = sum(g.completion_tokens for g in gens)
-    charge(request, gens[0].prompt_tokens + completion)
+    _spent(request, gens[0].prompt_tokens, completion)
     return ChatCompletionResponse(
         model=settings.served_name,
         choices=[Choice(index=i, message=_message(g, one_call), finish_reason=g.finish_reason,
@@ -105,6 +111,12 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
                     total_tokens=gens[0].prompt_tokens + completion),
         sources=sources,
     )
+
+
+def _spent(request: Request, prompt: int, completion: int) -> None:
+    """An answer's tokens: counted in the metrics and against the key that asked."""
+    observe(request, prompt=prompt, completion=completion)
+    charge(request, prompt + completion)
 
 
 @router.post("/tokenize", responses=errors(400, 404, 413, 501, 502))
@@ -157,9 +169,10 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
                   served_name: str, include_usage: bool, one_call: bool = False,
                   deadline: tuple[float, float] | None = None,
-                  charge: Callable[[int], None] | None = None) -> AsyncIterator[str]:
+                  spent: Callable[[int, int], None] | None = None) -> AsyncIterator[str]:
     """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
-    ends the stream. `charge(tokens)` is told the answer's tokens when it ends (the key's rate limit)."""
+    ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
+    rate limit)."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
@@ -206,8 +219,8 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                                         "code": "timeout"}})
             yield "[DONE]"
             return
-    if charge is not None and last is not None and last.prompt_tokens is not None:
-        charge(last.prompt_tokens + (last.completion_tokens or 0))
+    if spent is not None and last is not None and last.prompt_tokens is not None:
+        spent(last.prompt_tokens, last.completion_tokens or 0)
     if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
         if last is None or last.prompt_tokens is None or last.completion_tokens is None:
             yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "

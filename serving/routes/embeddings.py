@@ -10,6 +10,7 @@ from serving.auth import charge
 from serving.conformance import valid_unicode
 from serving.deps import EmbedderDep
 from serving.errors import BadRequest, UnknownModel, Unsupported
+from serving.metrics import observe
 from serving.openapi import errors
 from serving.protocol import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
@@ -24,6 +25,7 @@ async def embeddings(req: EmbeddingRequest, request: Request, embedder: Embedder
     texts, n_tokens = await run_in_threadpool(_texts, req.input, embedder)
     vecs = await run_in_threadpool(embedder.embed, texts)
     charge(request, n_tokens)
+    observe(request, embedded=n_tokens)
     if req.dimensions is not None and req.dimensions != len(vecs[0]):
         raise Unsupported(f"dimensions: {embedder.name} embeds in {len(vecs[0])} dimensions and cannot shorten "
                           f"them to {req.dimensions}; leave dimensions out.", "dimensions")

@@ -1,11 +1,12 @@
-"""GET /healthz: the process is up (liveness), which model it serves and whether RAG is on.
+"""GET /metrics: Prometheus metrics (serving/metrics.py).
+GET /healthz: the process is up (liveness), which model it serves and whether RAG is on.
 GET /readyz: a request would be served now (readiness): the engine is open (a remote one's upstream answers)
 and the index can be read and the chat queue has room; 503 with the reasons otherwise, so a load balancer sends traffic elsewhere."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from serving.deps import EngineDep, RetrieverDep, SettingsDep
@@ -37,3 +38,11 @@ async def readyz(request: Request, settings: SettingsDep, engine: EngineDep, ret
     if reasons:
         body["reasons"] = reasons
     return JSONResponse(body, status_code=503 if reasons else 200)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition (serving/metrics.py lists the metrics).",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
+async def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.exposition()
+    return Response(body, media_type=content_type)

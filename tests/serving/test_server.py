@@ -107,3 +107,40 @@ def test_a_prompt_past_the_models_context_is_refused_streamed_or_not(server, cli
         with pytest.raises(BadRequestError, match=r"prompt is \d+ tokens.*at most 2048") as e:
             client.chat.completions.create(model="merged", messages=long, stream=stream)
         assert e.value.body["code"] == "context_length_exceeded" and e.value.body["param"] == "messages"
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    """One sample's value in a Prometheus text exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # the exposition sorts them
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_tokens_first_tokens_and_errors_by_type(server, client):
+    before = httpx.get(f"{server}/metrics").text
+    r = httpx.post(f"{server}/v1/chat/completions", headers={"X-Request-Id": "support-42"},
+                   json={"model": "merged", "messages": [{"role": "user", "content": "How long do refunds take?"}]})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "support-42"
+    assert len(httpx.get(f"{server}/healthz", headers={"X-Request-Id": "bad id!"}).headers["x-request-id"]) == 32
+    read_stream(client.chat.completions.create(model="merged", messages=[{"role": "user", "content": "Hi"}],
+                                               stream=True))
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+    httpx.get(f"{server}/no/such/{'x' * 8}")
+    after = httpx.get(f"{server}/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    m = after.text
+
+    def grew(name, **labels):
+        return _sample(m, name, **labels) - _sample(before, name, **labels)
+
+    assert grew("onboard_requests_total", route="/v1/chat/completions", method="POST", status="200") == 2
+    assert grew("onboard_tokens_total", kind="prompt") >= r.json()["usage"]["prompt_tokens"]
+    assert grew("onboard_tokens_total", kind="completion") >= r.json()["usage"]["completion_tokens"] > 0
+    assert grew("onboard_time_to_first_token_seconds_count") == 1  # the streamed answer
+    assert grew("onboard_retrieval_seconds_count") == 2  # the two answered chats (the 404 was refused first)
+    assert grew("onboard_errors_total", type="invalid_request_error", code="model_not_found") == 1
+    assert grew("onboard_requests_total", route="other", method="GET", status="404") == 1  # not the raw path
+    assert "/no/such" not in m and _sample(m, "onboard_queue_depth") == 0
