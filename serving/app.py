@@ -25,6 +25,7 @@ from serving.engines.base import Engine
 from serving.errors import ServingError
 from serving.keys import KeyStore
 from serving.limits import Admission, BodyLimit
+from serving.logs import log_config
 from serving.metrics import Metrics, Observe
 from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
@@ -239,8 +240,9 @@ def server_config(app: FastAPI, settings: ServeSettings, log_level: str = "info"
     """uvicorn's configuration for `app`: address, and the drain on shutdown (settings.drain_seconds)."""
     import uvicorn
 
+    logs = {} if settings.log_format == "text" else {"log_config": log_config("json", log_level), "access_log": False}
     return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                          timeout_graceful_shutdown=settings.drain_seconds)
+                          timeout_graceful_shutdown=settings.drain_seconds, **logs)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics (GET /metrics, prometheus_client) and a request id on every response.
+"""Prometheus metrics (GET /metrics, prometheus_client), a request id on every response, and the JSON access log.
 
     onboard_requests_total{route,method,status}       onboard_request_seconds{route}   (histogram)
     onboard_time_to_first_token_seconds               onboard_retrieval_seconds        (histograms)
@@ -22,6 +22,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.limits import chat_requests
+from serving.logs import access
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -82,6 +83,7 @@ class Observe:
         rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
+        json_logs = scope["app"].state.settings.log_format == "json"
         t0 = time.monotonic()
         status, error_body = 500, []
 
@@ -97,8 +99,10 @@ class Observe:
         try:
             await self.app(scope, receive, watched)
         finally:
+            route = getattr(scope.get("route"), "path", "other")
+            if json_logs:
+                access(scope, route, status, time.monotonic() - t0)
             if metrics is not None:
-                route = getattr(scope.get("route"), "path", "other")
                 metrics.requests.labels(route, scope["method"], str(status)).inc()
                 metrics.latency.labels(route).observe(time.monotonic() - t0)
                 if status >= 400:

@@ -85,6 +85,12 @@ class ServeSettings(BaseSettings):
         default_factory=list,
         description="Origins whose web pages may call this API from a browser (CORS), e.g. "
         '["https://shop.example"] (env ONBOARD_CORS_ORIGINS as a JSON list); empty (the default): none.')
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Server log lines: text, or json (one object per line with the request id, and an "
+        "access line per request with route, status, seconds and the key's name).")
+    log_bodies: bool = Field(
+        False, description="Also log each chat's last user message and the answer (at INFO, with the request id). "
+        "Off by default: customers' words stay out of the logs. API keys are never logged.")
     docs: bool = Field(
         True, description="Serve the API documentation (/docs, /redoc, /openapi.json); false hides them.")
     remote_url: str | None = Field(

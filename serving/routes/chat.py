@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from serving.protocol import (
 )
 from serving.settings import ServeSettings
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
 
 
@@ -94,7 +96,8 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
             raise
         observe(request, ttft=asyncio.get_running_loop().time() - arrived)
         return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
-                                           (deadline, settings.request_timeout), lambda p, c: _spent(request, p, c)),
+                                           (deadline, settings.request_timeout),
+                                           lambda p, c, text: _spent(request, p, c, text, plain)),
                                    ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
@@ -102,7 +105,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
                 for i in range(req.n)]
     completion = sum(g.completion_tokens for g in gens)
-    _spent(request, gens[0].prompt_tokens, completion)
+    _spent(request, gens[0].prompt_tokens, completion, gens[0].text, plain)
     return ChatCompletionResponse(
         model=settings.served_name,
         choices=[Choice(index=i, message=_message(g, one_call), finish_reason=g.finish_reason,
@@ -113,10 +116,15 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
     )
 
 
-def _spent(request: Request, prompt: int, completion: int) -> None:
-    """An answer's tokens: counted in the metrics and against the key that asked."""
+def _spent(request: Request, prompt: int, completion: int, answer: str, plain: list[dict]) -> None:
+    """An answer's tokens: counted in the metrics and against the key that asked; with `log_bodies`, the
+    question and the answer are logged."""
     observe(request, prompt=prompt, completion=completion)
     charge(request, prompt + completion)
+    if request.app.state.settings.log_bodies:
+        question = next((m["content"] for m in reversed(plain) if m["role"] == "user"), "")
+        log.info("chat answered", extra={"request_id": getattr(request.state, "request_id", None),
+                                         "question": question, "answer": answer})
 
 
 @router.post("/tokenize", responses=errors(400, 404, 413, 501, 502))
@@ -169,7 +177,7 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
                   served_name: str, include_usage: bool, one_call: bool = False,
                   deadline: tuple[float, float] | None = None,
-                  spent: Callable[[int, int], None] | None = None) -> AsyncIterator[str]:
+                  spent: Callable[[int, int, str], None] | None = None) -> AsyncIterator[str]:
     """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
     ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
     rate limit)."""
@@ -203,11 +211,12 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     # aclosing: when the client disconnects, sse-starlette cancels this generator, and closing the
     # engine's stream stops the generation (the local engine at the next token, a remote upstream by
     # its connection closing).
-    last = None
+    last, said = None, []
     async with aclosing(deltas):
         try:
             async for d in pieces():
                 if d.text:
+                    said.append(d.text)
                     yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
                 for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
                     yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
@@ -220,7 +229,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
             yield "[DONE]"
             return
     if spent is not None and last is not None and last.prompt_tokens is not None:
-        spent(last.prompt_tokens, last.completion_tokens or 0)
+        spent(last.prompt_tokens, last.completion_tokens or 0, "".join(said))
     if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
         if last is None or last.prompt_tokens is None or last.completion_tokens is None:
             yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "

@@ -1,6 +1,7 @@
 """API keys and per-key rate limits: the store (real SQLite), the limiter, and a real server called by the
 openai client and by a browser's CORS preflight."""
 
+import json
 import sqlite3
 import stat
 import sys
@@ -66,6 +67,9 @@ def test_the_cli_makes_lists_and_revokes_keys(tmp_path):
     assert bad.exit_code == 1 and "onboard keys list" in bad.output
 
 
+LOG: dict = {}
+
+
 @pytest.fixture(scope="module")
 def keyed(merged_model, workspace, tmp_path_factory):
     """A real server with a key store of its own (not the shared workspace's), CORS for one origin, no docs."""
@@ -74,6 +78,7 @@ def keyed(merged_model, workspace, tmp_path_factory):
     _, limited = store.create("limited", rpm=2)
     _, free = store.create("free")
     env = {"ONBOARD_THREADS": "2", "ONBOARD_KEYS_FILE": str(store.path), "ONBOARD_DOCS": "false",
+           "ONBOARD_LOG_FORMAT": "json", "ONBOARD_LOG_BODIES": "true",
            "ONBOARD_CORS_ORIGINS": '["https://shop.example"]', "ONBOARD_MAX_NEW_TOKENS": "8"}
     argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model)]
     with serve_in_process(env, tmp / "server.log", argv) as base:
@@ -91,8 +96,11 @@ def test_a_server_with_keys_refuses_strangers_and_limits_each_key(keyed):
     assert e.value.code == "invalid_api_key"
 
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=free, max_retries=0)
-    answer = client.chat.completions.create(model="merged", messages=[{"role": "user", "content": "Hello"}])
+    raw = client.chat.completions.with_raw_response.create(model="merged",
+                                                           messages=[{"role": "user", "content": "Hello Zorblax"}])
+    answer, rid = raw.parse(), raw.headers["x-request-id"]
     assert answer.choices[0].message.content is not None
+    LOG["asked"] = (rid, answer.choices[0].message.content, [free, limited])
 
     capped = openai.OpenAI(base_url=f"{base}/v1", api_key=limited, max_retries=0)
     first = capped.models.with_raw_response.list()
@@ -122,3 +130,16 @@ def test_cors_lets_only_the_configured_origin_in_and_docs_can_be_hidden(keyed):
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://shop.example"
     for path in ("/docs", "/openapi.json"):
         assert httpx.get(f"{base}{path}", headers={"Authorization": f"Bearer {key}"}).status_code == 404
+
+
+def test_json_logs_carry_request_ids_and_bodies_when_asked_never_keys(keyed):
+    rid, answer, secrets = LOG["asked"]
+    base, store, *_ = keyed
+    lines = [json.loads(x) for x in (store.path.parent / "server.log").read_text().splitlines() if x.startswith("{")]
+    said = [x for x in lines if x.get("request_id") == rid]
+    access = next(x for x in said if x["logger"] == "onboard.access")
+    assert access["route"] == "/v1/chat/completions" and access["status"] == 200 and access["key"] == "free"
+    chat = next(x for x in said if x["message"] == "chat answered")
+    assert chat["question"] == "Hello Zorblax" and chat["answer"] == answer  # log_bodies is on for this server
+    text = (store.path.parent / "server.log").read_text()
+    assert not any(s in text or s[4:12] in text for s in secrets)

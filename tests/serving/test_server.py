@@ -9,13 +9,16 @@ from openai import NotFoundError, OpenAI
 
 from tests.serving.servers import read_stream, serve_in_process
 
+LOG: dict = {}
+
 
 @pytest.fixture(scope="module")
 def server(merged_model, workspace, tmp_path_factory):
     """`onboard serve` as a user starts it (its port from ONBOARD_PORT, which the option reads)."""
     argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model),
             "--max-new-tokens", "24"]
-    with serve_in_process({"ONBOARD_THREADS": "2"}, tmp_path_factory.mktemp("server") / "server.log", argv) as base:
+    LOG["path"] = tmp_path_factory.mktemp("server") / "server.log"
+    with serve_in_process({"ONBOARD_THREADS": "2"}, LOG["path"], argv) as base:
         yield base
 
 
@@ -121,7 +124,7 @@ def _sample(text: str, name: str, **labels) -> float:
 def test_metrics_count_requests_tokens_first_tokens_and_errors_by_type(server, client):
     before = httpx.get(f"{server}/metrics").text
     r = httpx.post(f"{server}/v1/chat/completions", headers={"X-Request-Id": "support-42"},
-                   json={"model": "merged", "messages": [{"role": "user", "content": "How long do refunds take?"}]})
+                   json={"model": "merged", "messages": [{"role": "user", "content": "How long do refunds take, Zorblax?"}]})
     assert r.status_code == 200 and r.headers["x-request-id"] == "support-42"
     assert len(httpx.get(f"{server}/healthz", headers={"X-Request-Id": "bad id!"}).headers["x-request-id"]) == 32
     read_stream(client.chat.completions.create(model="merged", messages=[{"role": "user", "content": "Hi"}],
@@ -144,3 +147,4 @@ def test_metrics_count_requests_tokens_first_tokens_and_errors_by_type(server, c
     assert grew("onboard_errors_total", type="invalid_request_error", code="model_not_found") == 1
     assert grew("onboard_requests_total", route="other", method="GET", status="404") == 1  # not the raw path
     assert "/no/such" not in m and _sample(m, "onboard_queue_depth") == 0
+    assert "Zorblax" not in LOG["path"].read_text()  # customers' words stay out of the logs by default
