@@ -100,6 +100,11 @@ class Workspace(BaseModel):
         return self.root / "serving" / "keys.sqlite"
 
     @property
+    def chat_file(self) -> Path:
+        """The served bot's conversations (POST /chat) and the answers feedback refers to."""
+        return self.root / "serving" / "chat.sqlite"
+
+    @property
     def feedback_file(self) -> Path:
         return self.root / "feedback" / "feedback.jsonl"
 

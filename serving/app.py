@@ -29,7 +29,8 @@ from serving.logs import log_config
 from serving.metrics import Metrics, Observe
 from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
-from serving.routes import chat, embeddings, health, models
+from serving.routes import chat, embeddings, health, models, sessions
+from serving.sessions import ChatStore
 from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.state.given = (engine, retriever)
     app.state.close_engine = engine is None or close_engine
     app.state.keys = KeyStore(settings.keys_file) if settings.keys_file else None
+    app.state.chat = ChatStore(settings.chat_file) if settings.chat_file else None
     app.state.rate_limiter = RateLimiter()
     app.state.metrics = Metrics(app.state)
     app.add_middleware(Admission)
@@ -63,7 +65,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (chat, embeddings, models, health):
+    for module in (chat, sessions, embeddings, models, health):
         app.include_router(module.router)
     if extend is not None:
         extend(app)
@@ -82,6 +84,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.prompts = await run_in_threadpool(served_prompts, state.settings)
         state.engine = engine if engine is not None else await run_in_threadpool(_load_engine, state.settings)
         state.retriever = retriever
+        if state.chat is not None:
+            gone = await run_in_threadpool(state.chat.prune, state.settings.chat_retention_days)
+            if gone:
+                log.info("deleted %d answers older than %g days from %s", gone, state.settings.chat_retention_days,
+                         state.settings.chat_file)
         if retriever is None and state.rag_k > 0:
             if state.settings.workspace:
                 state.retriever = await run_in_threadpool(_open_retriever, state.settings)
@@ -98,8 +105,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if state.keys is not None:
-            state.keys.close()
+        for store in (state.keys, state.chat):
+            if store is not None:
+                store.close()
         if state.close_engine:
             await state.engine.close()
 

@@ -61,6 +61,20 @@ class UnknownModel(ServingError):
         super().__init__(message, param)
 
 
+class NotFound(ServingError):
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ChatOff(ServingError):
+    """POST /chat and /feedback need a place to keep conversations (a workspace, or chat_file)."""
+
+    status_code = 503
+    type = "server_error"
+    code = "chat_unavailable"
+
+
 class NoIndex(ServingError):
     """Retrieval is required (the model was trained with retrieved context, or rag_k was set) but there
     is no index to retrieve from; start-up refuses rather than answer without documents."""

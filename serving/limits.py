@@ -72,7 +72,7 @@ async def send_error(send: Send, status: int, info: ErrorInfo, headers: list[tup
     await send({"type": "http.response.body", "body": body})
 
 
-GENERATING = {"/v1/chat/completions"}
+GENERATING = {"/v1/chat/completions", "/chat"}
 """Paths whose requests run the model: each holds a place until its answer is sent (or its client leaves)."""
 
 

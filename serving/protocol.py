@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class _Strict(BaseModel):
@@ -249,3 +249,53 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+# ---------------------------------------------------------------- customer-service chat (POST /chat, /feedback)
+
+SESSION_ID = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ChatRequest(BaseModel):
+    """One customer message in a conversation the server remembers."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(min_length=1, description="What the customer wrote.")
+    session_id: str | None = Field(None, pattern=SESSION_ID,
+                                   description="The conversation to continue; none starts one (its id is answered).")
+
+
+class Handoff(BaseModel):
+    needed: bool
+    """Whether a person should take over: the customer asked for one, the documents hold nothing relevant, or
+    the answer declines (serving/handoff.py)."""
+    reason: str | None = None
+
+
+class ChatReply(BaseModel):
+    session_id: str
+    response_id: str
+    """What POST /feedback refers to."""
+    reply: str
+    sources: list[Source]
+    """The chunks the reply was grounded on; `[n]` in the reply cites the n-th."""
+    handoff: Handoff
+    usage: Usage
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response_id: str = Field(min_length=1)
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = Field(None, min_length=1, description="The answer the customer wanted.")
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackRequest:
+        if self.rating is None and self.correction is None:
+            raise ValueError("give a rating (up or down), a correction, or both")
+        return self
+
+
+class FeedbackReply(BaseModel):
+    id: str
+    response_id: str

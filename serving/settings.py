@@ -81,6 +81,24 @@ class ServeSettings(BaseSettings):
         None,
         description="SQLite file of API keys (`onboard keys create`); once it holds a key, every request but "
         "/healthz and /readyz needs one. Default: WORKSPACE/serving/keys.sqlite; no workspace, no keys.")
+    chat_file: Path | None = Field(
+        None,
+        description="SQLite file of POST /chat's conversations and the answers /feedback refers to. Default: "
+        "WORKSPACE/serving/chat.sqlite; no workspace: /chat and /feedback answer 503.")
+    feedback_file: Path | None = Field(
+        None, description="Where /feedback appends (what `onboard data build --kind dpo` reads); default: "
+        "WORKSPACE/feedback/feedback.jsonl.")
+    history_turns: int = Field(
+        6, ge=0, description="/chat: the conversation's last messages put in the prompt (older ones, and more when "
+        "the prompt would not fit the model's context, are left out).")
+    chat_retention_days: float = Field(
+        30.0, gt=0, description="/chat: conversations and answers older than this are deleted at start-up.")
+    handoff_min_cosine: float = Field(
+        0.3, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
+        "and a person should take over (handoff).")
+    handoff_phrases: list[str] | None = Field(
+        None, description="/chat: phrases with which a customer asks for a person (JSON list); default: the "
+        "built-in English and Chinese ones (serving/handoff.py).")
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins whose web pages may call this API from a browser (CORS), e.g. "
@@ -137,10 +155,13 @@ class ServeSettings(BaseSettings):
 
     def _check(self) -> None:
         """Rules across fields. Pure: no file is opened."""
-        if self.keys_file is None and self.workspace is not None:
+        if self.workspace is not None:
             from rag.workspace import Workspace
 
-            self.keys_file = Workspace(self.workspace).keys_file
+            ws = Workspace(self.workspace)
+            self.keys_file = self.keys_file or ws.keys_file
+            self.chat_file = self.chat_file or ws.chat_file
+            self.feedback_file = self.feedback_file or ws.feedback_file
         if self.engine == "transformers":
             if self.model is None and self.workspace is None:
                 raise BadSetting("model: the transformers engine needs a model folder; pass model (env "

@@ -373,7 +373,8 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
                                        progress=(lambda d, n: progress("teacher", d, n)) if progress else None)
             seeds += more
             stats["teacher"] = tres.summary()
-        if not seeds and not extra:
+        feedback_only = cfg.kind == "dpo" and (cfg.feedback or cfg.ws.feedback_file).exists()
+        if not seeds and not extra and not feedback_only:  # DPO may learn from the server's feedback alone
             raise _no_pairs(roots)
         if cfg.teacher is not None:  # the teacher's short answers to the rule-made questions with long ones
             stats["teacher_answers"] = teacher_answers(
