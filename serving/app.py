@@ -65,8 +65,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (chat, sessions, embeddings, models, health):
+    for module in (chat, embeddings, models, health):
         app.include_router(module.router)
+    if settings.chat_file:  # /chat and /feedback keep conversations: only a server with a place for them has them
+        app.include_router(sessions.router)
     if extend is not None:
         extend(app)
     openapi_without_422(app, OPEN_PATHS)
