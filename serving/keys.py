@@ -14,15 +14,12 @@ every request but the health checks for one: revoking the last key does not open
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from serving.errors import BadSetting
+from serving.sqlite import SqliteFile
 
 PREFIX = "onb-"
 _SCHEMA = """CREATE TABLE IF NOT EXISTS keys (
@@ -48,29 +45,10 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class KeyStore:
+class KeyStore(SqliteFile):
     """The keys in one SQLite file (created on the first key, readable by its owner only)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists()
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            if new:
-                os.chmod(self.path, 0o600)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(_SCHEMA)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    SCHEMA = (_SCHEMA,)
 
     def required(self) -> bool:
         """Whether requests need a key: the store holds any key (revoked ones too)."""

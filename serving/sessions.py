@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from serving.sqlite import SqliteFile
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, n INTEGER NOT NULL, role TEXT NOT NULL,
@@ -43,28 +44,10 @@ class Served:
     session_id: str | None = None
 
 
-class ChatStore:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+class ChatStore(SqliteFile):
+    """Conversations and served answers in one SQLite file (customers' words: readable by its owner only)."""
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists()
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            if new:
-                os.chmod(self.path, 0o600)  # customers' words
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            for ddl in _SCHEMA:
-                self._conn.execute(ddl)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    SCHEMA = _SCHEMA
 
     def history(self, session_id: str, limit: int | None = None) -> list[dict]:
         """The session's messages, oldest first (the last `limit` only)."""
