@@ -59,8 +59,10 @@ def build(
     ood: Annotated[bool, typer.Option(help="Add the built-in everyday out-of-domain questions, declined.")] = True,
     ood_file: Annotated[Path | None, typer.Option(help="Your own out-of-domain questions, one per line, "
                                                        "declined too.")] = None,
-    dpo_pairs: Annotated[str, typer.Option(help="DPO: pair the model's own answers with every example (all) or "
-                                                "only with the questions it should decline (declines).")] = "all",
+    dpo_pairs: Annotated[str, typer.Option(help="DPO: every example against the model's own answer (all), or "
+                                                "pairs that teach when to decline (declines): the questions to "
+                                                "decline against the model's answers, and as many answers "
+                                                "preferred over the decline.")] = "all",
     base: BaseOpt = None,
     mask_pii: Annotated[bool, typer.Option(help="Mask emails, phone, ID and card numbers.")] = False,
     near_dup: Annotated[float, typer.Option(help="Near-duplicate threshold (MinHash Jaccard); 0 disables.")] = 0.85,

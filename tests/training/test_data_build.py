@@ -239,10 +239,19 @@ def test_dpo_pairs_from_declines_only(workspace, merged_model):
     r = run(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
                             dpo_pairs="declines", force=True))
     rows = _rows(r.train_file)
-    assert rows and all(x["meta"].get("declines") and x["meta"]["rule"].endswith("-vs-model") for x in rows)
+    declines = [x for x in rows if x["meta"].get("declines")]
+    assert declines and all(x["meta"]["rule"].endswith("-vs-model") for x in declines)
     info = r.stats.model_extra["dpo"]
     asked = int(info["pairs_from"].split("(")[1].split()[0])
-    assert asked == len(rows) + sum(info["model_answers"].values())  # only the decline questions were asked
+    assert asked == len(declines) + sum(info["model_answers"].values())  # only the decline questions were asked
+    # as many pairs the other way: an answer preferred over the decline (alone, the declines taught declining all)
+    other = [x for x in rows if not x["meta"].get("declines")]
+    assert 0 < len(other) == info["answer_over_decline"] <= len(declines)  # (the shop has fewer answerable ones)
+    from rag.prompt import BUILT_IN
+
+    for x in other:
+        assert x["meta"]["rule"].endswith("-over-decline") and x["chosen"][0]["content"] != x["rejected"][0]["content"]
+        assert x["rejected"][0]["content"] == BUILT_IN.decline_for(x["meta"]["language"])
 
 
 def test_every_kind_holds_out_the_documents_another_dataset_holds_out(workspace):

@@ -102,9 +102,11 @@ class DataBuildConfig:
     """DPO: the model whose own answers become the rejected side; also the tokenizer for length
     filters. Default: the workspace's tiny base when it exists."""
     dpo_pairs: str = "all"
-    """DPO: which examples become pairs against the model's own answer: "all", or "declines" (only the
-    questions the model should decline: fewer answers to generate, and pairs that teach nothing but declining,
-    e.g. on top of an SFT run that answers from memory where it should decline)."""
+    """DPO: which pairs: "all" (every example against the model's own answer), or "declines": pairs that teach
+    when to decline, for an SFT model that answers from memory where it should decline. The questions to decline
+    against the model's own answers (only those are generated), and as many answerable questions with their
+    answer preferred over the decline (without those, DPO on declines alone taught a 0.5B model to decline every
+    question: bench/RESULTS.md)."""
     feedback: Path | None = None
     """DPO: the server's feedback file; default `<workspace>/feedback/feedback.jsonl` when present."""
     block_tokens: int = 512
@@ -469,7 +471,9 @@ def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress:
     """Pair each good answer with the base model's own answer; add the server's feedback pairs."""
     info: dict = {}
     triples: list[dict] = []
+    answerable: list[dict] = []
     if cfg.dpo_pairs == "declines":
+        answerable = [e for e in examples if not e["meta"].get("declines")]
         examples = [e for e in examples if e["meta"].get("declines")]
         info["pairs_from"] = f"declines only ({len(examples)} questions)"
     if examples:
@@ -479,6 +483,10 @@ def _dpo(cfg: DataBuildConfig, base: str | None, examples: list[dict], progress:
         answers = dpo.model_answers(base, [e["messages"][:-1] for e in examples],
                                     progress=(lambda d, n: progress("model answers", d, n)) if progress else None)
         triples, info["model_answers"] = dpo.make_triples(examples, answers)
+    if cfg.dpo_pairs == "declines":  # as many pairs the other way, or DPO learns to decline everything
+        kept = dpo.answer_over_decline(answerable, len(triples), load_prompts(cfg.workspace).decline_for, cfg.seed)
+        triples += kept
+        info["answer_over_decline"] = len(kept)
     fb = cfg.feedback or cfg.ws.feedback_file
     if fb.exists():
         res = feedback_triples(fb)

@@ -97,3 +97,17 @@ def make_triples(examples: list[dict], rejected: list[str]) -> tuple[list[dict],
             "meta": {**ex["meta"], "rule": f"{ex['meta']['rule']}-vs-model"},
         })
     return triples, counts
+
+
+def answer_over_decline(examples: list[dict], n: int, decline_for: Callable[[str], str], seed: int = 0) -> list[dict]:
+    """Up to `n` answerable examples (sampled, seeded) as pairs preferring their answer over the decline
+    (`decline_for(language)`, the workspace's wording): the other side of the pairs that teach declining, so
+    that DPO learns when to decline, not to always."""
+    import random
+
+    if n <= 0 or not examples:
+        return []
+    return [{"prompt": ex["messages"][:-1], "chosen": [ex["messages"][-1]],
+             "rejected": [{"role": "assistant", "content": decline_for(ex["meta"].get("language", "en"))}],
+             "meta": {**ex["meta"], "rule": f"{ex['meta']['rule']}-over-decline"}}
+            for ex in random.Random(seed).sample(examples, min(n, len(examples)))]
