@@ -17,12 +17,14 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.sqlite import SqliteFile
 
 _SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS turns (session_id TEXT NOT NULL, n INTEGER NOT NULL, role TEXT NOT NULL,
        content TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (session_id, n))""",
     """CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, created REAL NOT NULL, session_id TEXT,
@@ -48,6 +50,20 @@ class ChatStore(SqliteFile):
     """Conversations and served answers in one SQLite file (customers' words: readable by its owner only)."""
 
     SCHEMA = _SCHEMA
+
+    def new_session(self, owner: str = "") -> str:
+        """A new conversation of `owner` (the API key's id; "" without keys); its id, unguessable."""
+        session_id = f"s_{uuid.uuid4().hex}"
+        with self._lock:
+            self._db().execute("INSERT INTO sessions VALUES (?, ?, ?)", (session_id, owner, time.time()))
+        return session_id
+
+    def is_owner(self, session_id: str, owner: str = "") -> bool:
+        """Whether `session_id` is a conversation this server started for `owner`: another key's conversation,
+        or an id a client made up, is not continued (its history is not shown to whoever guesses it)."""
+        with self._lock:
+            row = self._db().execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return row is not None and row[0] == owner
 
     def history(self, session_id: str, limit: int | None = None) -> list[dict]:
         """The session's messages, oldest first (the last `limit` only)."""
@@ -92,6 +108,7 @@ class ChatStore(SqliteFile):
             db = self._db()
             gone = db.execute("DELETE FROM responses WHERE created < ?", (cutoff,)).rowcount
             db.execute("DELETE FROM turns WHERE created < ?", (cutoff,))
+            db.execute("DELETE FROM sessions WHERE created < ? AND id NOT IN (SELECT session_id FROM turns)", (cutoff,))
         return gone
 
 

@@ -64,12 +64,21 @@ def retrieval_query(message: str, history: list[dict]) -> str:
     return f"{before} {message}" if before and short else message
 
 
-@router.post("/chat", response_model=ChatReply, responses=errors(400, 413, 503, 504))
+@router.post("/chat", response_model=ChatReply, responses=errors(400, 404, 413, 503, 504))
 async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine: EngineDep, retriever: RetrieverDep,
                rag_k: RagKDep, prompts: PromptsDep, store: ChatStoreDep) -> ChatReply:
     deadline = asyncio.get_running_loop().time() + settings.request_timeout
     message = valid_unicode(req.message, "message")
-    session = req.session_id or f"s_{uuid.uuid4().hex}"
+    key = getattr(request.state, "api_key", None)
+    owner = key.id if key is not None else ""
+    if req.session_id is None:
+        session = await run_in_threadpool(store.new_session, owner)
+    elif await run_in_threadpool(store.is_owner, req.session_id, owner):
+        session = req.session_id
+    else:
+        raise NotFound(f"session_id: no conversation {req.session_id!r} of yours is kept here (ids are the ones "
+                       f"/chat answers with; conversations are kept {settings.chat_retention_days:g} days). Leave "
+                       "session_id out to start one.", "session_id")
     history = await run_in_threadpool(store.history, session, settings.history_turns)
     hits = None
     if retriever is not None and rag_k > 0:

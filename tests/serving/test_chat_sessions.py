@@ -32,15 +32,18 @@ def test_asking_for_a_person_in_either_language_but_not_a_word_inside_another():
 
 def test_the_store_keeps_exchanges_together_and_prunes_old_ones(tmp_path):
     store = ChatStore(tmp_path / "chat.sqlite")
-    served = Served("resp_1", "m", [{"role": "user", "content": "Q"}], "A", ["c1"], "s1")
-    store.add("s1", "Q", served)
-    assert store.history("s1") == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+    s1 = store.new_session("key1")
+    assert store.is_owner(s1, "key1") and not store.is_owner(s1, "") and not store.is_owner("s1", "")
+    served = Served("resp_1", "m", [{"role": "user", "content": "Q"}], "A", ["c1"], s1)
+    store.add(s1, "Q", served)
+    assert store.history(s1) == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
     assert store.response("resp_1") == served and store.history("s2") == []
     with pytest.raises(sqlite3.IntegrityError):  # the same response id twice: neither turn is written
-        store.add("s1", "Q2", served)
-    assert len(store.history("s1")) == 2
+        store.add(s1, "Q2", served)
+    assert len(store.history(s1)) == 2
     assert store.prune(days=1) == 0
-    assert store.prune(days=-1) == 1 and store.history("s1") == [] and store.response("resp_1") is None
+    assert store.prune(days=-1) == 1 and store.history(s1) == [] and store.response("resp_1") is None
+    assert not store.is_owner(s1, "key1")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +71,8 @@ def test_a_conversation_is_remembered_and_a_follow_up_finds_its_topic(bot):
                           {"role": "user", "content": "How long does it take?"}]
     bad = httpx.post(f"{base}/chat", json={"session_id": "../etc", "message": "hi"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "session_id"
+    made_up = httpx.post(f"{base}/chat", json={"session_id": "s_1", "message": "What did I ask before?"})
+    assert made_up.status_code == 404 and made_up.json()["error"]["param"] == "session_id"  # no guessing others' ids
 
 
 def test_handoff_when_asked_for_a_person_or_when_the_documents_hold_nothing(bot):

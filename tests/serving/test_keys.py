@@ -78,7 +78,7 @@ def keyed(merged_model, workspace, tmp_path_factory):
     _, limited = store.create("limited", rpm=2)
     _, free = store.create("free")
     env = {"ONBOARD_THREADS": "2", "ONBOARD_KEYS_FILE": str(store.path), "ONBOARD_DOCS": "false",
-           "ONBOARD_LOG_FORMAT": "json", "ONBOARD_LOG_BODIES": "true",
+           "ONBOARD_LOG_FORMAT": "json", "ONBOARD_LOG_BODIES": "true", "ONBOARD_CHAT_FILE": str(tmp / "chat.sqlite"),
            "ONBOARD_CORS_ORIGINS": '["https://shop.example"]', "ONBOARD_MAX_NEW_TOKENS": "8"}
     argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model)]
     with serve_in_process(env, tmp / "server.log", argv) as base:
@@ -143,3 +143,16 @@ def test_json_logs_carry_request_ids_and_bodies_when_asked_never_keys(keyed):
     assert chat["question"] == "Hello Zorblax" and chat["answer"] == answer  # log_bodies is on for this server
     text = (store.path.parent / "server.log").read_text()
     assert not any(s in text or s[4:12] in text for s in secrets)
+
+
+def test_a_conversation_is_continued_only_with_the_key_that_started_it(keyed):
+    base, store, *_ = keyed
+    (_, alice), (_, bob) = store.create("alice"), store.create("bob")
+    started = httpx.post(f"{base}/chat", json={"message": "Do you ship to Canada?"},
+                         headers={"Authorization": f"Bearer {alice}"}, timeout=120)
+    assert started.status_code == 200
+    again = {"session_id": started.json()["session_id"], "message": "And to Mexico?"}
+    other = httpx.post(f"{base}/chat", json=again, headers={"Authorization": f"Bearer {bob}"}, timeout=120)
+    assert other.status_code == 404 and other.json()["error"]["param"] == "session_id"
+    same = httpx.post(f"{base}/chat", json=again, headers={"Authorization": f"Bearer {alice}"}, timeout=120)
+    assert same.status_code == 200 and same.json()["session_id"] == again["session_id"]
