@@ -100,9 +100,9 @@ class Workspace(BaseModel):
         return self.root / "serving" / "keys.sqlite"
 
     @property
-    def chat_file(self) -> Path:
+    def conversations_file(self) -> Path:
         """The served bot's conversations (POST /chat) and the answers feedback refers to."""
-        return self.root / "serving" / "chat.sqlite"
+        return self.root / "serving" / "conversations.sqlite"
 
     @property
     def feedback_file(self) -> Path:

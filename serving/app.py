@@ -49,7 +49,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.state.given = (engine, retriever)
     app.state.close_engine = engine is None or close_engine
     app.state.keys = KeyStore(settings.keys_file) if settings.keys_file else None
-    app.state.chat = ChatStore(settings.chat_file) if settings.chat_file else None
+    app.state.chat = ChatStore(settings.conversations_file) if settings.conversations_file else None
     app.state.rate_limiter = RateLimiter()
     app.state.metrics = Metrics(app.state)
     app.add_middleware(Admission)
@@ -67,7 +67,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.add_exception_handler(Exception, _unexpected)
     for module in (chat, embeddings, models, health):
         app.include_router(module.router)
-    if settings.chat_file:  # /chat and /feedback keep conversations: only a server with a place for them has them
+    if settings.conversations_file:  # /chat and /feedback keep conversations: only a server with a place for them has them
         app.include_router(sessions.router)
     if extend is not None:
         extend(app)
@@ -90,7 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             gone = await run_in_threadpool(state.chat.prune, state.settings.chat_retention_days)
             if gone:
                 log.info("deleted %d answers older than %g days from %s", gone, state.settings.chat_retention_days,
-                         state.settings.chat_file)
+                         state.settings.conversations_file)
         if retriever is None and state.rag_k > 0:
             if state.settings.workspace:
                 state.retriever = await run_in_threadpool(_open_retriever, state.settings)

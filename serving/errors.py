@@ -68,7 +68,7 @@ class NotFound(ServingError):
 
 
 class ChatOff(ServingError):
-    """POST /chat and /feedback need a place to keep conversations (a workspace, or chat_file)."""
+    """POST /chat and /feedback need a place to keep conversations (a workspace, or conversations_file)."""
 
     status_code = 503
     type = "server_error"

@@ -1,6 +1,6 @@
 """The customer-service conversations behind POST /chat, and the answers /feedback refers to, in SQLite.
 
-    store = ChatStore(Workspace(ws).chat_file)
+    store = ChatStore(Workspace(ws).conversations_file)
     store.history("s-1")                                  # [{"role": "user", ...}, {"role": "assistant", ...}, ...]
     store.add("s-1", question, answer, response)          # one exchange, and the answer as served
     store.response("resp_…")                              # what feedback on that answer is recorded with

@@ -81,10 +81,10 @@ class ServeSettings(BaseSettings):
         None,
         description="SQLite file of API keys (`onboard keys create`); once it holds a key, every request but "
         "/healthz and /readyz needs one. Default: WORKSPACE/serving/keys.sqlite; no workspace, no keys.")
-    chat_file: Path | None = Field(
+    conversations_file: Path | None = Field(
         None,
         description="SQLite file of POST /chat's conversations and the answers /feedback refers to. Default: "
-        "WORKSPACE/serving/chat.sqlite; no workspace: /chat and /feedback answer 503.")
+        "WORKSPACE/serving/conversations.sqlite; no workspace: no /chat and /feedback routes.")
     feedback_file: Path | None = Field(
         None, description="Where /feedback appends (what `onboard data build --kind dpo` reads); default: "
         "WORKSPACE/feedback/feedback.jsonl.")
@@ -160,7 +160,7 @@ class ServeSettings(BaseSettings):
 
             ws = Workspace(self.workspace)
             self.keys_file = self.keys_file or ws.keys_file
-            self.chat_file = self.chat_file or ws.chat_file
+            self.conversations_file = self.conversations_file or ws.conversations_file
             self.feedback_file = self.feedback_file or ws.feedback_file
         if self.engine == "transformers":
             if self.model is None and self.workspace is None:

@@ -49,8 +49,8 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 async def get_chat_store(request: Request) -> ChatStore:
     store = getattr(request.app.state, "chat", None)
     if store is None:
-        raise ChatOff("this server keeps no conversations: serve with a workspace (--workspace), or set chat_file "
-                      "(env ONBOARD_CHAT_FILE).")
+        raise ChatOff("this server keeps no conversations: serve with a workspace (--workspace), or set conversations_file "
+                      "(env ONBOARD_CONVERSATIONS_FILE).")
     return store
 
 

@@ -49,7 +49,7 @@ def test_the_store_keeps_exchanges_together_and_prunes_old_ones(tmp_path):
 @pytest.fixture(scope="module")
 def bot(merged_model, workspace, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bot")  # its own conversation and feedback files: the workspace is shared
-    env = {"ONBOARD_THREADS": "2", "ONBOARD_CHAT_FILE": str(tmp / "chat.sqlite"), "ONBOARD_MAX_NEW_TOKENS": "16",
+    env = {"ONBOARD_THREADS": "2", "ONBOARD_CONVERSATIONS_FILE": str(tmp / "chat.sqlite"), "ONBOARD_MAX_NEW_TOKENS": "16",
            "ONBOARD_FEEDBACK_FILE": str(tmp / "feedback.jsonl")}
     argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model)]
     with serve_in_process(env, tmp / "server.log", argv) as base:

@@ -78,7 +78,7 @@ def keyed(merged_model, workspace, tmp_path_factory):
     _, limited = store.create("limited", rpm=2)
     _, free = store.create("free")
     env = {"ONBOARD_THREADS": "2", "ONBOARD_KEYS_FILE": str(store.path), "ONBOARD_DOCS": "false",
-           "ONBOARD_LOG_FORMAT": "json", "ONBOARD_LOG_BODIES": "true", "ONBOARD_CHAT_FILE": str(tmp / "chat.sqlite"),
+           "ONBOARD_LOG_FORMAT": "json", "ONBOARD_LOG_BODIES": "true", "ONBOARD_CONVERSATIONS_FILE": str(tmp / "chat.sqlite"),
            "ONBOARD_CORS_ORIGINS": '["https://shop.example"]', "ONBOARD_MAX_NEW_TOKENS": "8"}
     argv = [sys.executable, "-m", "agent.cli", "serve", "--workspace", str(workspace), "--model", str(merged_model)]
     with serve_in_process(env, tmp / "server.log", argv) as base:
