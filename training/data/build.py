@@ -425,8 +425,8 @@ def run(cfg: DataBuildConfig, progress: Progress | None = None) -> DataBuildResu
     held, held_from = _held_out_elsewhere(cfg)
     if held_from:
         log.info("held out: the %d documents the %s dataset holds out, so that no stage trains on what "
-                    "evaluation asks (--test-fraction is not drawn again; remove that dataset for a new split)",
-                    len(held), " and ".join(held_from))
+                 "evaluation asks (--test-fraction is not drawn again; remove that dataset for a new split)",
+                 len(held), " and ".join(held_from))
     train, test = split_by_document(examples, cfg.test_fraction, cfg.seed, held if held_from else None)
     test = _one_wording(test)
     train += extra
