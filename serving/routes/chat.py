@@ -89,7 +89,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         # The first piece is awaited before the response starts, so a request the engine refuses (a
         # prompt longer than the model's context) gets its error status, not a 200 and a broken stream.
         try:
-            async with _within(deadline, settings):
+            async with within(deadline, settings):
                 first = await anext(deltas, None)
         except BaseException:
             await deltas.aclose()
@@ -97,15 +97,15 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
         observe(request, ttft=asyncio.get_running_loop().time() - arrived)
         return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
                                            (deadline, settings.request_timeout),
-                                           lambda p, c, text: _spent(request, p, c, text, plain)),
+                                           lambda p, c, text: spent(request, p, c, text, plain)),
                                    ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
-    async with _within(deadline, settings):
+    async with within(deadline, settings):
         gens = [await engine.generate(messages, replace(params, seed=None if req.seed is None else req.seed + i))
                 for i in range(req.n)]
     completion = sum(g.completion_tokens for g in gens)
-    _spent(request, gens[0].prompt_tokens, completion, gens[0].text, plain)
+    spent(request, gens[0].prompt_tokens, completion, gens[0].text, plain)
     return ChatCompletionResponse(
         model=settings.served_name,
         choices=[Choice(index=i, message=_message(g, one_call), finish_reason=g.finish_reason,
@@ -116,7 +116,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
     )
 
 
-def _spent(request: Request, prompt: int, completion: int, answer: str, plain: list[dict]) -> None:
+def spent(request: Request, prompt: int, completion: int, answer: str, plain: list[dict]) -> None:
     """An answer's tokens: counted in the metrics and against the key that asked; with `log_bodies`, the
     question and the answer are logged."""
     observe(request, prompt=prompt, completion=completion)
@@ -148,7 +148,7 @@ def _logprobs(entries: list | None) -> ChoiceLogprobs | None:
 
 
 @asynccontextmanager
-async def _within(deadline: float, settings: ServeSettings):
+async def within(deadline: float, settings: ServeSettings):
     """Cancel what runs inside (the engine stops generating) at the request's deadline: DeadlineExceeded."""
     try:
         async with asyncio.timeout_at(deadline):

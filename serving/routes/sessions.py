@@ -37,7 +37,7 @@ from serving.protocol import (
     Source,
     Usage,
 )
-from serving.routes.chat import _spent, _within
+from serving.routes.chat import spent, within
 from serving.sessions import ChatStore, Served, add_feedback
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine
         t0 = time.monotonic()
         hits = await run_in_threadpool(retriever.search, retrieval_query(message, history), rag_k)
         observe(request, retrieval=time.monotonic() - t0)
-    async with _within(deadline, settings):
+    async with within(deadline, settings):
         messages, gen = await _answer(engine, history, message, hits or [], prompts,
                                       SamplingParams(max_new_tokens=settings.max_new_tokens, requested=True))
     reason = handoff_reason(message, hits, gen.text, prompts, settings.handoff_min_cosine,
@@ -97,7 +97,7 @@ async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine
     served = Served(id=f"resp_{uuid.uuid4().hex}", model=settings.served_name, messages=messages, response=reply,
                     sources=[h.chunk_id for h in hits or []], session_id=session)
     await run_in_threadpool(store.add, session, message, served)
-    _spent(request, gen.prompt_tokens, gen.completion_tokens, reply, messages)
+    spent(request, gen.prompt_tokens, gen.completion_tokens, reply, messages)
     return ChatReply(session_id=session, response_id=served.id, reply=reply,
                      sources=[Source(**h.citation()) for h in hits or []],
                      handoff=Handoff(needed=reason is not None, reason=reason),
