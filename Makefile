@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench lint clean browser
 
 # LLAMACPP=1: also build llama-cpp-python's server (a few minutes, once) for `ONBOARD_ENGINE=llamacpp`
 LLAMACPP ?=
@@ -42,6 +42,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The web page's test in a real browser (slow, in test-all): Debian's chromium, and CJK fonts for its screenshots
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null && fc-list :lang=zh | grep -q . || $(SUDO) apt-get install -y chromium fonts-noto-cjk
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m ""

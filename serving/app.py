@@ -29,7 +29,7 @@ from serving.logs import log_config
 from serving.metrics import Metrics, Observe
 from serving.openapi import openapi_without_422
 from serving.protocol import ErrorInfo, ErrorResponse
-from serving.routes import chat, embeddings, health, models, sessions
+from serving.routes import chat, embeddings, health, models, page, sessions
 from serving.sessions import ChatStore
 from serving.settings import ServeSettings, resolve_rag_k, retrieval_required, served_prompts
 
@@ -65,7 +65,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, retriever=
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (chat, embeddings, models, health):
+    for module in (chat, embeddings, models, health, page):
         app.include_router(module.router)
     if settings.conversations_file:  # /chat and /feedback keep conversations: only a server with a place for them has them
         app.include_router(sessions.router)

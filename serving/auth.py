@@ -19,9 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from serving.keys import ApiKey, KeyStore
 from serving.limits import send_error
 from serving.protocol import ErrorInfo
+from serving.routes import page
 
-OPEN_PATHS = {"/healthz", "/readyz"}
-"""Paths that never ask for a key: a load balancer's probes carry none."""
+OPEN_PATHS = {"/healthz", "/readyz", *page.PATHS}
+"""Paths that never ask for a key: a load balancer's probes carry none, and the chat page asks for one."""
 WINDOW = 60.0
 
 

@@ -263,6 +263,8 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, description="What the customer wrote.")
     session_id: str | None = Field(None, pattern=SESSION_ID,
                                    description="The conversation to continue; none starts one (its id is answered).")
+    stream: bool = Field(False, description="Answer as server-sent events: `start` (session_id, response_id, "
+                                            "sources), `delta` (text) as it is written, then `end` (the ChatReply).")
 
 
 class Handoff(BaseModel):

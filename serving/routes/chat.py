@@ -154,10 +154,10 @@ async def within(deadline: float, settings: ServeSettings):
         async with asyncio.timeout_at(deadline):
             yield
     except TimeoutError:
-        raise DeadlineExceeded(_too_slow(settings.request_timeout)) from None
+        raise DeadlineExceeded(too_slow(settings.request_timeout)) from None
 
 
-def _too_slow(timeout: float) -> str:
+def too_slow(timeout: float) -> str:
     return (f"the answer took longer than this server's request_timeout of {timeout:g} s (env ONBOARD_REQUEST_TIMEOUT) "
             "and was stopped: ask for fewer max_tokens, or try again when the server is less busy")
 
@@ -224,7 +224,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                     last = d
                     yield chunk(DeltaMessage(), finish=d.finish_reason)
         except TimeoutError:  # the deadline: closing the engine's stream (aclosing) stops the generation
-            yield json.dumps({"error": {"message": _too_slow(deadline[1]), "type": "server_error", "param": None,
+            yield json.dumps({"error": {"message": too_slow(deadline[1]), "type": "server_error", "param": None,
                                         "code": "timeout"}})
             yield "[DONE]"
             return

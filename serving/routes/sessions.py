@@ -10,24 +10,30 @@ it finds what the conversation is about; the prompt holds the conversation's las
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag import build_rag_messages
-from rag.prompt import detect_language
+from rag.prompt import Prompts, detect_language
+from rag.retrieval import Hit
 from serving.conformance import valid_unicode
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
-from serving.engines.base import Engine, SamplingParams
+from serving.engines.base import Delta, Engine, SamplingParams
 from serving.errors import ChatOff, ContextTooLong, NotFound
 from serving.handoff import ASK_FOR_PERSON, handoff_reason
 from serving.metrics import observe
-from serving.openapi import errors
+from serving.openapi import errors, sse
 from serving.protocol import (
     ChatReply,
     ChatRequest,
@@ -37,8 +43,9 @@ from serving.protocol import (
     Source,
     Usage,
 )
-from serving.routes.chat import spent, within
+from serving.routes.chat import spent, too_slow, within
 from serving.sessions import ChatStore, Served, add_feedback
+from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["customer chat"])
@@ -64,10 +71,14 @@ def retrieval_query(message: str, history: list[dict]) -> str:
     return f"{before} {message}" if before and short else message
 
 
-@router.post("/chat", response_model=ChatReply, responses=errors(400, 404, 413, 503, 504))
+@router.post("/chat", response_model=ChatReply,
+             responses={**sse("with stream true: `start` {session_id, response_id, sources}, `delta` {text} as the "
+                              "answer is written, then `end` (the ChatReply), or `error` {error}"),
+                        **errors(400, 404, 413, 503, 504)})
 async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine: EngineDep, retriever: RetrieverDep,
-               rag_k: RagKDep, prompts: PromptsDep, store: ChatStoreDep) -> ChatReply:
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout
+               rag_k: RagKDep, prompts: PromptsDep, store: ChatStoreDep) -> ChatReply | EventSourceResponse:
+    arrived = asyncio.get_running_loop().time()
+    deadline = arrived + settings.request_timeout
     message = valid_unicode(req.message, "message")
     key = getattr(request.state, "api_key", None)
     owner = key.id if key is not None else ""
@@ -85,24 +96,52 @@ async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine
         t0 = time.monotonic()
         hits = await run_in_threadpool(retriever.search, retrieval_query(message, history), rag_k)
         observe(request, retrieval=time.monotonic() - t0)
+    params = SamplingParams(max_new_tokens=settings.max_new_tokens, requested=True)
+    turn = _Turn(request, store, settings, prompts, session, message, hits, f"resp_{uuid.uuid4().hex}")
+    if req.stream:
+        async with within(deadline, settings):
+            messages, deltas, first = await _open_stream(engine, history, message, hits or [], prompts, params)
+        observe(request, ttft=asyncio.get_running_loop().time() - arrived)
+        return EventSourceResponse(_events(turn, messages, deltas, first, deadline, settings.request_timeout), ping=15)
     async with within(deadline, settings):
-        messages, gen = await _answer(engine, history, message, hits or [], prompts,
-                                      SamplingParams(max_new_tokens=settings.max_new_tokens, requested=True))
-    reason = handoff_reason(message, hits, gen.text, prompts, settings.handoff_min_cosine,
-                            settings.handoff_phrases or ASK_FOR_PERSON)
-    reply = gen.text
-    if not reply.strip():  # never an empty bubble: the decline, which offers a person (and the handoff says why)
-        log.warning("the model answered nothing (session %s): replying with the decline", session)
-        reply = prompts.decline_for(detect_language(message))
-    served = Served(id=f"resp_{uuid.uuid4().hex}", model=settings.served_name, messages=messages, response=reply,
-                    sources=[h.chunk_id for h in hits or []], session_id=session)
-    await run_in_threadpool(store.add, session, message, served)
-    spent(request, gen.prompt_tokens, gen.completion_tokens, reply, messages)
-    return ChatReply(session_id=session, response_id=served.id, reply=reply,
-                     sources=[Source(**h.citation()) for h in hits or []],
-                     handoff=Handoff(needed=reason is not None, reason=reason),
-                     usage=Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
-                                 total_tokens=gen.prompt_tokens + gen.completion_tokens))
+        messages, gen = await _answer(engine, history, message, hits or [], prompts, params)
+    return await turn.finish(messages, gen.text, gen.prompt_tokens, gen.completion_tokens)
+
+
+@dataclass
+class _Turn:
+    """One customer message being answered: what its reply is made of, and how it is kept."""
+
+    request: Request
+    store: ChatStore
+    settings: ServeSettings
+    prompts: Prompts
+    session: str
+    message: str
+    hits: list[Hit] | None
+    response_id: str
+
+    def sources(self) -> list[Source]:
+        return [Source(**h.citation()) for h in self.hits or []]
+
+    async def finish(self, messages: list[dict], text: str, prompt_tokens: int, completion_tokens: int) -> ChatReply:
+        """The reply as sent (an empty answer replaced by the decline, which offers a person), kept with the
+        conversation and counted against the key."""
+        s = self.settings
+        reason = handoff_reason(self.message, self.hits, text, self.prompts, s.handoff_min_cosine,
+                                s.handoff_phrases or ASK_FOR_PERSON)
+        reply = text
+        if not reply.strip():  # never an empty bubble: the decline (and the handoff says why)
+            log.warning("the model answered nothing (session %s): replying with the decline", self.session)
+            reply = self.prompts.decline_for(detect_language(self.message))
+        served = Served(id=self.response_id, model=s.served_name, messages=messages, response=reply,
+                        sources=[h.chunk_id for h in self.hits or []], session_id=self.session)
+        await run_in_threadpool(self.store.add, self.session, self.message, served)
+        spent(self.request, prompt_tokens, completion_tokens, reply, messages)
+        return ChatReply(session_id=self.session, response_id=served.id, reply=reply, sources=self.sources(),
+                         handoff=Handoff(needed=reason is not None, reason=reason),
+                         usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                     total_tokens=prompt_tokens + completion_tokens))
 
 
 async def _answer(engine: Engine, history: list[dict], message: str, hits, prompts, params: SamplingParams):
@@ -116,6 +155,54 @@ async def _answer(engine: Engine, history: list[dict], message: str, hits, promp
             if start >= len(history):
                 raise
     raise AssertionError("unreachable")
+
+
+async def _open_stream(engine: Engine, history: list[dict], message: str, hits, prompts, params: SamplingParams):
+    """As _answer, streamed: the prompt, the engine's stream and its first piece, awaited before the response
+    starts so that a prompt the engine refuses gets its error status (or is retried with less history)."""
+    for start in range(0, len(history) + 1, 2):
+        messages = build_rag_messages([*history[start:], {"role": "user", "content": message}], hits, prompts=prompts)
+        deltas = engine.stream(messages, params)
+        try:
+            return messages, deltas, await anext(deltas, None)
+        except ContextTooLong:
+            await deltas.aclose()
+            if start >= len(history):
+                raise
+        except BaseException:
+            await deltas.aclose()
+            raise
+    raise AssertionError("unreachable")
+
+
+async def _events(turn: _Turn, messages: list[dict], deltas: AsyncIterator[Delta], first: Delta | None,
+                  deadline: float, timeout: float) -> AsyncIterator[dict]:
+    """The answer as server-sent events; kept (and fed back on) only once it ended: a client that leaves
+    mid-answer stops the generation and leaves nothing behind."""
+    yield _event("start", {"session_id": turn.session, "response_id": turn.response_id,
+                           "sources": [s.model_dump() for s in turn.sources()]})
+    said, last, d = [], None, first
+    async with aclosing(deltas):
+        try:
+            while d is not None:
+                if d.text:
+                    said.append(d.text)
+                    yield _event("delta", {"text": d.text})
+                if d.finish_reason:
+                    last = d
+                async with asyncio.timeout_at(deadline):
+                    d = await anext(deltas, None)
+        except TimeoutError:  # closing the engine's stream (aclosing) stops the generation
+            yield _event("error", {"error": {"message": too_slow(timeout), "type": "server_error", "param": None,
+                                             "code": "timeout"}})
+            return
+    reply = await turn.finish(messages, "".join(said), (last and last.prompt_tokens) or 0,
+                              (last and last.completion_tokens) or 0)
+    yield {"event": "end", "data": reply.model_dump_json()}
+
+
+def _event(kind: str, data: dict) -> dict:
+    return {"event": kind, "data": json.dumps(data, ensure_ascii=False)}
 
 
 @router.post("/feedback", response_model=FeedbackReply, responses=errors(400, 404, 413, 503))

@@ -120,3 +120,39 @@ def test_feedback_becomes_a_dpo_pair_and_a_dpo_run_trains_on_it(bot, workspace, 
                         save_steps=100))
     logged = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in x for x in logged) and (r.adapter_dir / "adapter_model.safetensors").exists()
+
+
+def _sse(response: httpx.Response) -> list[tuple[str, dict]]:
+    """The (event, data) pairs of a server-sent-events body."""
+    out, event = [], None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            out.append((event, json.loads(line[5:].strip())))
+    return out
+
+
+def test_a_streamed_chat_sends_its_sources_first_and_keeps_what_it_sent(bot):
+    base, tmp = bot
+    with httpx.stream("POST", f"{base}/chat", json={"message": "Do you ship to Canada?", "stream": True},
+                      timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) <= {"delta"}, kinds
+    start, end = events[0][1], events[-1][1]
+    assert any(s["source"] == "shipping.md" for s in start["sources"]) and end["sources"] == start["sources"]
+    streamed = "".join(d["text"] for k, d in events if k == "delta")
+    # what was streamed is what is kept, or the decline where the model wrote nothing but blanks
+    assert end["reply"] == (streamed if streamed.strip() else BUILT_IN.decline_for("en"))
+    assert end["response_id"] == start["response_id"] and end["usage"]["completion_tokens"] > 0
+    kept = ChatStore(tmp / "chat.sqlite")
+    assert kept.response(start["response_id"]).response == end["reply"]
+    assert kept.history(start["session_id"])[-1] == {"role": "assistant", "content": end["reply"]}
+    with httpx.stream("POST", f"{base}/chat", json={"message": "How long does it take?", "stream": True,
+                                                     "session_id": start["session_id"]}, timeout=120) as r:
+        follow = _sse(r)
+    assert follow[-1][1]["session_id"] == start["session_id"] and len(kept.history(start["session_id"])) == 4
+    gone = httpx.post(f"{base}/chat", json={"message": "hi", "stream": True, "session_id": "s_nope"})
+    assert gone.status_code == 404 and gone.json()["error"]["param"] == "session_id"  # an error status, not a stream

@@ -156,3 +156,15 @@ def test_a_conversation_is_continued_only_with_the_key_that_started_it(keyed):
     assert other.status_code == 404 and other.json()["error"]["param"] == "session_id"
     same = httpx.post(f"{base}/chat", json=again, headers={"Authorization": f"Bearer {alice}"}, timeout=120)
     assert same.status_code == 200 and same.json()["session_id"] == again["session_id"]
+
+
+def test_the_chat_page_is_open_and_asks_for_a_key_when_the_server_has_keys(keyed):
+    base, *_ = keyed
+    page = httpx.get(base)  # no key: the page holds nothing of the server's, and asks for one
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-keys="true"' in page.text and 'data-chat="true"' in page.text and 'data-setup="true"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]  # no inline script can run
+    assert "<script>" not in page.text
+    js = httpx.get(f"{base}/web/chat.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and "/feedback" in js.text
+    assert httpx.get(f"{base}/web/other.js").status_code == 401  # only the page's own files are open
