@@ -24,3 +24,7 @@ class AgentLlmError(AgentError):
 
 class PromptChanged(AgentError):
     """A dataset built with another wording of the prompt than the workspace's (rag/prompt.py)."""
+
+
+class DeployError(AgentError):
+    """`onboard deploy` cannot write the deploy files as asked; the message says what to do."""

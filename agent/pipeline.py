@@ -245,7 +245,7 @@ def serve(ws: Workspace, model: Path | None = None, force: bool = False, **value
     run(settings, extend=partial(mount, db=ws.root / "chat.sqlite"))  # the interview beside the model
 
 
-def check_evaluated(ws: Workspace, model: Path, force: bool = False):
+def check_evaluated(ws: Workspace, model: Path, force: bool = False, anyway: str = "Serve it anyway with --force"):
     """The gate before serving: the model's last evaluation in this workspace (found by its weights'
     fingerprint) must have passed. No evaluation, or a model that cannot be fingerprinted, is a logged
     warning; a failed one is refused, naming the metric and the numbers, unless `force`.
@@ -266,8 +266,8 @@ def check_evaluated(ws: Workspace, model: Path, force: bool = False):
                     "compare it with its base.", model, ws.root)
         return report
     if not report.gate.passed:
-        msg = (f"{model} failed its last evaluation ({report.created}): {'; '.join(report.gate.reasons)}. Serve it "
-               "anyway with --force, or train again and re-run `onboard eval`.")
+        msg = (f"{model} failed its last evaluation ({report.created}): {'; '.join(report.gate.reasons)}. {anyway}, "
+               "or train again and re-run `onboard eval`.")
         if not force:
             raise GateFailed(msg)
         log.warning("%s", msg)

@@ -11,6 +11,7 @@ import typer
 from agent.cli.base import base_app
 from agent.cli.chat import chat
 from agent.cli.data import data_app
+from agent.cli.deploy import deploy
 from agent.cli.evaluate import evaluate
 from agent.cli.index import ingest, search
 from agent.cli.keys import keys_app
@@ -25,7 +26,7 @@ app = typer.Typer(help="Onboard: turn a general LLM into your company's domain e
 app.add_typer(base_app, name="base")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
-for verb in (chat, run, ingest, search, handle_errors(train), merge, export, serve, demo):
+for verb in (chat, run, ingest, search, handle_errors(train), merge, export, serve, deploy, demo):
     app.command()(verb)
 app.command("eval")(evaluate)
 

@@ -134,6 +134,12 @@ def test_serve_refuses_a_model_whose_last_evaluation_failed_unless_forced(evalua
     assert "failed its last evaluation" in caplog.text
     r = CliRunner().invoke(app, ["serve", "-w", str(ws), "--model", str(merged_model), "--port", str(free_port())])
     assert r.exit_code == 1 and "failed its last evaluation" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["deploy", "-w", str(ws), "--model", str(merged_model), "--out", str(ws / "deploy")])
+    assert r.exit_code == 1 and "failed its last evaluation" in r.output and "--ignore-gate" in r.output
+    assert not (ws / "deploy" / "compose.yaml").exists()
+    r = CliRunner().invoke(app, ["deploy", "-w", str(ws), "--model", str(merged_model), "--out", str(ws / "deploy"),
+                                 "--ignore-gate"])
+    assert r.exit_code == 0 and (ws / "deploy" / "compose.yaml").exists()
     caplog.clear()
     assert check_evaluated(Workspace(ws / "elsewhere"), merged_model) is None
     assert "served on faith" in caplog.text  # never evaluated: a warning, not a refusal
