@@ -99,6 +99,9 @@ def run(cfg: DeployConfig) -> Deployment:
     spec = _Spec(cfg=cfg, ws=ws.root.resolve(), mode=mode, model=model, base=base, adapter=adapter, name=name,
                  rag_k=card_k, max_len=cfg.max_model_len or _max_len(base or model),
                  embedder=record.get("embedding_model"), embedding_url=record.get("embedding_url"))
+    if spec.embedding_url:
+        spec.notes.append(f"the index's embeddings come from {spec.embedding_url}: the gateway container must reach "
+                          "that address (not a localhost one)")
     files = {
         "Dockerfile": _dockerfile(spec),
         "Dockerfile.dockerignore": "*\n" + "".join(f"!{p}\n" for p in _copied()) + "**/__pycache__\n",
