@@ -34,14 +34,22 @@ does not fit the machine's memory."""
 # ---------------------------------------------------------------- documents and data
 
 def ingest(ws: Workspace, docs: Path, collection: str = "onboard", chroma_url: str | None = None,
-           sync: bool = False, strict: bool = False, progress: Callable[[str, int, int], None] | None = None):
+           sync: bool = False, strict: bool = False, progress: Callable[[str, int, int], None] | None = None,
+           embedding_model: str | None = None):
     """Load, chunk, embed and store `docs` in the workspace's index. Returns `rag.IngestReport`.
 
-    `progress(phase, done, total)`: phases "load" (files), "chunk" (documents), "embed" (chunks)."""
+    `progress(phase, done, total)`: phases "load" (files), "chunk" (documents), "embed" (chunks).
+    `embedding_model`: see `rag.RagConfig` (None: the one the collection was built with, else MiniLM)."""
     from rag import RagConfig
     from rag import ingest as run
+    from rag.embeddings import DEFAULT_NAME
+    from rag.ingest_record import last_ingest, same_index
 
     cfg = RagConfig(workspace=ws.root, collection=collection, chroma_url=chroma_url)
+    if embedding_model is None:  # adding documents to an index: embedded as it was built
+        prev = last_ingest(ws.root)
+        embedding_model = prev.get("embedding_model") if same_index(prev, cfg) else None
+    cfg.embedding_model = None if embedding_model == DEFAULT_NAME else embedding_model
     return run(cfg, docs, progress=progress, sync=sync, strict=strict)
 
 

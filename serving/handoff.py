@@ -14,6 +14,12 @@ import unicodedata
 from rag.prompt import Prompts
 from rag.retrieval import Hit
 
+MIN_COSINE = {"all-MiniLM-L6-v2": 0.45, "multilingual-e5-small": 0.85}
+"""The best-cosine line between "the documents answer this" and "they hold nothing on it", per embedding model
+(`handoff_min_cosine` overrides). MiniLM, on the Debian FAQ: answerable English questions 0.62-0.89, out-of-domain
+0.06-0.34. multilingual-e5-small compresses every cosine into 0.7-0.95: on the example shop, answerable
+questions 0.85-0.92, out-of-domain ones 0.74-0.85, in both languages (bench/RESULTS.md)."""
+
 ASK_FOR_PERSON = (
     "a human", "human agent", "live agent", "real person", "a person", "representative", "operator",
     "talk to someone", "speak to someone", "customer service", "人工", "真人", "客服", "工作人员",
@@ -38,12 +44,19 @@ def asks_for_person(message: str, phrases: tuple[str, ...] | list[str] = ASK_FOR
     return None
 
 
-def nothing_relevant(hits: list[Hit], min_cosine: float) -> bool:
-    """Whether retrieval found nothing a person would call relevant (see the module's docstring)."""
+def min_cosine_for(embedder: str, given: float | None) -> float | None:
+    """The handoff line for an index embedded by `embedder`: `given` (the setting), else MIN_COSINE's, else
+    None (an embedding model nobody measured: only the BM25 rule applies)."""
+    return given if given is not None else MIN_COSINE.get(embedder)
+
+
+def nothing_relevant(hits: list[Hit], min_cosine: float | None) -> bool:
+    """Whether retrieval found nothing a person would call relevant (see the module's docstring); `min_cosine`
+    None: by BM25 alone."""
     if not hits:
         return True
     dense = [h.metadata["dense_score"] for h in hits if "dense_score" in h.metadata]
-    if dense:
+    if dense and min_cosine is not None:
         return max(dense) < min_cosine
     return not any(h.metadata.get("bm25_score", 0) > 0 for h in hits)
 
@@ -58,7 +71,7 @@ def declines(answer: str, prompts: Prompts) -> bool:
     return False
 
 
-def handoff_reason(message: str, hits: list[Hit] | None, answer: str, prompts: Prompts, min_cosine: float,
+def handoff_reason(message: str, hits: list[Hit] | None, answer: str, prompts: Prompts, min_cosine: float | None,
                    phrases: tuple[str, ...] | list[str] = ASK_FOR_PERSON) -> str | None:
     """Why the conversation should go to a person, or None. `hits` None: the server retrieves nothing."""
     if (p := asks_for_person(message, phrases)) is not None:

@@ -93,10 +93,11 @@ class ServeSettings(BaseSettings):
         "the prompt would not fit the model's context, are left out).")
     chat_retention_days: float = Field(
         30.0, gt=0, description="/chat: conversations and answers older than this are deleted at start-up.")
-    handoff_min_cosine: float = Field(
-        0.45, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
-        "and a person should take over (handoff). On the Debian FAQ, answerable English questions scored 0.62-0.89 "
-        "and out-of-domain ones 0.06-0.34 (bench/handoff_threshold.py, bench/RESULTS.md).")
+    handoff_min_cosine: float | None = Field(
+        None, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
+        "and a person should take over (handoff). Default: by the index's embedding model (serving/handoff.py "
+        "MIN_COSINE: all-MiniLM-L6-v2 0.45, multilingual-e5-small 0.85; measured with bench/handoff_threshold.py); "
+        "for another model, set it, else only the BM25 rule applies (logged at start-up).")
     handoff_phrases: list[str] | None = Field(
         None, description="/chat: phrases with which a customer asks for a person (JSON list); default: the "
         "built-in English and Chinese ones (serving/handoff.py).")

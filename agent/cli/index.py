@@ -24,6 +24,10 @@ def ingest(
     chroma_url: ChromaOpt = None,
     sync: Annotated[bool, typer.Option(help="Also remove chunks of files deleted from DOCS.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
+    embedding_model: Annotated[str | None, typer.Option(
+        help="all-MiniLM-L6-v2 (English), multilingual-e5-small (English, Chinese and ~100 more languages), or a "
+             "sentence-transformers folder [default: the one the index was built with, else all-MiniLM-L6-v2]; an "
+             "index keeps the model it was built with.")] = None,
     verbose: VerboseOpt = False,
 ):
     """Load, chunk, embed and store documents in the workspace's index (incremental, idempotent)."""
@@ -32,7 +36,8 @@ def ingest(
 
     with stage_bars() as update:
         r = pipeline.ingest(Workspace(workspace), docs, collection=collection or "onboard", chroma_url=chroma_url,
-                            sync=sync, strict=strict, progress=lambda phase, d, n: update(PHASES[phase], d, n))
+                            sync=sync, strict=strict, embedding_model=embedding_model,
+                            progress=lambda phase, d, n: update(PHASES[phase], d, n))
     console.print(
         f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
         f"({r.total_in_store} in the index, {r.seconds:.1f} s)"

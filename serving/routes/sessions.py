@@ -31,7 +31,7 @@ from serving.conformance import valid_unicode
 from serving.deps import EngineDep, PromptsDep, RagKDep, RetrieverDep, SettingsDep
 from serving.engines.base import Delta, Engine, SamplingParams
 from serving.errors import ChatOff, ContextTooLong, NotFound
-from serving.handoff import ASK_FOR_PERSON, handoff_reason
+from serving.handoff import ASK_FOR_PERSON, handoff_reason, min_cosine_for
 from serving.metrics import observe
 from serving.openapi import errors, sse
 from serving.protocol import (
@@ -97,7 +97,8 @@ async def chat(req: ChatRequest, request: Request, settings: SettingsDep, engine
         hits = await run_in_threadpool(retriever.search, retrieval_query(message, history), rag_k)
         observe(request, retrieval=time.monotonic() - t0)
     params = SamplingParams(max_new_tokens=settings.max_new_tokens, requested=True)
-    turn = _Turn(request, store, settings, prompts, session, message, hits, f"resp_{uuid.uuid4().hex}")
+    threshold = min_cosine_for(retriever.embedder.name, settings.handoff_min_cosine) if retriever is not None else None
+    turn = _Turn(request, store, settings, prompts, session, message, hits, f"resp_{uuid.uuid4().hex}", threshold)
     if req.stream:
         async with within(deadline, settings):
             messages, deltas, first = await _open_stream(engine, history, message, hits or [], prompts, params)
@@ -120,6 +121,7 @@ class _Turn:
     message: str
     hits: list[Hit] | None
     response_id: str
+    min_cosine: float | None
 
     def sources(self) -> list[Source]:
         return [Source(**h.citation()) for h in self.hits or []]
@@ -128,7 +130,7 @@ class _Turn:
         """The reply as sent (an empty answer replaced by the decline, which offers a person), kept with the
         conversation and counted against the key."""
         s = self.settings
-        reason = handoff_reason(self.message, self.hits, text, self.prompts, s.handoff_min_cosine,
+        reason = handoff_reason(self.message, self.hits, text, self.prompts, self.min_cosine,
                                 s.handoff_phrases or ASK_FOR_PERSON)
         reply = text
         if not reply.strip():  # never an empty bubble: the decline (and the handoff says why)

