@@ -1,6 +1,6 @@
 """Retrieval quality on the Debian FAQ (English and Chinese): dense vs BM25 vs hybrid.
 
-    .venv/bin/python bench/retrieval_quality.py
+    .venv/bin/python bench/retrieval_quality.py [--embedding-model multilingual-e5-small]
 
 Each numbered question heading is a query; its answer section (ingested without the heading, so
 no method wins by copying the question) is the target. Both languages share one collection, as in
@@ -20,6 +20,11 @@ from bench.common import write_corpus  # noqa: E402
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--embedding-model", default=None, help="as `onboard ingest --embedding-model` [default: MiniLM]")
+    args = ap.parse_args()
     import torch
 
     torch.set_num_threads(2)
@@ -28,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs"
         queries = write_corpus(docs)
-        cfg = RagConfig(workspace=Path(tmp) / "ws")
+        cfg = RagConfig(workspace=Path(tmp) / "ws", embedding_model=args.embedding_model)
         t0 = time.perf_counter()
         rep = ingest(cfg, docs)
         print(f"corpus: {rep.documents} answer sections -> {rep.chunks} chunks, ingested in {time.perf_counter() - t0:.0f} s;"
