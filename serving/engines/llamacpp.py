@@ -5,22 +5,32 @@ stops the child.
 
 llama-cpp-python is an extra (a C++ build of a few minutes): `make setup LLAMACPP=1`, or point
 ONBOARD_LLAMACPP_PYTHON at any Python that has `llama_cpp.server`.
+
+llama-cpp-python's server sends no usage in streams (it ignores `stream_options.include_usage`) and has no
+chat-token count: this engine counts them itself, exactly as llama.cpp does (the GGUF's own chat template,
+rendered as llama-cpp-python renders it, and the server's /extras/tokenize/count), so a streamed answer's
+tokens are reported and charged to its key like any other, and prompts are checked against the context.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
+from serving.engines.base import Delta, SamplingParams
 from serving.engines.remote import RemoteEngine
-from serving.errors import ModelNotLoaded, UpstreamError
+from serving.errors import ModelNotLoaded, TokenCountUnavailable, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,9 @@ class LlamaCppEngine(RemoteEngine):
                 start (its log's last lines say why).
         """
         gguf = Path(gguf)
+        self.gguf = gguf
+        self._template = None
+        self._bos_count: int | None = None
         if gguf.suffix != ".gguf" or not gguf.is_file():
             raise ModelNotLoaded(f"{gguf}: engine llamacpp serves a .gguf file; write one with `onboard export "
                                  "--format gguf` and pass it as --model.")
@@ -99,6 +112,40 @@ class LlamaCppEngine(RemoteEngine):
         return UpstreamError(f"llama.cpp's server exited ({self._child.returncode}) while answering; the end of its "
                              f"log ({self.log_path}):\n{self._tail()}")
 
+    async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The upstream's stream, its last piece with the token counts llama.cpp does not send."""
+        said = []
+        async for d in super().stream(messages, params):
+            if d.finish_reason is not None and d.prompt_tokens is None:
+                said.append(d.text)
+                d = replace(d, prompt_tokens=await self.count_tokens(messages),
+                            completion_tokens=await self._count("".join(said)))
+            elif d.text:
+                said.append(d.text)
+            yield d
+
+    async def count_tokens(self, messages: list[dict]) -> int:
+        """The prompt's tokens as llama.cpp counts them: the GGUF's chat template, then its tokenizer."""
+        if self._template is None:
+            self._template = await asyncio.to_thread(_chat_template, self.gguf)
+        render, bos, eos = self._template
+        return await self._count(render(messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True),
+                                 whole_prompt=True)
+
+    async def _count(self, text: str, whole_prompt: bool = False) -> int:
+        """Tokens of `text` (llama.cpp's tokenizer, special tokens read as such); a prompt keeps the BOS that
+        llama.cpp puts before it, an answer does not."""
+        root = self.url.removesuffix("/v1")
+        try:
+            if self._bos_count is None:
+                r = await self._client.post(f"{root}/extras/tokenize/count", json={"input": ""})
+                self._bos_count = r.json()["count"]
+            r = await self._client.post(f"{root}/extras/tokenize/count", json={"input": text})
+            count = r.json()["count"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            raise TokenCountUnavailable(f"llama.cpp's server could not count tokens ({type(e).__name__}: {e}).") from None
+        return count if whole_prompt else count - self._bos_count
+
     async def ready(self) -> str | None:
         if self._child.poll() is not None:
             return f"llama.cpp's server exited ({self._child.returncode}); see {self.log_path}"
@@ -107,3 +154,44 @@ class LlamaCppEngine(RemoteEngine):
     async def close(self) -> None:
         await super().close()
         self._stop()
+
+
+def _chat_template(gguf: Path):
+    """(render, bos text, eos text) from the GGUF's metadata, rendered as llama-cpp-python's Jinja2ChatFormatter
+    renders it (transformers' chat-template environment).
+
+    Raises:
+        TokenCountUnavailable: the GGUF has no chat template.
+    """
+    from datetime import datetime
+
+    from gguf import GGUFReader
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class IgnoreGeneration(Extension):  # {% generation %} ... {% endgeneration %}: the text, as transformers does
+        tags = {"generation"}
+
+        def parse(self, parser):
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    def raise_exception(message: str):
+        raise TokenCountUnavailable(f"the chat template of {gguf} refuses these messages: {message}")
+
+    fields = GGUFReader(gguf).fields
+    if "tokenizer.chat_template" not in fields:
+        raise TokenCountUnavailable(f"{gguf} has no chat template, so its chat tokens cannot be counted.")
+    tokens = fields["tokenizer.ggml.tokens"]
+
+    def token(key: str) -> str:
+        if key not in fields:
+            return ""
+        return bytes(tokens.parts[tokens.data[int(fields[key].contents())]]).decode("utf-8", errors="replace")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[IgnoreGeneration, loopcontrols])
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
+    env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    template = env.from_string(fields["tokenizer.chat_template"].contents())
+    return template.render, token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")

@@ -7,6 +7,7 @@ ONBOARD_LLAMACPP_PYTHON's, and is skipped where there is none (CI)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -50,9 +51,14 @@ def test_a_gguf_is_served_by_llamacpp_with_retrieval_and_stopped_with_the_server
             r = httpx.post(f"{base}/v1/chat/completions", json=ask, timeout=120).json()
             assert r["choices"][0]["message"]["content"] and len(r["sources"]) == 2
             assert r["usage"]["completion_tokens"] > 0
-            with httpx.stream("POST", f"{base}/v1/chat/completions", json={**ask, "stream": True}, timeout=120) as s:
+            streamed = {**ask, "stream": True, "stream_options": {"include_usage": True}}
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=streamed, timeout=120) as s:
                 lines = [line for line in s.iter_lines() if line.startswith("data: ")]
             assert lines[-1] == "data: [DONE]" and len(lines) > 3
+            # llama.cpp sends no usage in streams: counted here, exactly as llama.cpp counts (the same greedy answer)
+            assert json.loads(lines[-2].removeprefix("data: "))["usage"] == r["usage"]
+            counted = httpx.post(f"{base}/tokenize", json={"model": "shop", "messages": ask["messages"]}).json()
+            assert counted["count"] > 0
             assert httpx.get(f"{base}/readyz").status_code == 200
     finally:
         asyncio.run(engine.close())
