@@ -110,6 +110,7 @@ def run(cfg: DeployConfig) -> Deployment:
         "k8s/vllm.yaml": _yaml_all(_k8s_vllm(spec)),
         "k8s/chroma.yaml": _yaml_all(_k8s_chroma(spec)),
         "k8s/gateway.yaml": _yaml_all(_k8s_gateway(spec)),
+        "k8s-setup/loader.yaml": _yaml_all([_k8s_loader()]),
         "README.md": _readme(spec),
     }
     out = cfg.out.resolve()
@@ -409,6 +410,17 @@ def _k8s_gateway(s: _Spec) -> list[dict]:
     return [_deployment("onboard-gateway", container, volumes, _NON_ROOT), _service("onboard-gateway", s.cfg.port)]
 
 
+def _k8s_loader() -> dict:
+    """A pod that mounts the three claims, to copy the model, the index and the workspace in (then deleted:
+    the claims are ReadWriteOnce)."""
+    claims = {"models": "onboard-models", "index": "onboard-chroma", "workspace": "onboard-workspace"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta("onboard-loader"),
+            "spec": {**_NON_ROOT, "restartPolicy": "Never",
+                     "containers": [{"name": "loader", "image": "busybox:1.36", "command": ["sleep", "86400"],
+                                     "volumeMounts": [{"name": n, "mountPath": f"/{n}"} for n in claims]}],
+                     "volumes": [{"name": n, "persistentVolumeClaim": {"claimName": c}} for n, c in claims.items()]}}
+
+
 # --------------------------------------------------------------------------------------------------- writing
 
 def _yaml(doc: dict, how: str) -> str:
@@ -424,8 +436,9 @@ def _readme(s: _Spec) -> str:
     out = s.cfg.out.resolve()
     served = (f"the merged model {s.model}" if s.mode == "merged"
               else f"the base {s.base} with the LoRA adapter {s.adapter}")
-    k8s_model = ("kubectl cp MODEL onboard-loader:/models/model" if s.mode == "merged" else
-                 "kubectl cp BASE onboard-loader:/models/base; kubectl cp ADAPTER onboard-loader:/models/adapter")
+    k8s_model = (f"`kubectl cp {s.model} onboard-loader:/models/model`" if s.mode == "merged" else
+                 f"`kubectl cp {s.base} onboard-loader:/models/base` and `kubectl cp {s.adapter} "
+                 "onboard-loader:/models/adapter`")
     notes = "".join(f"- Note: {n}.\n" for n in s.notes)
     return f"""# Deploying `{s.name}`
 
@@ -445,12 +458,13 @@ stay there, on the host. `docker compose ... logs gateway` shows what it does.
 
 ## Kubernetes
 
-1. Build and push the gateway image (it also runs the chroma service):
-   `docker build -f {out / 'Dockerfile'} -t REGISTRY/{s.cfg.image} {ROOT}`, push it, and set that name as the
-   `image` of k8s/chroma.yaml and k8s/gateway.yaml.
-2. `kubectl apply -f {out / 'k8s' / 'storage.yaml'}`, then copy the data into the claims (a pod that mounts them,
-   e.g. `onboard-loader`): {k8s_model}; the workspace's `chroma/` folder into onboard-chroma (at its root); the
-   rest of the workspace into onboard-workspace.
+1. Build the gateway image (it also runs the chroma service) and push it where the cluster pulls from:
+   `docker build -f {out / 'Dockerfile'} -t {s.cfg.image} {ROOT}` and `docker push {s.cfg.image}` (the manifests
+   name it; `onboard deploy --image REGISTRY/NAME:TAG --force` writes them with your registry's name).
+2. `kubectl apply -f {out / 'k8s' / 'storage.yaml'} -f {out / 'k8s-setup' / 'loader.yaml'}`, then copy the data
+   into the claims through the loader pod: {k8s_model}; the workspace's `chroma/` folder's contents into
+   onboard-loader:/index; the rest of the workspace into onboard-loader:/workspace. Then `kubectl delete pod
+   onboard-loader` (the claims are ReadWriteOnce).
 3. `kubectl apply -f {out / 'k8s'}`. vLLM asks for one `nvidia.com/gpu`; its start-up probe allows 15 minutes
    to load the weights. Probes: /healthz (alive) and /readyz (model and index ready) on the gateway.
 4. Keys: `kubectl exec deploy/onboard-gateway -- onboard keys create my-site -w /workspace`.

@@ -130,6 +130,10 @@ def test_the_kubernetes_manifests_validate_and_agree(deployed):
     assert gateway["securityContext"]["runAsNonRoot"] is True
     images = {deployments[n]["spec"]["template"]["spec"]["containers"][0]["image"] for n in ("onboard-gateway", "onboard-chroma")}
     assert images == {yaml.safe_load((d.out / "compose.yaml").read_text())["services"]["gateway"]["image"]}
+    (loader,) = yaml.safe_load_all((d.out / "k8s-setup" / "loader.yaml").read_text())  # to copy the data in
+    kubernetes_validate.validate(loader, K8S, strict=True)
+    assert {v["persistentVolumeClaim"]["claimName"] for v in loader["spec"]["volumes"]} == claims
+    assert "onboard-loader:/models/model" in (d.out / "README.md").read_text()
 
 
 def test_an_adapter_is_served_on_its_base_with_lora(workspace, qlora_run, tiny_base, tmp_path):
