@@ -143,6 +143,7 @@ def _open_retriever(settings: ServeSettings):
 
     retriever = Retriever(RagConfig.from_workspace(settings.workspace, collection=settings.collection))
     retriever.count()  # fail at start-up, not on the first request, if the index is missing
+    retriever.embedder.embed_query("warm-up")  # the embedding model loads now, not in a customer's first answer
     return retriever
 
 
