@@ -55,11 +55,13 @@ def main() -> None:
     for lang in sorted({lang for lang, _ in by}):
         ans, ood = by.get((lang, "answerable"), []), by.get((lang, "out-of-domain"), [])
         scored = best.get((lang, "answerable")) or best.get((lang, "out-of-domain"))
-        grid = sorted({round(x / 100, 2) for x in range(10, 61, 5)} | {0.3}) if scored else [None]
+        seen = (best.get((lang, "answerable")) or []) + (best.get((lang, "out-of-domain")) or [])
+        lo, hi = (min(seen), max(seen)) if seen else (0.0, 0.0)  # the grid spans the cosines this embedder gives
+        grid = sorted({round(lo + (hi - lo) * i / 12, 2) for i in range(13)}) if scored else [None]
         results = []
         for t in grid:
-            a = sum(nothing_relevant(h, t if t is not None else 0.0) for h in ans)
-            o = sum(nothing_relevant(h, t if t is not None else 0.0) for h in ood)
+            a = sum(nothing_relevant(h, t) for h in ans)  # t None: the BM25 rule alone
+            o = sum(nothing_relevant(h, t) for h in ood)
             bal = ((len(ans) - a) / max(len(ans), 1) + o / max(len(ood), 1)) / 2
             results.append((bal, t))
             shown = "BM25 rule" if t is None else f"{t:.2f}"
