@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -143,28 +141,9 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def start(ws: Path, guarded: bool, tokens: int):
-    import socket
+    from bench.common import serve_self
 
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--ws", str(ws), "--tokens", str(tokens)]
-                            + (["--guarded"] if guarded else []), env=env)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode})")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the server did not start")
+    return serve_self(__file__, ["--ws", str(ws), "--tokens", str(tokens)] + (["--guarded"] if guarded else []))
 
 
 def main() -> None:

@@ -4,8 +4,11 @@ the Debian Reference manual (real documentation that is not a FAQ)."""
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -82,3 +85,31 @@ def write_corpus(dest: Path) -> list[dict]:
             (dest / rel).write_text(body + "\n", encoding="utf-8")
             queries.append({"query": question, "target": rel, "language": lang})
     return queries
+
+
+def serve_self(script: str, args: list[str], timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """A bench's own server mode, `script --serve PORT ARGS`, in a process of its own on a free loopback port
+    (ONBOARD_* variables left out): (the process, its base URL) once /healthz answers."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, script, "--serve", str(port), *args], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited ({proc.returncode})")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit(f"the server did not answer /healthz within {timeout:.0f} s")

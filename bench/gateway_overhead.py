@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,25 +109,12 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.tokens)
         return
-    import socket
 
-    import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--tokens", str(args.tokens)], env=env)
+    from bench.common import serve_self
+
+    proc, base = serve_self(__file__, ["--tokens", str(args.tokens)])
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited ({proc.returncode})")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         engine_s = asyncio.run(direct(args.tokens, args.requests))
         print(f"instant engine, {args.tokens} pieces per streamed answer, {args.requests} streams per row; "
               f"the engine alone: {engine_s * 1e3:.3f} ms per answer")
