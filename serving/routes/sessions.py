@@ -4,7 +4,9 @@ its answers, appended to the file `onboard data build --kind dpo` turns into pre
 A follow-up ("and in China?", "那退货呢？") is retrieved for together with the customer's previous question, so
 it finds what the conversation is about; the prompt holds the conversation's last `history_turns` messages
 (fewer when the prompt would not fit the model's context). Each reply says whether a person should take over
-(serving/handoff.py).
+(serving/handoff.py). With `stream: true` the reply comes as server-sent events (the chat page's way): `start`
+(session, response id, sources), `delta` pieces, `end` (the whole ChatReply); an answer is kept, and can be
+given feedback, once it has ended: a customer who leaves mid-answer stops the generation and leaves nothing.
 """
 
 from __future__ import annotations
