@@ -151,11 +151,9 @@ function renderHandoff(item, handoff) {
 
 function renderFeedback(item, responseId) {
   const bar = el("div", "feedback");
-  const up = el("button", "thumb up", "👍");
-  const down = el("button", "thumb down", "👎");
+  const up = el("button", "thumb up", `✓ ${t("up")}`);  // text, not emoji: shown by any font
+  const down = el("button", "thumb down", `✗ ${t("down")}`);
   up.type = down.type = "button";
-  up.title = t("up");
-  down.title = t("down");
   const done = (text) => { bar.textContent = ""; bar.append(el("span", "thanks", text)); };
   const send = async (body) => {
     const r = await fetch("/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
