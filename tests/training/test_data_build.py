@@ -272,10 +272,11 @@ def test_a_model_that_declines_in_other_words_makes_no_pair():
     answer = {"messages": [{"role": "user", "content": "Hours?"}, {"role": "assistant", "content": decline}],
               "meta": {"rule": "question-heading"}}
     triples, counts = make_triples([ex, ex, ex, answer],
-                                   [decline.upper() + " Thank you!", "I cannot find this", "Sunny, 20 degrees.",
-                                    decline + " Thanks"])
+                                   [decline.upper() + " Thank you!", "I cannot find this", "Sunny, 20 degrees [2].",
+                                    decline + " Thanks [1]"])
+    # an invented answer to decline loses its [n]: the pair must not teach against citing; an answer keeps them
     assert [t["rejected"][0]["content"] for t in triples] == ["I cannot find this", "Sunny, 20 degrees.",
-                                                              decline + " Thanks"]
+                                                              decline + " Thanks [1]"]
     assert counts["model-already-right"] == 1
 
 
