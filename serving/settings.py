@@ -96,7 +96,7 @@ class ServeSettings(BaseSettings):
     handoff_min_cosine: float | None = Field(
         None, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
         "and a person should take over (handoff). Default: by the index's embedding model (serving/handoff.py "
-        "MIN_COSINE: all-MiniLM-L6-v2 0.45, multilingual-e5-small 0.85; measured with bench/handoff_threshold.py); "
+        "MIN_COSINE: all-MiniLM-L6-v2 0.45, multilingual-e5-small 0.87; measured with bench/handoff_threshold.py); "
         "for another model, set it, else only the BM25 rule applies (logged at start-up).")
     handoff_phrases: list[str] | None = Field(
         None, description="/chat: phrases with which a customer asks for a person (JSON list); default: the "
