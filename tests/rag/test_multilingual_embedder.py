@@ -55,6 +55,13 @@ def test_an_index_keeps_its_embedding_model(indexes):
         pipeline.ingest(Workspace(e5), DOCS, embedding_model="all-MiniLM-L6-v2")
 
 
+def test_tokens_are_the_texts_own():
+    from rag.embeddings import E5Embedder
+
+    e5 = E5Embedder()
+    assert e5.count_tokens("") == 0 and e5.count_tokens("hello world") == 2
+
+
 def test_the_handoff_line_follows_the_embedding_model(indexes):
     e5, _ = indexes
     assert min_cosine_for(E5_NAME, None) == 0.87 and min_cosine_for("all-MiniLM-L6-v2", None) == 0.45
