@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from agent.cli.common import DEFAULT_WS, VerboseOpt, WorkspaceOpt
+from agent.deploy.spec import DeployConfig as D  # the defaults are declared once, there
 from agent.ui import handle_errors, setup
 
 
@@ -19,11 +20,11 @@ def deploy(
     base: Annotated[Path | None, typer.Option(help="With an adapter: its base model's folder [default: the one "
                                                    "the adapter names].")] = None,
     name: Annotated[str | None, typer.Option(help="The model's name in the API [default: the folder's name].")] = None,
-    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8080,
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = D.port,
     image: Annotated[str, typer.Option(help="The gateway image's name (push it to your registry for "
-                                            "Kubernetes).")] = "onboard-gateway:latest",
-    vllm_image: Annotated[str, typer.Option(help="The vLLM image.")] = "vllm/vllm-openai:v0.11.0",
-    gpu_memory_utilization: Annotated[float, typer.Option(min=0.05, max=1.0)] = 0.90,
+                                            "Kubernetes).")] = D.image,
+    vllm_image: Annotated[str, typer.Option(help="The vLLM image.")] = D.vllm_image,
+    gpu_memory_utilization: Annotated[float, typer.Option(min=0.05, max=1.0)] = D.gpu_memory_utilization,
     max_model_len: Annotated[int | None, typer.Option(min=1, help="[default: the model's max_position_embeddings]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write over deploy files already in --out.")] = False,
     ignore_gate: Annotated[bool, typer.Option("--ignore-gate", help="Deploy a model whose last `onboard eval` "
@@ -33,9 +34,9 @@ def deploy(
     """Write the files that serve MODEL with vLLM (GPU) behind the Onboard gateway and the workspace's index:
     a Dockerfile built from this project, compose.yaml, and Kubernetes manifests."""
     setup(verbose)
-    from agent.deploy import DeployConfig, run
+    from agent.deploy import run
 
-    d = run(DeployConfig(workspace=workspace, model=model, out=out, base=base, name=name, port=port, image=image,
+    d = run(D(workspace=workspace, model=model, out=out, base=base, name=name, port=port, image=image,
                          vllm_image=vllm_image, gpu_memory_utilization=gpu_memory_utilization,
                          max_model_len=max_model_len, force=force, ignore_gate=ignore_gate))
     typer.echo(f"wrote {len(d.files)} files to {d.out} ({'merged model' if d.mode == 'merged' else 'base + LoRA'} "
