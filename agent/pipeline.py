@@ -16,7 +16,7 @@ and prints (agent/cli/); the agent's tools will call the same functions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,20 +35,24 @@ does not fit the machine's memory."""
 
 def ingest(ws: Workspace, docs: Path, collection: str = "onboard", chroma_url: str | None = None,
            sync: bool = False, strict: bool = False, progress: Callable[[str, int, int], None] | None = None,
-           embedding_model: str | None = None):
+           embedding_model: str | None = None, languages: Sequence[str] | None = None):
     """Load, chunk, embed and store `docs` in the workspace's index. Returns `rag.IngestReport`.
 
     `progress(phase, done, total)`: phases "load" (files), "chunk" (documents), "embed" (chunks).
-    `embedding_model`: see `rag.RagConfig` (None: the one the collection was built with, else MiniLM)."""
+    `embedding_model`: see `rag.RagConfig`; None: the one the collection was built with, else, for a new index,
+    multilingual-e5-small when `languages` (those the assistant serves) go beyond English, else MiniLM."""
     from rag import RagConfig
     from rag import ingest as run
-    from rag.embeddings import DEFAULT_NAME
+    from rag.embeddings import DEFAULT_NAME, E5_NAME
     from rag.ingest_record import last_ingest, same_index
 
     cfg = RagConfig(workspace=ws.root, collection=collection, chroma_url=chroma_url)
-    if embedding_model is None:  # adding documents to an index: embedded as it was built
+    if embedding_model is None:
         prev = last_ingest(ws.root)
-        embedding_model = prev.get("embedding_model") if same_index(prev, cfg) else None
+        if same_index(prev, cfg):  # adding documents to an index: embedded as it was built
+            embedding_model = prev.get("embedding_model")
+        elif set(languages or ()) - {"en"}:  # MiniLM is English-only (bench/RESULTS.md, issue 17)
+            embedding_model = E5_NAME
     cfg.embedding_model = None if embedding_model == DEFAULT_NAME else embedding_model
     return run(cfg, docs, progress=progress, sync=sync, strict=strict)
 

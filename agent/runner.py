@@ -151,9 +151,11 @@ def base_model(plan: Plan, ws: Workspace, hooks: Hooks) -> str:
 def ingest(plan: Plan, ws: Workspace, hooks: Hooks) -> None:
     from agent import pipeline
 
-    rep = pipeline.ingest(ws, plan.docs, progress=lambda phase, d, n: _progress(hooks, f"ingest: {phase}", d, n))
-    hooks.say(hooks.t(f"ingested {plan.docs}: {rep.documents} documents, {rep.chunks} chunks",
-                      f"已导入 {plan.docs}：{rep.documents} 个文档，{rep.chunks} 个片段"))
+    rep = pipeline.ingest(ws, plan.docs, languages=plan.languages,
+                          progress=lambda phase, d, n: _progress(hooks, f"ingest: {phase}", d, n))
+    hooks.say(hooks.t(f"ingested {plan.docs}: {rep.documents} documents, {rep.chunks} chunks, embedded with "
+                      f"{rep.embedding_model}",
+                      f"已导入 {plan.docs}：{rep.documents} 个文档，{rep.chunks} 个片段，嵌入模型 {rep.embedding_model}"))
 
 
 def dataset(plan: Plan, ws: Workspace, base: str, hooks: Hooks) -> Path:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.chunking import Chunk, chunk_document
 from rag.config import RagConfig
-from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for
+from rag.embeddings import DEFAULT_LANGUAGES, DEFAULT_NAME, E5_NAME, Embedder, OpenAIEmbedder, embedder_for
 from rag.errors import DiskFull, EmptyIndex, is_disk_full
 from rag.ingest_record import (
     IngestState,
@@ -65,6 +66,21 @@ class IngestReport:
     sources: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     """Files that could not be read, with the reason; everything else went in."""
+    embedding_model: str = ""
+    """The embedder's name, as the collection records it."""
+    languages: dict[str, int] = field(default_factory=dict)
+    """Chunks per language ("en", "zh", ...)."""
+
+    @property
+    def language_warning(self) -> str | None:
+        """One line when chunks are in a language the embedding model does not handle (MiniLM: English only)."""
+        other = {lang: n for lang, n in self.languages.items() if lang not in DEFAULT_LANGUAGES}
+        if self.embedding_model != DEFAULT_NAME or not other:
+            return None
+        said = ", ".join(f"{n} in {lang}" for lang, n in sorted(other.items()))
+        return (f"{said} of {self.chunks} chunks: {DEFAULT_NAME} is English-only, so those are found by their words "
+                f"alone (BM25), not by their meaning. For them, ingest into a new workspace with --embedding-model "
+                f"{E5_NAME}.")
 
 
 def embed_text(chunk) -> str:
@@ -112,7 +128,8 @@ def run(
     loaded = load_documents(docs_path, strict=strict, progress=phase("load"))  # validates before anything is touched
     chunks = _chunk_all(loaded.documents, cfg, embedder, phase("chunk"))
     report = IngestReport(documents=len(loaded.documents), chunks=len(chunks), root=loaded.root,
-                          sources=[d.source for d in loaded.documents], skipped=loaded.skipped)
+                          sources=[d.source for d in loaded.documents], skipped=loaded.skipped,
+                          embedding_model=embedder.name, languages=dict(Counter(c.language for c in chunks)))
     try:
         _write(cfg, docs_path, loaded, chunks, embedder, report, sync, phase("embed"), t0)
     except Exception as e:

@@ -40,8 +40,11 @@ def ingest(
                             progress=lambda phase, d, n: update(PHASES[phase], d, n))
     console.print(
         f"{r.documents} documents, {r.chunks} chunks: {r.added} added, {r.unchanged} unchanged, {r.removed} removed "
-        f"({r.total_in_store} in the index, {r.seconds:.1f} s)"
+        f"({r.total_in_store} in the index, {r.seconds:.1f} s; embedded with {r.embedding_model})"
     )
+    if r.language_warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(r.language_warning)}", highlight=False, markup=True,
+                          soft_wrap=True)
     if r.skipped:
         table = Table("skipped file", "reason", title=f"{len(r.skipped)} file(s) skipped", title_style="yellow")
         for s in r.skipped:

@@ -50,6 +50,22 @@ def test_unreadable_file_is_reported_and_the_rest_ingested_strict_touches_nothin
     assert Retriever(RagConfig(workspace=ws)).count() == 1
 
 
+def test_chinese_chunks_in_an_english_only_index_are_warned_of(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "en.md").write_text("# Returns\n\nItems can be returned within 30 days.\n")
+    (docs / "zh.md").write_text("# 退货\n\n商品在收货后 30 天内可以退货。\n", encoding="utf-8")
+    r = runner.invoke(app, ["ingest", str(docs), "-w", str(tmp_path / "ws")], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, _err(r)
+    said = " ".join(_err(r).split())
+    assert "embedded with all-MiniLM-L6-v2" in said
+    assert "1 in zh of 2 chunks: all-MiniLM-L6-v2 is English-only" in said
+    assert "--embedding-model multilingual-e5-small" in said
+    (docs / "zh.md").unlink()
+    r = runner.invoke(app, ["ingest", str(docs), "-w", str(tmp_path / "en-only")])
+    assert r.exit_code == 0 and "English-only" not in _err(r)
+
+
 def test_sync_removes_chunks_of_deleted_files(tmp_path):
     from rag import RagConfig, Retriever
 

