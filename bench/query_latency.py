@@ -5,7 +5,7 @@
 Chunk texts are real sentences (Debian FAQ, English and Chinese) recombined; embedding 100k chunks
 with MiniLM would take about an hour here, so each synthetic chunk's vector is a normalised mix of
 two real chunk embeddings plus noise (realistic neighbourhoods for the HNSW graph). Queries are the
-FAQ's real questions, embedded live by MiniLM on every call, as a user's would be.
+FAQ's real questions, embedded live (MiniLM, or `--embedding-model`) on every call, as a user's would be.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_corpus  # noqa: E402
 
 
-def build(cfg, n: int, pool: list[tuple[str, str]], vecs, rng: random.Random) -> float:
+def build(cfg, name: str, n: int, pool: list[tuple[str, str]], vecs, rng: random.Random) -> float:
     import numpy as np
 
     from rag.retrieval import rebuild_bm25
     from rag.store import get_collection
 
-    col = get_collection(cfg, "all-MiniLM-L6-v2", create=True)
+    col = get_collection(cfg, name, create=True)
     t0 = time.perf_counter()
     for start in range(0, n, 5000):
         m = min(5000, n - start)
@@ -47,13 +47,13 @@ def build(cfg, n: int, pool: list[tuple[str, str]], vecs, rng: random.Random) ->
     return time.perf_counter() - t0
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], embedding_model: str | None = None) -> None:
     import numpy as np
     import torch
 
     torch.set_num_threads(2)
     from rag import RagConfig, Retriever
-    from rag.embeddings import Embedder
+    from rag.embeddings import embedder_for
 
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,14 +64,15 @@ def main(sizes: list[int]) -> None:
             for s in re.split(r"(?<=[.!?。！？])\s*", f.read_text()):
                 if len(s.strip()) > 20:
                     sents.append((" ".join(s.split()), lang))
-        emb = Embedder()
+        emb = embedder_for(RagConfig(workspace=Path(tmp), embedding_model=embedding_model))
         pool = sents[:2000]
         vecs = np.array(emb.embed([s for s, _ in pool]))
-        print(f"{len(pool)} real sentences embedded; {len(queries)} real questions as queries; torch threads 2")
+        print(f"{len(pool)} real sentences embedded by {emb.name}; {len(queries)} real questions as queries; "
+              "torch threads 2")
         print("| chunks | mode | p50 ms | p95 ms | mean ms |\n| --- | --- | --- | --- | --- |")
         for n in sizes:
-            cfg = RagConfig(workspace=Path(tmp) / f"ws{n}")
-            secs = build(cfg, n, pool, vecs, rng)
+            cfg = RagConfig(workspace=Path(tmp) / f"ws{n}", embedding_model=embedding_model)
+            secs = build(cfg, emb.name, n, pool, vecs, rng)
             r = Retriever(cfg, emb)
             r.search("warm up", k=5)
             r.search("预热", k=5)
@@ -87,4 +88,10 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
+    ap.add_argument("--embedding-model", default=None, help="as `onboard ingest --embedding-model` [default: MiniLM]")
+    args = ap.parse_args()
+    main(args.sizes, args.embedding_model)

@@ -55,6 +55,9 @@ class RagConfig:
     """A cross-encoder model folder; when set, the fused candidates are re-ranked by it."""
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     """hybrid: dense + BM25 fused by reciprocal rank fusion."""
+    query_expansion: Literal["none", "hyde"] = "none"
+    """hyde: a model writes a hypothetical answer that joins the query (rag/hyde.py); the retriever needs a writer
+    (the server passes its engine)."""
     chunk_tokens: int = 200
     """Target chunk size, in tokens of the embedding model's tokenizer."""
     chunk_overlap_sentences: int = 1
@@ -71,6 +74,8 @@ class RagConfig:
         check_collection_name(self.collection)
         if self.mode not in ("hybrid", "dense", "bm25"):
             raise BadRagOption(f"mode must be hybrid, dense or bm25 (got {self.mode!r})")
+        if self.query_expansion not in ("none", "hyde"):
+            raise BadRagOption(f"query_expansion must be none or hyde (got {self.query_expansion!r})")
 
     @classmethod
     def from_workspace(cls, workspace: str | Path, **overrides) -> RagConfig:

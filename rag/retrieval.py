@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from rag import hyde
 from rag.bm25 import BM25Index
 from rag.config import RagConfig
 from rag.embeddings import DEFAULT_LANGUAGES, Embedder, OpenAIEmbedder, embedder_for
+from rag.errors import BadRagOption
 from rag.filters import to_chroma_where
 from rag.loaders import detect_language
 from rag.store import get_all, get_collection
@@ -71,9 +73,15 @@ def rrf(rankings: list[list[str]], weights: list[float] | None = None, k: int = 
 class Retriever:
     """Search the collection named by `cfg` (hybrid, dense or BM25; optional re-ranking)."""
 
-    def __init__(self, cfg: RagConfig, embedder: Embedder | OpenAIEmbedder | None = None):
+    def __init__(self, cfg: RagConfig, embedder: Embedder | OpenAIEmbedder | None = None,
+                 writer: hyde.Writer | None = None):
+        """`writer`: the model that writes hypothetical answers, needed by `cfg.query_expansion` "hyde"."""
+        if cfg.query_expansion == "hyde" and writer is None:
+            raise BadRagOption("query_expansion hyde: no model to write the hypothetical answers. Serve a model "
+                               "(the server lends its own), or leave query_expansion at none.")
         self.cfg = cfg
         self.embedder = embedder or embedder_for(cfg)
+        self.writer = writer if cfg.query_expansion == "hyde" else None
         self._col = None
         self._count: int | None = None
 
@@ -130,34 +138,52 @@ class Retriever:
             return []
         known: dict[str, Hit] = {}
         dense: list[str] = []
-        bm25: list[str] = []
+        rankings: list[list[str]] = []
+        weights: list[float] = []
+        hypothesis = self.writer(hyde.messages(query)).strip() if self.writer else ""
         dense_weight = self._dense_weight(query) if mode == "hybrid" else 1.0
         if mode == "dense" or (mode == "hybrid" and dense_weight > 0):
-            for h in self._dense(query, fetch, filters):
-                known[h.chunk_id] = h
-                dense.append(h.chunk_id)
+            vec = self.embedder.embed_query(query)
+            vecs = [vec, _mean(vec, self.embedder.embed([hypothesis])[0])] if hypothesis else [vec]
+            for i, v in enumerate(vecs):
+                ranking = []
+                for h in self._dense(v, fetch, filters):
+                    if i == 0:  # a hit's cosine is the question's own
+                        known[h.chunk_id] = h
+                    ranking.append(h.chunk_id)
+                    known.setdefault(h.chunk_id, h)
+                rankings.append(ranking)
+                weights.append(dense_weight)
+            dense = rankings[0]
         if mode in ("hybrid", "bm25"):
             index = self.bm25
-            for pos, score in index.search(query, fetch, filters):
-                cid = index.ids[pos]
-                bm25.append(cid)
-                if cid not in known:
-                    meta = index.metas[pos]
-                    known[cid] = Hit(cid, meta.get("source", ""), meta.get("heading_path", ""), index.texts[pos], 0.0,
-                                     dict(meta))
-                known[cid].metadata["bm25_score"] = score
-        if mode == "dense":
+            for i, text in enumerate([query, f"{query}\n{hypothesis}"] if hypothesis else [query]):
+                ranking = []
+                for pos, score in index.search(text, fetch, filters):
+                    cid = index.ids[pos]
+                    ranking.append(cid)
+                    if cid not in known:
+                        meta = index.metas[pos]
+                        known[cid] = Hit(cid, meta.get("source", ""), meta.get("heading_path", ""), index.texts[pos],
+                                         0.0, dict(meta))
+                    if i == 0:
+                        known[cid].metadata["bm25_score"] = score
+                rankings.append(ranking)
+                weights.append(1.0)
+        if len(rankings) == 1 and mode == "dense":
             ranked = [(cid, known[cid].score) for cid in dense]
-        elif mode == "bm25":
-            ranked = [(cid, known[cid].metadata["bm25_score"]) for cid in bm25]
+        elif len(rankings) == 1 and mode == "bm25":
+            ranked = [(cid, known[cid].metadata["bm25_score"]) for cid in rankings[0]]
         else:
-            ranked = rrf([dense, bm25], [dense_weight, 1.0])
+            ranked = rrf(rankings, weights)
         hits = []
         for cid, score in ranked[: fetch if self.cfg.reranker else k]:
             h = known[cid]
             if mode != "bm25" and "dense_score" not in h.metadata and cid in dense:
                 h.metadata["dense_score"] = h.score
             h.score = score
+            if hypothesis:
+                h.metadata["hypothesis"] = hypothesis  # what the model wrote (shown by `onboard search`)
             hits.append(h)
         if self.cfg.reranker and hits:
             scores = self.reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)
@@ -173,9 +199,9 @@ class Retriever:
             langs = DEFAULT_LANGUAGES
         return 1.0 if langs is None or detect_language(query) in langs else self.cfg.dense_weight_other
 
-    def _dense(self, query: str, n: int, filters: dict | None) -> list[Hit]:
+    def _dense(self, vec: list[float], n: int, filters: dict | None) -> list[Hit]:
         res = self.collection.query(
-            query_embeddings=[self.embedder.embed_query(query)],
+            query_embeddings=[vec],
             n_results=min(n, self._count or n),
             where=to_chroma_where(filters),
             include=["documents", "metadatas", "distances"],
@@ -186,6 +212,13 @@ class Retriever:
                 res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
             )
         ]
+
+
+def _mean(a: list[float], b: list[float]) -> list[float]:
+    """The normalised mean of two unit vectors."""
+    v = [x + y for x, y in zip(a, b, strict=True)]
+    norm = sum(x * x for x in v) ** 0.5 or 1.0
+    return [x / norm for x in v]
 
 
 def rebuild_bm25(cfg: RagConfig, collection) -> int:

@@ -22,7 +22,7 @@ from starlette.routing import Match
 from rag.errors import OnboardError
 from serving.auth import OPEN_PATHS, KeyCheck, RateLimiter
 from serving.engines.base import Engine
-from serving.errors import ServingError
+from serving.errors import BadSetting, ServingError
 from serving.keys import KeyStore
 from serving.limits import Admission, BodyLimit
 from serving.logs import log_config
@@ -93,9 +93,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                          state.settings.conversations_file)
         if retriever is None and state.rag_k > 0:
             if state.settings.workspace:
-                state.retriever = await run_in_threadpool(_open_retriever, state.settings)
+                state.retriever = await run_in_threadpool(_open_retriever, state.settings, state.engine)
             else:
                 _without_index(state.settings)
+        if state.settings.query_expansion == "hyde" and getattr(state.retriever, "writer", None) is None:
+            raise BadSetting("query_expansion hyde: this server retrieves nothing (no index, or rag_k 0), so there "
+                             "is no question to expand; unset ONBOARD_QUERY_EXPANSION or serve a workspace's index.")
     except Exception as e:
         state.startup_error = e  # `run` re-raises it, so the CLI prints it as one line
         if state.close_engine and getattr(state, "engine", None) is not None:
@@ -138,10 +141,13 @@ def _load_engine(settings: ServeSettings) -> Engine:
     return load_engine(settings)
 
 
-def _open_retriever(settings: ServeSettings):
+def _open_retriever(settings: ServeSettings, engine: Engine):
     from rag import RagConfig, Retriever
+    from serving.context import hyde_writer
 
-    retriever = Retriever(RagConfig.from_workspace(settings.workspace, collection=settings.collection))
+    cfg = RagConfig.from_workspace(settings.workspace, collection=settings.collection,
+                                   query_expansion=settings.query_expansion)
+    retriever = Retriever(cfg, writer=hyde_writer(engine) if settings.query_expansion == "hyde" else None)
     retriever.count()  # fail at start-up, not on the first request, if the index is missing
     retriever.embedder.embed_query("warm-up")  # the embedding model loads now, not in a customer's first answer
     return retriever

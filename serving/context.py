@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
-from rag import Retriever, build_rag_messages
+from rag import Retriever, build_rag_messages, hyde
 from rag.prompt import BUILT_IN, Prompts
 from rag.retrieval import Hit
+from serving.engines.base import Engine, SamplingParams
 
 
 async def with_context(messages: list[dict], retriever: Retriever | None, k: int,
@@ -21,3 +22,14 @@ async def with_context(messages: list[dict], retriever: Retriever | None, k: int
         return [dict(m) for m in messages], []
     hits = await run_in_threadpool(retriever.search, query, k)
     return build_rag_messages(messages, hits, prompts=prompts), hits
+
+
+def hyde_writer(engine: Engine) -> hyde.Writer:
+    """The served model writing the retriever's hypothetical answers (`query_expansion` hyde): greedy, short, through
+    the engine's queue like any request. Called by `Retriever.search` in the threads retrieval runs in."""
+    import anyio.from_thread
+
+    def write(messages: list[dict]) -> str:
+        return anyio.from_thread.run(engine.generate, messages, SamplingParams(max_new_tokens=hyde.MAX_TOKENS)).text
+
+    return write

@@ -120,3 +120,27 @@ def test_a_new_index_for_chinese_is_embedded_with_e5_an_old_one_as_it_was(tmp_pa
     pipeline.ingest(old, DOCS)
     again = pipeline.ingest(old, DOCS, languages=("en", "zh"))  # no mismatch: added to as it was built
     assert again.embedding_model == "all-MiniLM-L6-v2" and again.added == 0
+
+
+def test_hyde_finds_a_paraphrase_by_the_hypothetical_answers_words(indexes):
+    """The mechanics of query expansion (rag/hyde.py); the served model as the writer: tests/serving/test_app.py."""
+    from rag import hyde
+    from rag.errors import BadRagOption
+
+    _, mini = indexes  # MiniLM: no dense ranking for Chinese, the words alone decide
+    query, section = "寄回去的邮费谁出？", "退货运费"  # no word of it in the documents: BM25 finds nothing
+    asked = []
+
+    def writer(messages):  # what a model that knows shops might answer
+        asked.append(messages)
+        return "退货运费一般由顾客承担，商品有质量问题时由商家承担。"
+
+    plain = Retriever(RagConfig.from_workspace(mini))
+    assert not _found(plain, query, section, 3, "hybrid")
+    with pytest.raises(BadRagOption, match="query_expansion hyde: no model"):
+        Retriever(RagConfig.from_workspace(mini, query_expansion="hyde"))
+    expanded = Retriever(RagConfig.from_workspace(mini, query_expansion="hyde"), writer=writer)
+    hits = expanded.search(query, k=1)
+    assert section in hits[0].heading_path and hits[0].metadata["hypothesis"].startswith("退货运费")
+    assert asked == [hyde.messages(query)] and asked[0][0]["content"] == hyde.PROMPTS["zh"]
+    assert hyde.messages("When is my refund paid?")[0]["content"] == hyde.PROMPTS["en"]

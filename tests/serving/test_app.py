@@ -79,3 +79,39 @@ def test_the_workspace_prompt_is_served_and_a_model_trained_with_another_is_warn
         builtin = build_rag_messages([{"role": "user", "content": question}], hits)
         assert asyncio.run(state.engine.count_tokens(builtin)) != r.json()["usage"]["prompt_tokens"]
     assert "the model was trained with prompt system-context-v2:" in caplog.text and "prompt.yaml" in caplog.text
+
+
+def test_query_expansion_hyde_retrieves_with_the_served_models_hypothetical_answer(no_onboard_env, merged_model,
+                                                                                   workspace):
+    from fastapi.testclient import TestClient
+    from starlette.concurrency import run_in_threadpool
+
+    from rag import hyde
+    from serving.app import create_app
+    from serving.engines.base import SamplingParams
+
+    question = "How long do I have to return an item?"
+    with TestClient(create_app(ServeSettings(model=merged_model, workspace=workspace, query_expansion="hyde"))) as c:
+        model = c.get("/v1/models").json()["data"][0]["id"]
+        r = c.post("/v1/chat/completions", json={"model": model, "max_tokens": 4,
+                                                 "messages": [{"role": "user", "content": question}]})
+        assert r.status_code == 200 and r.json()["sources"]
+        engine, asked = c.app.state.engine, []
+        generate = engine.generate
+
+        async def noted(messages, params):  # the real engine, its requests noted
+            asked.append((messages, params.max_new_tokens))
+            return await generate(messages, params)
+
+        engine.generate = noted
+        hits = c.portal.call(run_in_threadpool, c.app.state.retriever.search, question, 3)
+        wrote = c.portal.call(generate, hyde.messages(question), SamplingParams(hyde.MAX_TOKENS)).text.strip()
+    assert asked == [(hyde.messages(question), hyde.MAX_TOKENS)] and hits  # the served model was asked first
+    assert hits[0].metadata.get("hypothesis", "") == wrote  # (the tiny model may write only blank lines: none then)
+
+
+def test_query_expansion_hyde_without_retrieval_is_refused(no_onboard_env, merged_model):
+    from serving.errors import BadSetting
+
+    with pytest.raises(BadSetting, match="query_expansion hyde: this server retrieves nothing"):
+        run(ServeSettings(model=merged_model, rag_k=0, query_expansion="hyde", port=free_port()))
