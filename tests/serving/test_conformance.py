@@ -332,22 +332,3 @@ def test_invalid_unicode_is_a_400_naming_where(server):
                      headers={"content-type": "application/json"})
     assert emb.status_code == 400 and emb.json()["error"]["param"] == "input[1]", emb.text
 
-
-async def test_a_text_chunk_written_directly_is_the_chunk_pydantic_writes():
-    """serving/routes/chat.py writes plain text chunks without a model per token: the same JSON, quotes, CJK and
-    control characters included."""
-    from serving.engines.base import Delta
-    from serving.protocol import ChatCompletionChunk, DeltaMessage, StreamChoice
-    from serving.routes.chat import _stream
-
-    async def deltas():
-        yield Delta('say "hi"\n退款\u2028\\ ')
-        yield Delta("", finish_reason="stop", prompt_tokens=3, completion_tokens=2)
-
-    said = [json.loads(c) for c in [c async for c in _stream(deltas(), None, [], 'shop "bot" 客服', False)][:-1]]
-    text = said[1]
-    want = ChatCompletionChunk(id=said[0]["id"], created=said[0]["created"], model='shop "bot" 客服',
-                               choices=[StreamChoice(delta=DeltaMessage(content='say "hi"\n退款\u2028\\ '))])
-    expected = want.model_dump(exclude={"usage", "sources"})
-    expected["choices"][0]["delta"] = {"content": 'say "hi"\n退款\u2028\\ '}
-    assert text == expected and said[-1]["choices"][0]["finish_reason"] == "stop"
