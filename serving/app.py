@@ -93,12 +93,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                          state.settings.conversations_file)
         if retriever is None and state.rag_k > 0:
             if state.settings.workspace:
-                state.retriever = await run_in_threadpool(_open_retriever, state.settings, state.engine)
+                state.retriever = await run_in_threadpool(_open_retriever, state.settings)
             else:
                 _without_index(state.settings)
-        if state.settings.query_expansion == "hyde" and getattr(state.retriever, "writer", None) is None:
-            raise BadSetting("query_expansion hyde: this server retrieves nothing (no index, or rag_k 0), so there "
-                             "is no question to expand; unset ONBOARD_QUERY_EXPANSION or serve a workspace's index.")
+        if state.settings.query_expansion == "hyde":
+            state.retriever = _expanding(state.retriever, state.engine)
     except Exception as e:
         state.startup_error = e  # `run` re-raises it, so the CLI prints it as one line
         if state.close_engine and getattr(state, "engine", None) is not None:
@@ -141,13 +140,29 @@ def _load_engine(settings: ServeSettings) -> Engine:
     return load_engine(settings)
 
 
-def _open_retriever(settings: ServeSettings, engine: Engine):
-    from rag import RagConfig, Retriever
+def _expanding(retriever, engine: Engine):
+    """`retriever` with query expansion by the served model's hypothetical answers (settings.query_expansion hyde).
+
+    Raises:
+        BadSetting: the server retrieves nothing.
+    """
+    from dataclasses import replace
+
+    from rag import Retriever
     from serving.context import hyde_writer
 
-    cfg = RagConfig.from_workspace(settings.workspace, collection=settings.collection,
-                                   query_expansion=settings.query_expansion)
-    retriever = Retriever(cfg, writer=hyde_writer(engine) if settings.query_expansion == "hyde" else None)
+    if retriever is None:
+        raise BadSetting("query_expansion hyde: this server retrieves nothing (no index, or rag_k 0), so there is "
+                         "no question to expand; unset ONBOARD_QUERY_EXPANSION or serve a workspace's index.")
+    if retriever.writer is not None:  # given ready (tests, embedding apps)
+        return retriever
+    return Retriever(replace(retriever.cfg, query_expansion="hyde"), retriever.embedder, writer=hyde_writer(engine))
+
+
+def _open_retriever(settings: ServeSettings):
+    from rag import RagConfig, Retriever
+
+    retriever = Retriever(RagConfig.from_workspace(settings.workspace, collection=settings.collection))
     retriever.count()  # fail at start-up, not on the first request, if the index is missing
     retriever.embedder.embed_query("warm-up")  # the embedding model loads now, not in a customer's first answer
     return retriever

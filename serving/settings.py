@@ -97,7 +97,8 @@ class ServeSettings(BaseSettings):
         "none", description="hyde: before retrieving, the served model writes a short hypothetical answer that "
         "joins the question (rag/hyde.py). On the Debian FAQ with multilingual-e5-small it raised recall@5 by "
         "0.02-0.05, within the benchmark's noise, for 2-3 s of the 0.5B model per question on 2 CPU cores "
-        "(bench/RESULTS.md); worth it on a GPU, where that generation takes a fraction of a second.")
+        "(bench/RESULTS.md); worth it on a GPU, where that generation takes a fraction of a second. `onboard eval` "
+        "retrieves without it.")
     handoff_min_cosine: float | None = Field(
         None, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
         "and a person should take over (handoff). Default: by the index's embedding model (serving/handoff.py "

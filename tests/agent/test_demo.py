@@ -27,4 +27,5 @@ def test_demo_answers_three_questions_from_the_documents_with_sources(tmp_path):
     assert "5 至 10 个工作日内退回原支付方式" in out
     assert "faq.md — Frequently Asked Questions" in out and "zh/常见问题.md" in out
     assert "Stage timings" in out and "train (qlora)" in out
+    assert "chunks in Chroma, embedded with multilingual-e5-small" in out  # the plan serves Chinese too
     assert (tmp_path / "demo" / "models" / "merged" / "model.safetensors").exists()
