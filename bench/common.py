@@ -87,6 +87,33 @@ def write_corpus(dest: Path) -> list[dict]:
     return queries
 
 
+def faq_index(tmp: Path, embedding_model: str | None = None):
+    """The Debian FAQ benchmark ingested under `tmp` (both languages, one collection): (its RagConfig, the queries,
+    the ingest report, the seconds it took). `embedding_model` as `onboard ingest --embedding-model`."""
+    import torch
+
+    from rag import RagConfig, ingest
+
+    torch.set_num_threads(2)
+    queries = write_corpus(tmp / "docs")
+    cfg = RagConfig(workspace=tmp / "ws", embedding_model=embedding_model)
+    t0 = time.perf_counter()
+    report = ingest(cfg, tmp / "docs")
+    return cfg, queries, report, time.perf_counter() - t0
+
+
+def recall(search, queries: list[dict]) -> tuple[float, float, float]:
+    """Section-level recall@1, recall@5 and MRR@10 of `search(question) -> hits` over `queries` (write_corpus's)."""
+    r1 = r5 = mrr = 0.0
+    for q in queries:
+        rank = next((i for i, h in enumerate(search(q["query"])[:10], 1) if h.source == q["target"]), None)
+        r1 += rank == 1
+        r5 += rank is not None and rank <= 5
+        mrr += 1 / rank if rank else 0
+    n = len(queries)
+    return r1 / n, r5 / n, mrr / n
+
+
 def serve_self(script: str, args: list[str], timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """A bench's own server mode, `script --serve PORT ARGS`, in a process of its own on a free loopback port
     (ONBOARD_* variables left out): (the process, its base URL) once /healthz answers."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import write_corpus  # noqa: E402
+from bench.common import faq_index, recall  # noqa: E402
 
 
 def hypotheses(model_path: str, questions: list[str], batch: int) -> tuple[dict[str, str], float]:
@@ -54,16 +54,10 @@ def main() -> None:
     args = ap.parse_args()
     from dataclasses import replace
 
-    import torch
-
-    torch.set_num_threads(2)
-    from rag import RagConfig, Retriever, hyde, ingest
+    from rag import Retriever, hyde
 
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "docs"
-        queries = write_corpus(docs)
-        cfg = RagConfig(workspace=Path(tmp) / "ws", embedding_model=args.embedding_model)
-        ingest(cfg, docs)
+        cfg, queries, _, _ = faq_index(Path(tmp), args.embedding_model)
         written, per_question = hypotheses(args.model, [q["query"] for q in queries], args.batch)
         by_prompt = {hyde.messages(q)[1]["content"]: h for q, h in written.items()}
         plain = Retriever(cfg)
@@ -74,13 +68,8 @@ def main() -> None:
         print("| retrieval | language | recall@1 | recall@5 | MRR@10 |\n| --- | --- | --- | --- | --- |")
         for name, r in (("hybrid", plain), ("hybrid + HyDE", expanded)):
             for lang in ("en", "zh"):
-                ranks = []
-                for q in (q for q in queries if q["language"] == lang):
-                    hits = r.search(q["query"], k=10)
-                    ranks.append(next((i for i, h in enumerate(hits, 1) if h.source == q["target"]), None))
-                n = len(ranks)
-                print(f"| {name} | {lang} | {sum(k == 1 for k in ranks) / n:.3f} | "
-                      f"{sum(k is not None and k <= 5 for k in ranks) / n:.3f} | {sum(1 / k for k in ranks if k) / n:.3f} |")
+                r1, r5, mrr = recall(lambda q, r=r: r.search(q, k=10), [q for q in queries if q["language"] == lang])
+                print(f"| {name} | {lang} | {r1:.3f} | {r5:.3f} | {mrr:.3f} |")
 
 
 if __name__ == "__main__":

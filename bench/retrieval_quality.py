@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import write_corpus  # noqa: E402
+from bench.common import faq_index, recall  # noqa: E402
 
 
 def main() -> None:
@@ -25,18 +24,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--embedding-model", default=None, help="as `onboard ingest --embedding-model` [default: MiniLM]")
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(2)
-    from rag import RagConfig, Retriever, ingest
+    from rag import Retriever
 
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "docs"
-        queries = write_corpus(docs)
-        cfg = RagConfig(workspace=Path(tmp) / "ws", embedding_model=args.embedding_model)
-        t0 = time.perf_counter()
-        rep = ingest(cfg, docs)
-        print(f"corpus: {rep.documents} answer sections -> {rep.chunks} chunks, ingested in {time.perf_counter() - t0:.0f} s;"
+        cfg, queries, rep, secs = faq_index(Path(tmp), args.embedding_model)
+        print(f"corpus: {rep.documents} answer sections -> {rep.chunks} chunks, ingested in {secs:.0f} s;"
               f" {len(queries)} queries")
         rows = []
         for mode, w in (("dense", 0), ("bm25", 0), ("hybrid", 1.0), ("hybrid", 0.5), ("hybrid", 0.0)):
@@ -45,16 +37,7 @@ def main() -> None:
             mode_name = f"{mode} (dense weight {w:g} for non-English)" if mode == "hybrid" else mode
             for lang in ("en", "zh", "all"):
                 qs = [q for q in queries if lang == "all" or q["language"] == lang]
-                r1 = r5 = mrr = 0.0
-                for q in qs:
-                    hits = r.search(q["query"], k=10, mode=mode)
-                    ranks = [i for i, h in enumerate(hits, 1) if h.source == q["target"]]
-                    rank = ranks[0] if ranks else None
-                    r1 += rank == 1
-                    r5 += rank is not None and rank <= 5
-                    mrr += 1 / rank if rank else 0
-                n = len(qs)
-                rows.append((mode_name, lang, n, r1 / n, r5 / n, mrr / n))
+                rows.append((mode_name, lang, len(qs), *recall(lambda q, r=r, mode=mode: r.search(q, k=10, mode=mode), qs)))
         print("\n| method | queries | n | recall@1 | recall@5 | MRR@10 |\n| --- | --- | --- | --- | --- | --- |")
         for mode, lang, n, a, b, c in rows:
             print(f"| {mode} | {lang} | {n} | {a:.3f} | {b:.3f} | {c:.3f} |")
