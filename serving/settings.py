@@ -95,9 +95,9 @@ class ServeSettings(BaseSettings):
         30.0, gt=0, description="/chat: conversations and answers older than this are deleted at start-up.")
     query_expansion: Literal["none", "hyde"] = Field(
         "none", description="hyde: before retrieving, the served model writes a short hypothetical answer that "
-        "joins the question (rag/hyde.py). On the Debian FAQ with multilingual-e5-small it raised recall@5 by "
-        "0.02-0.05, within the benchmark's noise, for 2-3 s of the 0.5B model per question on 2 CPU cores "
-        "(bench/RESULTS.md); worth it on a GPU, where that generation takes a fraction of a second. `onboard eval` "
+        "joins the question (rag/hyde.py). On the Debian FAQ with multilingual-e5-small it raised MRR by 0.03-0.05 "
+        "in both languages (recall@5 +0.04 English, -0.02 Chinese: within the benchmark's noise) for 2-5 s of the "
+        "0.5B model per question on 2 CPU cores (bench/RESULTS.md); on a GPU that takes a fraction of a second. `onboard eval` "
         "retrieves without it.")
     handoff_min_cosine: float | None = Field(
         None, ge=-1, le=1, description="/chat: below this best embedding cosine, the documents hold nothing relevant "
