@@ -31,7 +31,7 @@ from pathlib import Path
 
 from rag.chunking import Chunk, chunk_document
 from rag.config import RagConfig
-from rag.embeddings import DEFAULT_LANGUAGES, DEFAULT_NAME, E5_NAME, Embedder, OpenAIEmbedder, embedder_for
+from rag.embeddings import E5_NAME, Embedder, OpenAIEmbedder, embedder_for, languages_of
 from rag.errors import DiskFull, EmptyIndex, is_disk_full
 from rag.ingest_record import (
     IngestState,
@@ -74,11 +74,13 @@ class IngestReport:
     @property
     def language_warning(self) -> str | None:
         """One line when chunks are in a language the embedding model does not handle (MiniLM: English only)."""
-        other = {lang: n for lang, n in self.languages.items() if lang not in DEFAULT_LANGUAGES}
-        if self.embedding_model != DEFAULT_NAME or not other:
+        known = languages_of(self.embedding_model)
+        other = {lang: n for lang, n in self.languages.items() if known is not None and lang not in known}
+        if not other:
             return None
         said = ", ".join(f"{n} in {lang}" for lang, n in sorted(other.items()))
-        return (f"{said} of {self.chunks} chunks: {DEFAULT_NAME} is English-only, so those are found by their words "
+        only = "English" if known == ("en",) else "/".join(known)
+        return (f"{said} of {self.chunks} chunks: {self.embedding_model} is {only}-only, so those are found by their words "
                 f"alone (BM25), not by their meaning. For them, ingest into a new workspace with --embedding-model "
                 f"{E5_NAME}.")
 

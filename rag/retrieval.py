@@ -14,7 +14,7 @@ from functools import cached_property
 from rag import hyde
 from rag.bm25 import BM25Index
 from rag.config import RagConfig
-from rag.embeddings import DEFAULT_LANGUAGES, Embedder, OpenAIEmbedder, embedder_for
+from rag.embeddings import Embedder, OpenAIEmbedder, embedder_for, languages_of
 from rag.errors import BadRagOption
 from rag.filters import to_chroma_where
 from rag.loaders import detect_language
@@ -195,8 +195,8 @@ class Retriever:
     def _dense_weight(self, query: str) -> float:
         """1 for queries in a language the embedding model was trained on, else `cfg.dense_weight_other`."""
         langs = self.cfg.embedding_languages
-        if langs is None and not self.cfg.embedding_model and not self.cfg.embedding_url:
-            langs = DEFAULT_LANGUAGES
+        if langs is None:
+            langs = languages_of(self.embedder.name)
         return 1.0 if langs is None or detect_language(query) in langs else self.cfg.dense_weight_other
 
     def _dense(self, vec: list[float], n: int, filters: dict | None) -> list[Hit]:
