@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
+
+from serving.engines.base import Delta, held_back
 
 Layout = Literal["hermes", "llama3"]
 
@@ -60,7 +63,7 @@ def parse(text: str, layout: Layout) -> tuple[str | None, list[ToolCall]]:
             if call is None:
                 return text, []
             calls.append(call)
-        content = text[: text.index("<tool_call>")].strip()
+        content = text[: text.index("<tool_call>")]  # as written, as vLLM's hermes parser keeps it
         return content or None, calls
     body = text.strip().removeprefix("<|python_tag|>").strip()
     if not body.startswith("{"):
@@ -128,3 +131,62 @@ def history_for_template(messages: list[dict]) -> list[dict]:
             m = {**m, "tool_calls": calls}
         out.append(m)
     return out
+
+
+class CallWatch:
+    """An answer's text as it streams, read for tool calls: text that is plainly the message's content goes
+    out at once; from where a call begins (hermes: `<tool_call>`; llama3: an answer that opens with `{` or
+    `<|python_tag|>`) the rest is held, and read with `parse` when the answer ends, so the stream's content
+    and calls are the ones the whole answer gives. What could be the start of a call's tag is held until the
+    next piece shows what it is."""
+
+    def __init__(self, layout: Layout):
+        self.layout, self.text, self.sent, self.calling = layout, "", 0, False
+
+    def feed(self, piece: str) -> str:
+        """The content to send now, given the next piece of the answer."""
+        self.text += piece
+        if self.calling:
+            return ""
+        if self.layout == "hermes":
+            at = self.text.find("<tool_call>")
+            self.calling = at >= 0
+            ready = self.text[:at] if self.calling else self.text[: len(self.text) - held_back(self.text, ("<tool_call>",))]
+        else:
+            opening = self.text.lstrip()
+            if not opening or "<|python_tag|>".startswith(opening):
+                return ""
+            self.calling = opening.startswith(("{", "<|python_tag|>"))
+            ready = "" if self.calling else self.text
+        return self._send(ready)
+
+    def end(self) -> tuple[str, list[ToolCall]]:
+        """The rest of the content, and the calls, once the whole answer is in."""
+        content, calls = parse(self.text, self.layout)
+        if calls:
+            return "", calls
+        return self._send(self.text), []
+
+    def _send(self, upto: str) -> str:
+        piece = upto[self.sent:] if len(upto) > self.sent else ""
+        self.sent += len(piece)
+        return piece
+
+
+async def stream_calls(deltas, layout: Layout):
+    """A stream of an answer's text (serving.engines.base.Delta) as content deltas and, on the last one, the
+    tool calls the answer made (finish_reason tool_calls): content is streamed as it is written, a call is
+    sent whole once the answer has ended (as `parse` reads the whole answer)."""
+    watch = CallWatch(layout)
+    async with aclosing(deltas):
+        async for d in deltas:
+            if d.finish_reason is None:
+                if text := watch.feed(d.text):
+                    yield Delta(text)
+                continue
+            text = watch.feed(d.text)
+            rest, calls = watch.end()
+            if text + rest:
+                yield Delta(text + rest)
+            yield Delta("", "tool_calls" if calls else d.finish_reason, d.prompt_tokens, d.completion_tokens,
+                        tool_calls=calls or None)

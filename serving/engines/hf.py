@@ -102,12 +102,23 @@ class TransformersEngine:
         finally:
             cancel.set()
 
-    async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+    def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
         if params.tools and params.tool_choice != "none":
-            # a call is known only once it is written: the answer goes out as one piece, calls included
-            g = await self.generate(messages, params)
-            yield Delta(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, g.logprobs, g.tool_calls)
-            return
+            if self._forced(params)[1] is None and params.logprobs is None:
+                # tool_choice auto: the content streams as it is written, the calls come whole at the end
+                from serving.tools import stream_calls
+
+                return stream_calls(self._text(messages, params), self.tool_layout)
+            return self._whole(messages, params)
+        return self._text(messages, params)
+
+    async def _whole(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The answer as one piece: a forced call is all call, and log probabilities are the whole answer's."""
+        g = await self.generate(messages, params)
+        yield Delta(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, g.logprobs, g.tool_calls)
+
+    async def _text(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The answer's text as it is generated, and a last delta with the finish reason and token counts."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()

@@ -131,13 +131,12 @@ class RemoteEngine:
                           self._finish(choice.finish_reason), self._logprobs(choice, params), calls)
 
     async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
-        if params.tools and params.tool_choice != "none":  # calls arrive whole, as the transformers engine's
-            g = await self.generate(messages, params)
-            yield Delta(g.text, g.finish_reason, g.prompt_tokens, g.completion_tokens, tool_calls=g.tool_calls)
-            return
         body = self._body(messages, params, stream=True)
         finish: FinishReason | None = None
         usage: _Usage | None = None
+        calls: dict[int, dict] = {}
+        """The upstream's streamed tool calls by index (name and arguments as their fragments add up): sent whole
+        on the last delta, as the transformers engine sends its calls."""
         try:
             # Leaving this block (done, closed, or cancelled because our client went away) closes the
             # upstream connection, which stops the upstream's generation too.
@@ -152,13 +151,16 @@ class RemoteEngine:
                     for c in chunk.choices[:1]:
                         if c.delta is not None and c.delta.content:
                             yield Delta(c.delta.content, logprobs=self._logprobs(c, params))
+                        for part in (c.delta.tool_calls if c.delta is not None else None) or []:
+                            _gather(calls, part)
                         if c.finish_reason is not None:
                             finish = self._finish(c.finish_reason)
         except httpx.HTTPError as e:
             raise self._unreachable(e) from None
         if finish is None:
             raise UpstreamError(f"the upstream {self.url} ended the stream without a finish reason.")
-        yield Delta("", finish, usage and usage.prompt_tokens, usage and usage.completion_tokens)
+        yield Delta("", finish, usage and usage.prompt_tokens, usage and usage.completion_tokens,
+                    tool_calls=_tool_calls([calls[i] for i in sorted(calls)]))
 
     async def count_tokens(self, messages: list[dict]) -> int:
         root = self.url.removesuffix("/v1")  # vLLM serves /tokenize beside /v1, not under it
@@ -259,6 +261,16 @@ def _tool_calls(calls: list[dict] | None) -> list | None:
     if not calls:
         return None
     return [ToolCall(c["function"]["name"], c["function"].get("arguments") or "{}", c.get("id") or "") for c in calls]
+
+
+def _gather(calls: dict[int, dict], part: dict) -> None:
+    """One streamed tool-call fragment (OpenAI's: the first of a call has its id and name, the later ones more
+    of its arguments) added to its call."""
+    call = calls.setdefault(part.get("index", 0), {"id": "", "function": {"name": "", "arguments": ""}})
+    call["id"] = part.get("id") or call["id"]
+    fn = part.get("function") or {}
+    call["function"]["name"] += fn.get("name") or ""
+    call["function"]["arguments"] += fn.get("arguments") or ""
 
 
 def _message(data) -> str:

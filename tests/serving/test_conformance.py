@@ -185,6 +185,11 @@ def test_tools_a_forced_call_its_result_and_the_answer_after_it(roomy, server):
     assert after.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # the call and its result are in the prompt
     auto = client.chat.completions.create(**ask)  # auto: the tiny model writes text, and text it stays
     assert auto.choices[0].message.content and auto.choices[0].finish_reason in ("stop", "length")
+    # streamed, that text goes out as it is written (not one piece at the end), and adds up to the same answer
+    chunks = [c for c in client.chat.completions.create(**ask, stream=True) if c.choices]
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert len(pieces) > 3 and "".join(pieces) == auto.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == auto.choices[0].finish_reason
 
 
 def test_a_template_without_tools_refuses_them_by_name(merged_model):

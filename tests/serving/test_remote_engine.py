@@ -148,15 +148,38 @@ def test_sampling_params_reach_the_upstream(upstream):
         try:
             return (await engine.generate(MSGS, SamplingParams(max_new_tokens=3)),
                     await engine.generate(MSGS, SamplingParams(max_new_tokens=64, response_format=fmt)),
-                    await engine.generate(MSGS, SamplingParams(max_new_tokens=160, tools=tools, tool_choice=forced)))
+                    await engine.generate(MSGS, SamplingParams(max_new_tokens=160, tools=tools, tool_choice=forced)),
+                    [d async for d in engine.stream(MSGS, SamplingParams(max_new_tokens=160, tools=tools,
+                                                                         tool_choice=forced))],
+                    [d async for d in engine.stream(MSGS, SamplingParams(max_new_tokens=24, tools=tools))])
         finally:
             await engine.close()
 
-    g, j, t = asyncio.run(gen())
+    g, j, t, streamed, auto = asyncio.run(gen())
     assert g.completion_tokens <= 3 and g.finish_reason in ("stop", "length")
     assert isinstance(json.loads(j.text)["refund"], bool)
     assert t.finish_reason == "tool_calls" and [c.name for c in t.tool_calls] == ["lookup"]
     assert isinstance(json.loads(t.tool_calls[0].arguments)["urgent"], bool)
+    # streamed, the call arrives on the last delta, as the upstream's fragments add up
+    assert streamed[-1].finish_reason == "tool_calls" and \
+        [(c.name, c.arguments) for c in streamed[-1].tool_calls] == [("lookup", t.tool_calls[0].arguments)]
+    # tool_choice auto, the tiny model writes text: it streams through as written
+    assert len([d for d in auto if d.text]) > 3 and auto[-1].tool_calls is None
+
+
+def test_streamed_tool_call_fragments_add_up_to_the_calls():
+    """OpenAI's (and vLLM's) streamed calls: id and name in a call's first fragment, its arguments in pieces,
+    calls told apart by index."""
+    from serving.engines.remote import _gather, _tool_calls
+
+    calls: dict = {}
+    for part in [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}},
+                 {"index": 0, "function": {"arguments": '{"city": '}}, {"index": 1, "id": "call_b",
+                  "function": {"name": "g", "arguments": "{}"}}, {"index": 0, "function": {"arguments": '"巴黎"}'}}]:
+        _gather(calls, part)
+    got = _tool_calls([calls[i] for i in sorted(calls)])
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in got] == [("call_a", "f", {"city": "巴黎"}),
+                                                                       ("call_b", "g", {})]
 
 
 def test_ready_only_while_the_upstream_answers(proxy, no_onboard_env):

@@ -1,8 +1,10 @@
 """Reading tool calls back from what a model wrote, in the two layouts chat templates use (serving/tools.py)."""
 
+import asyncio
 import json
 
-from serving.tools import forced_call, history_for_template, layout_of, parse
+from serving.engines.base import Delta
+from serving.tools import CallWatch, forced_call, history_for_template, layout_of, parse, stream_calls
 from training.chat_template import CHATML_TEMPLATE
 
 
@@ -16,7 +18,7 @@ def test_hermes_calls_with_text_before_them():
     text = ('Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "巴黎"}}\n</tool_call>\n'
             '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')
     content, calls = parse(text, "hermes")
-    assert content == "Let me look." and [c.name for c in calls] == ["get_weather", "get_time"]
+    assert content == "Let me look.\n" and [c.name for c in calls] == ["get_weather", "get_time"]
     assert json.loads(calls[0].arguments) == {"city": "巴黎"} and calls[0].id != calls[1].id
     assert calls[0].openai()["function"] == {"name": "get_weather", "arguments": '{"city": "巴黎"}'}
 
@@ -55,3 +57,42 @@ def test_history_arguments_become_objects_for_the_template():
         {"id": "1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}]
     assert history_for_template(msgs)[0]["tool_calls"][0]["function"]["arguments"] == {"a": 1}
     assert msgs[0]["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'  # the caller's copy is left alone
+
+
+def _streamed(text: str, layout: str, step: int = 1) -> tuple[list[str], list, str]:
+    """`text` streamed `step` characters at a time through stream_calls: the content pieces, the calls, and
+    the last delta's finish reason."""
+    async def pieces():
+        for i in range(0, len(text), step):
+            yield Delta(text[i:i + step])
+        yield Delta("", "stop", 10, 5)
+
+    async def read():
+        return [d async for d in stream_calls(pieces(), layout)]
+
+    deltas = asyncio.run(read())
+    return [d.text for d in deltas if d.text], deltas[-1].tool_calls or [], deltas[-1].finish_reason
+
+
+def test_streamed_content_goes_out_as_written_and_calls_whole_at_the_end():
+    text = ('Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "巴黎"}}\n</tool_call>\n'
+            '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')
+    pieces, calls, finish = _streamed(text, "hermes")
+    assert "".join(pieces) == "Let me look.\n" and len(pieces) > 3  # streamed, not one lump; the tag never shows
+    assert finish == "tool_calls" and [(c.name, json.loads(c.arguments)) for c in calls] == \
+        [("get_weather", {"city": "巴黎"}), ("get_time", {})]
+    watch = CallWatch("hermes")  # what could begin the tag is held until it is known not to
+    assert watch.feed("a <tool") == "a " and watch.feed("box> b") == "<toolbox> b"
+
+
+def test_a_streamed_answer_without_a_valid_call_is_all_content():
+    for text, layout in [("No tool needed: 退款 3 天到账。", "hermes"), ("The weather is fine.", "llama3"),
+                         ('Look: <tool_call>\n{"name": "f", "arguments": {\n</tool_call>', "hermes"),
+                         ('{"city": "Paris"}', "llama3")]:
+        pieces, calls, finish = _streamed(text, layout, step=3)
+        assert "".join(pieces) == text and calls == [] and finish == "stop", text
+
+
+def test_a_streamed_llama3_answer_that_opens_a_call_is_held_whole():
+    pieces, calls, finish = _streamed('<|python_tag|>{"name": "f", "parameters": {"a": 1}}', "llama3")
+    assert pieces == [] and finish == "tool_calls" and json.loads(calls[0].arguments) == {"a": 1}
