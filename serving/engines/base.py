@@ -75,7 +75,7 @@ class Delta:
     logprobs: list | None = None
     """The tokens of `text` with their log probabilities, when asked (TokenLogprob)."""
     tool_calls: list | None = None
-    """Tool calls (serving.tools.ToolCall): with tools, an answer is streamed as one piece, calls included."""
+    """Tool calls (serving.tools.ToolCall), whole, on the last delta (the text before them streams as written)."""
 
 
 class Engine(Protocol):

@@ -10,6 +10,10 @@ llama-cpp-python's server sends no usage in streams (it ignores `stream_options.
 chat-token count: this engine counts them itself, exactly as llama.cpp does (the GGUF's own chat template,
 rendered as llama-cpp-python renders it, and the server's /extras/tokenize/count), so a streamed answer's
 tokens are reported and charged to its key like any other, and prompts are checked against the context.
+
+Tools: llama-cpp-python renders them with the GGUF's chat template and forces a named function with a grammar,
+but reads no call back from the text the model writes: with tool_choice auto this engine reads it (serving/tools.py,
+as the transformers engine does); "required" is refused by name (llama.cpp's server cannot force it).
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
-from serving.engines.base import Delta, SamplingParams
+from serving.engines.base import Delta, Generation, SamplingParams
 from serving.engines.remote import RemoteEngine
-from serving.errors import ModelNotLoaded, TokenCountUnavailable, UpstreamError
+from serving.errors import ModelNotLoaded, TokenCountUnavailable, Unsupported, UpstreamError
+from serving.tools import Layout, layout_of, parse, stream_calls
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +118,51 @@ class LlamaCppEngine(RemoteEngine):
         return UpstreamError(f"llama.cpp's server exited ({self._child.returncode}) while answering; the end of its "
                              f"log ({self.log_path}):\n{self._tail()}")
 
+    async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:
+        params, layout = await self._tooling(params)
+        g = await super().generate(messages, params)
+        if layout is not None and not g.tool_calls:  # tool_choice auto: the calls are in the text the model wrote
+            content, calls = parse(g.text, layout)
+            if calls:
+                g = replace(g, text=content or "", tool_calls=calls, finish_reason="tool_calls")
+        return g
+
     async def stream(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The upstream's stream (with tool_choice auto, read for calls as the transformers engine reads its own),
+        its last piece with the token counts llama.cpp does not send."""
+        params, layout = await self._tooling(params)
+        deltas = self._counted(messages, params)
+        async with aclosing(stream_calls(deltas, layout) if layout is not None else deltas) as pieces:
+            async for d in pieces:
+                yield d
+
+    async def _tooling(self, params: SamplingParams) -> tuple[SamplingParams, Layout | None]:
+        """The request as llama.cpp's server honours it, and the layout to read calls from the answer's text in
+        (None: no tools, or a forced call, which llama.cpp's server returns as a call itself).
+
+        llama-cpp-python renders `tools` through the GGUF's chat template and forces a named function with a
+        grammar, but reads no call back from what the model writes, and forces nothing for "required".
+
+        Raises:
+            Unsupported: tool_choice "required", or tools and a chat template that renders none.
+        """
+        if not params.tools:
+            return params, None
+        if params.tool_choice == "none":  # as the transformers engine: the tools are left out of the prompt
+            return replace(params, tools=None, tool_choice=None), None
+        if params.tool_choice == "required":
+            raise Unsupported('tool_choice: llama.cpp\'s server cannot make the model call one of several tools; name '
+                              'the function ({"type": "function", "function": {"name": ...}}), or use "auto".',
+                              "tool_choice")
+        if self._template is None:
+            self._template = await asyncio.to_thread(_chat_template, self.gguf)
+        layout = layout_of(self._template[3])
+        if layout is None:
+            raise Unsupported(f"tools: the chat template of {self.gguf.name} renders no tools (no tool calling); leave "
+                              "tools out, or serve a model whose template has them.", "tools")
+        return params, (layout if params.tool_choice in (None, "auto") else None)
+
+    async def _counted(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
         """The upstream's stream, its last piece with the token counts llama.cpp does not send."""
         said = []
         async for d in super().stream(messages, params):
@@ -128,7 +178,7 @@ class LlamaCppEngine(RemoteEngine):
         """The prompt's tokens as llama.cpp counts them: the GGUF's chat template, then its tokenizer."""
         if self._template is None:
             self._template = await asyncio.to_thread(_chat_template, self.gguf)
-        render, bos, eos = self._template
+        render, bos, eos, _ = self._template
         return await self._count(render(messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True),
                                  whole_prompt=True)
 
@@ -157,8 +207,8 @@ class LlamaCppEngine(RemoteEngine):
 
 
 def _chat_template(gguf: Path):
-    """(render, bos text, eos text) from the GGUF's metadata, rendered as llama-cpp-python's Jinja2ChatFormatter
-    renders it (transformers' chat-template environment).
+    """(render, bos text, eos text, the template's source) from the GGUF's metadata, rendered as llama-cpp-python's
+    Jinja2ChatFormatter renders it (transformers' chat-template environment).
 
     Raises:
         TokenCountUnavailable: the GGUF has no chat template.
@@ -193,5 +243,6 @@ def _chat_template(gguf: Path):
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f))
     env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
         x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-    template = env.from_string(fields["tokenizer.chat_template"].contents())
-    return template.render, token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")
+    source = fields["tokenizer.chat_template"].contents()
+    template = env.from_string(source)
+    return template.render, token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"), source

@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow  # ~190 s, the whole demo: kept out of the default run, which must stay under 20 min (CI); the
-# English transcript (tests/agent/test_transcripts.py) takes the same chain, interview to served model, in it
+@pytest.mark.slow  # ~190 s, the whole demo: kept out of the default run, which must stay under 20 min (CI); there,
+# tests/agent/test_runner.py takes a plan through every step to a served model
 def test_demo_answers_three_questions_from_the_documents_with_sources(tmp_path):
     env = {**os.environ, "ONBOARD_THREADS": "2", "COLUMNS": "200"}
     p = subprocess.run([sys.executable, "-m", "agent.cli", "demo", "--workspace", str(tmp_path / "demo")],

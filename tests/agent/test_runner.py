@@ -77,7 +77,7 @@ def test_no_to_the_dataset_trains_nothing(ws, docs_dir):
     assert not ws.run_dir("sft").exists()
 
 
-@pytest.mark.slow  # the English transcript (test_transcripts.py) caps its steps too
+@pytest.mark.slow  # with the English transcript (test_transcripts.py, slow too), which caps its steps in a chat
 def test_a_time_budget_shorter_than_the_estimate_caps_the_steps(ws, docs_dir):
     plan = _plan(docs_dir, time_budget_hours=0.001, evaluate=False).model_copy(
         update={"training": Training(epochs=30, learning_rate=3e-3, batch_size=4, max_length=512)})

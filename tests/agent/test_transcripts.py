@@ -5,7 +5,7 @@ that is not there, questions back, an answer asked again and a correction on the
 The English one runs under a pseudo-terminal (pexpect), so prompts and progress bars render as a person sees
 them, and talks to the chat while training runs in the background ("how is it going?", "pause", "continue"). It
 starts from a copy of the shared test workspace (tiny base built, documents ingested, data built). The Chinese
-one starts from an empty workspace and builds everything (slow)."""
+one starts from an empty workspace and builds everything. Both are slow (`make test-all`)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def _screen(log: Path) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", log.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # ~200 s: the interview, the pipeline and serving have faster tests of their own in the default run
 def test_an_english_conversation_from_hello_to_a_served_model_under_a_terminal(tmp_path, workspace, tiny_base,
                                                                               docs_dir):
     ws = tmp_path / "ws"

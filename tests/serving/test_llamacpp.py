@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -87,3 +88,71 @@ def test_a_llamacpp_server_that_dies_is_named_with_its_exit_and_log(gguf, monkey
         assert "exited" in asyncio.run(engine.ready())
     finally:
         asyncio.run(engine.close())
+
+
+TOOLS = [{"type": "function", "function": {"name": "order_status", "description": "Where a customer's order is",
+                                           "parameters": {"type": "object", "properties": {
+                                               "order": {"type": "integer"}}, "required": ["order"]}}}]
+
+
+def _tool_answers(gguf: Path, question: str, max_tokens: int):
+    """Through a server on `gguf` with the llama.cpp engine (no retrieval), the official openai client asks
+    `question` with TOOLS: (named call, auto, auto streamed as (content pieces, calls, finish reason), the 400 for
+    required)."""
+    from openai import BadRequestError, OpenAI
+
+    from serving.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(gguf, PYTHON, threads=2)
+    settings = ServeSettings(model=gguf, engine="llamacpp", rag_k=0, llamacpp_python=PYTHON)
+    ask = {"model": gguf.stem, "messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
+           "tools": TOOLS}
+    try:
+        with serve_in_thread(create_app(settings, engine=engine)) as base:
+            client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+            named = client.chat.completions.create(
+                **ask, tool_choice={"type": "function", "function": {"name": "order_status"}})
+            auto = client.chat.completions.create(**ask)
+            chunks = [c for c in client.chat.completions.create(**ask, stream=True) if c.choices]
+            streamed = ([c.choices[0].delta.content for c in chunks if c.choices[0].delta.content],
+                        [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])],
+                        chunks[-1].choices[0].finish_reason)
+            with pytest.raises(BadRequestError) as refused:
+                client.chat.completions.create(**ask, tool_choice="required")
+    finally:
+        asyncio.run(engine.close())
+    return named, auto, streamed, refused.value.body
+
+
+@needs_llamacpp
+def test_tools_through_llamacpp_are_called_read_back_or_refused_by_name(gguf, no_onboard_env):
+    """A named tool_choice: llama.cpp's grammar makes the tiny model call it, arguments valid for the schema; auto:
+    the tiny model writes text, streamed as written and the same as asked whole; required, which llama.cpp's
+    server cannot force: a 400 naming tool_choice."""
+    named, auto, (pieces, calls, finish), refused = _tool_answers(gguf, "Where is my order 1234?", 24)
+    (call,) = named.choices[0].message.tool_calls
+    assert call.function.name == "order_status" and isinstance(json.loads(call.function.arguments)["order"], int)
+    assert named.choices[0].finish_reason == "tool_calls"
+    assert auto.choices[0].message.tool_calls is None and calls == []
+    assert "".join(pieces) == auto.choices[0].message.content and finish == auto.choices[0].finish_reason
+    assert refused["param"] == "tool_choice" and "name the function" in refused["message"]
+
+
+@pytest.mark.slow
+@needs_llamacpp
+def test_the_05b_model_calls_a_tool_through_llamacpp_when_it_chooses_to(tmp_path, no_onboard_env):
+    """tool_choice auto with the real 0.5B model (q8_0): llama-cpp-python returns the model's <tool_call> as text;
+    the engine reads it back as a call, asked whole and streamed alike."""
+    from training.export import ExportConfig, run
+    from training.fetch import default_cache
+
+    qwen = default_cache("qwen2.5-coder-0.5b-instruct") / "hf"
+    if not (qwen / "config.json").is_file():
+        pytest.skip(f"no 0.5B model in {qwen}: `onboard base fetch qwen2.5-coder-0.5b-instruct`")
+    gguf = tmp_path / "qwen.gguf"
+    run(ExportConfig(model=qwen, out=gguf, format="gguf", gguf_dtype="q8_0"))
+    _, auto, (_, calls, finish), _ = _tool_answers(gguf, "Where is my order 1234?", 64)
+    (call,) = auto.choices[0].message.tool_calls
+    assert call.function.name == "order_status" and json.loads(call.function.arguments) == {"order": 1234}
+    assert auto.choices[0].finish_reason == "tool_calls" and finish == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in calls] == [("order_status", call.function.arguments)]

@@ -134,6 +134,7 @@ def test_a_killed_build_resumes_without_asking_again(workspace, tmp_path):
         assert "teacher:scripted" in r.train_file.read_text() + r.test_file.read_text()
 
 
+@pytest.mark.slow  # ~50 s: the merged model answers every prompt; DPO pairs without a teacher are in test_data_build
 def test_dpo_prefers_the_teachers_answer_over_the_models(workspace, merged_model, teacher, tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()

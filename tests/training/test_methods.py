@@ -18,6 +18,17 @@ def _cfg(base, data, out, **kw):
     return TrainConfig(base_model=str(base), train_file=data, output_dir=out, **kw)
 
 
+@pytest.fixture(scope="module")
+def dpo_file(workspace, merged_model, tmp_path_factory):
+    """DPO pairs built once for this module (the merged model answers every prompt: the slow part), copied
+    out of the shared workspace so other modules' rebuilds leave it alone."""
+    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
+                                      force=True))
+    copy = tmp_path_factory.mktemp("dpo") / "train.jsonl"
+    copy.write_bytes(data.train_file.read_bytes())
+    return copy
+
+
 def _base_weights(base):
     return load_file(str(base / "model.safetensors"))
 
@@ -71,12 +82,10 @@ def test_cpt_loss_falls_on_packed_document_text(tiny_base, workspace, tmp_path):
     assert (r.adapter_dir / "adapter_model.safetensors").exists()
 
 
-def test_dpo_on_top_of_an_sft_adapter(tiny_base, workspace, qlora_run, merged_model, tmp_path):
+def test_dpo_on_top_of_an_sft_adapter(tiny_base, qlora_run, dpo_file, tmp_path):
     from training.dpo import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
-                                      force=True))
-    r = run(_cfg(tiny_base, data.train_file, tmp_path / "dpo", method="lora", max_steps=3, max_length=512,
+    r = run(_cfg(tiny_base, dpo_file, tmp_path / "dpo", method="lora", max_steps=3, max_length=512,
                  init_adapter=qlora_run.adapter_dir))
     rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in x for x in rows)  # the DPO loss ran, against the SFT model as reference
@@ -131,12 +140,10 @@ def test_cpt_with_other_methods(method, tiny_base, workspace, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["qlora", "dora", "full"])
-def test_dpo_with_other_methods(method, tiny_base, workspace, merged_model, tmp_path):
+def test_dpo_with_other_methods(method, tiny_base, dpo_file, tmp_path):
     from training.dpo import run
 
-    data = build_data(DataBuildConfig(workspace=workspace, kind="dpo", base_model=str(merged_model), test_fraction=0,
-                                      force=True))
-    r = run(_cfg(tiny_base, data.train_file, tmp_path / method, method=method, max_steps=2))
+    r = run(_cfg(tiny_base, dpo_file, tmp_path / method, method=method, max_steps=2))
     rows = [json.loads(x) for x in (r.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in x for x in rows) and r.steps == 2
 

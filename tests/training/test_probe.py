@@ -17,8 +17,10 @@ from training.sft import run as train
 
 
 def test_the_probe_counts_the_real_runs_steps_and_leaves_nothing(tmp_path, tiny_base, workspace):
-    data = workspace / "data" / "sft"
-    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=data / "train.jsonl", output_dir=tmp_path / "runs" / "sft",
+    train_file = tmp_path / "train.jsonl"  # 24 examples: 2 epochs of 6 steps, so the real run is quick too
+    lines = (workspace / "data" / "sft" / "train.jsonl").read_text().splitlines()[:24]
+    train_file.write_text("\n".join(lines) + "\n")
+    cfg = SFTRunConfig(base_model=str(tiny_base), train_file=train_file, output_dir=tmp_path / "runs" / "sft",
                        method="lora", epochs=2, batch_size=4, learning_rate=1e-3, evaluate=False, report_to=[])
     p = probe(cfg, steps=3)
     assert sorted(x.name for x in (tmp_path / "runs").iterdir()) == [] and not cfg.output_dir.exists()
