@@ -167,8 +167,9 @@ class LlamaCppEngine(RemoteEngine):
         said = []
         async for d in super().stream(messages, params):
             if d.finish_reason is not None and d.prompt_tokens is None:
-                said.append(d.text)
-                d = replace(d, prompt_tokens=await self.count_tokens(messages),
+                # a forced call is generated as its arguments' JSON (llama.cpp's grammar) and sent as a call
+                said += [d.text, *(c.arguments for c in d.tool_calls or [])]
+                d = replace(d, prompt_tokens=await self._prompt_tokens(messages, params),
                             completion_tokens=await self._count("".join(said)))
             elif d.text:
                 said.append(d.text)
@@ -176,11 +177,16 @@ class LlamaCppEngine(RemoteEngine):
 
     async def count_tokens(self, messages: list[dict]) -> int:
         """The prompt's tokens as llama.cpp counts them: the GGUF's chat template, then its tokenizer."""
+        return await self._prompt_tokens(messages, None)
+
+    async def _prompt_tokens(self, messages: list[dict], params: SamplingParams | None) -> int:
+        """The prompt's tokens, with the request's tools as llama-cpp-python renders them."""
         if self._template is None:
             self._template = await asyncio.to_thread(_chat_template, self.gguf)
         render, bos, eos, _ = self._template
-        return await self._count(render(messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True),
-                                 whole_prompt=True)
+        tools = {"tools": params.tools, "tool_choice": params.tool_choice} if params is not None and params.tools else {}
+        return await self._count(render(messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True,
+                                        **tools), whole_prompt=True)
 
     async def _count(self, text: str, whole_prompt: bool = False) -> int:
         """Tokens of `text` (llama.cpp's tokenizer, special tokens read as such); a prompt keeps the BOS that

@@ -113,10 +113,11 @@ def _tool_answers(gguf: Path, question: str, max_tokens: int):
             named = client.chat.completions.create(
                 **ask, tool_choice={"type": "function", "function": {"name": "order_status"}})
             auto = client.chat.completions.create(**ask)
-            chunks = [c for c in client.chat.completions.create(**ask, stream=True) if c.choices]
+            every = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+            chunks = [c for c in every if c.choices]
             streamed = ([c.choices[0].delta.content for c in chunks if c.choices[0].delta.content],
                         [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])],
-                        chunks[-1].choices[0].finish_reason)
+                        chunks[-1].choices[0].finish_reason, every[-1].usage)
             with pytest.raises(BadRequestError) as refused:
                 client.chat.completions.create(**ask, tool_choice="required")
     finally:
@@ -129,12 +130,14 @@ def test_tools_through_llamacpp_are_called_read_back_or_refused_by_name(gguf, no
     """A named tool_choice: llama.cpp's grammar makes the tiny model call it, arguments valid for the schema; auto:
     the tiny model writes text, streamed as written and the same as asked whole; required, which llama.cpp's
     server cannot force: a 400 naming tool_choice."""
-    named, auto, (pieces, calls, finish), refused = _tool_answers(gguf, "Where is my order 1234?", 24)
+    named, auto, (pieces, calls, finish, usage), refused = _tool_answers(gguf, "Where is my order 1234?", 24)
     (call,) = named.choices[0].message.tool_calls
     assert call.function.name == "order_status" and isinstance(json.loads(call.function.arguments)["order"], int)
     assert named.choices[0].finish_reason == "tool_calls"
     assert auto.choices[0].message.tool_calls is None and calls == []
     assert "".join(pieces) == auto.choices[0].message.content and finish == auto.choices[0].finish_reason
+    # llama.cpp's server sends no usage in streams: counted here as it counts, the tools in the prompt included
+    assert usage == auto.usage and usage.prompt_tokens > 100
     assert refused["param"] == "tool_choice" and "name the function" in refused["message"]
 
 
@@ -151,7 +154,7 @@ def test_the_05b_model_calls_a_tool_through_llamacpp_when_it_chooses_to(tmp_path
         pytest.skip(f"no 0.5B model in {qwen}: `onboard base fetch qwen2.5-coder-0.5b-instruct`")
     gguf = tmp_path / "qwen.gguf"
     run(ExportConfig(model=qwen, out=gguf, format="gguf", gguf_dtype="q8_0"))
-    _, auto, (_, calls, finish), _ = _tool_answers(gguf, "Where is my order 1234?", 64)
+    _, auto, (_, calls, finish, _), _ = _tool_answers(gguf, "Where is my order 1234?", 64)
     (call,) = auto.choices[0].message.tool_calls
     assert call.function.name == "order_status" and json.loads(call.function.arguments) == {"order": 1234}
     assert auto.choices[0].finish_reason == "tool_calls" and finish == "tool_calls"
