@@ -13,7 +13,8 @@ tokens are reported and charged to its key like any other, and prompts are check
 
 Tools: llama-cpp-python renders them with the GGUF's chat template and forces a named function with a grammar,
 but reads no call back from the text the model writes: with tool_choice auto this engine reads it (serving/tools.py,
-as the transformers engine does); "required" is refused by name (llama.cpp's server cannot force it).
+as the transformers engine does, from the bare JSON that llama.cpp's text keeps of a call: the tags are control
+tokens); "required" is refused by name (llama.cpp's server cannot force it).
 """
 
 from __future__ import annotations
@@ -156,11 +157,12 @@ class LlamaCppEngine(RemoteEngine):
                               "tool_choice")
         if self._template is None:
             self._template = await asyncio.to_thread(_chat_template, self.gguf)
-        layout = layout_of(self._template[3])
-        if layout is None:
+        if layout_of(self._template[3]) is None:
             raise Unsupported(f"tools: the chat template of {self.gguf.name} renders no tools (no tool calling); leave "
                               "tools out, or serve a model whose template has them.", "tools")
-        return params, (layout if params.tool_choice in (None, "auto") else None)
+        # llama.cpp's text leaves out control tokens, and the calls' tags are control tokens (<tool_call>, Llama 3's
+        # <|python_tag|>): what is left of a call in either layout is its bare JSON, which the llama3 layout reads
+        return params, ("llama3" if params.tool_choice in (None, "auto") else None)
 
     async def _counted(self, messages: list[dict], params: SamplingParams) -> AsyncIterator[Delta]:
         """The upstream's stream, its last piece with the token counts llama.cpp does not send."""

@@ -144,8 +144,9 @@ def test_tools_through_llamacpp_are_called_read_back_or_refused_by_name(gguf, no
 @pytest.mark.slow
 @needs_llamacpp
 def test_the_05b_model_calls_a_tool_through_llamacpp_when_it_chooses_to(tmp_path, no_onboard_env):
-    """tool_choice auto with the real 0.5B model (q8_0): llama-cpp-python returns the model's <tool_call> as text;
-    the engine reads it back as a call, asked whole and streamed alike."""
+    """tool_choice auto with the real 0.5B model (q8_0): llama-cpp-python returns the model's call as text (its
+    bare JSON: <tool_call> is a control token, left out of llama.cpp's text); the engine reads it back as a call,
+    asked whole and streamed alike."""
     from training.export import ExportConfig, run
     from training.fetch import default_cache
 
@@ -155,6 +156,7 @@ def test_the_05b_model_calls_a_tool_through_llamacpp_when_it_chooses_to(tmp_path
     gguf = tmp_path / "qwen.gguf"
     run(ExportConfig(model=qwen, out=gguf, format="gguf", gguf_dtype="q8_0"))
     _, auto, (_, calls, finish, _), _ = _tool_answers(gguf, "Where is my order 1234?", 64)
+    assert auto.choices[0].message.tool_calls, auto.choices[0].message
     (call,) = auto.choices[0].message.tool_calls
     assert call.function.name == "order_status" and json.loads(call.function.arguments) == {"order": 1234}
     assert auto.choices[0].finish_reason == "tool_calls" and finish == "tool_calls"
