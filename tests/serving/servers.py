@@ -100,10 +100,14 @@ class Generated(list):
 
 
 def spy_generate(engine, monkeypatch) -> Generated:
-    """Make a transformers engine's model ignore EOS (only a stop can end a generation before
-    max_new_tokens) and record how many tokens each generation produced."""
+    """Make a transformers engine ignore EOS (only a stop can end a generation before max_new_tokens) and record
+    how many tokens each generation produced: requests generated alone (`generate`) and in the decode loop
+    (serving/engines/batch.py) alike."""
+    from serving.engines import batch
+    from serving.engines.decode import Rows
+
     generated = Generated()
-    original = engine.model.generate
+    original, take, serve, step = engine.model.generate, batch._Request.take, batch.Batcher._serve, Rows.step
 
     def generate(**kw):
         kw["min_new_tokens"] = kw["max_new_tokens"]
@@ -112,5 +116,17 @@ def spy_generate(engine, monkeypatch) -> Generated:
         generated.append(out.shape[1] - kw["input_ids"].shape[1])
         return out
 
+    def served(self, *args, **kw):
+        req = serve(self, *args, **kw)
+        generated.append(len(req.new))
+        return req
+
+    def stepped(rows):
+        generated.started.set()
+        return step(rows)
+
     monkeypatch.setattr(engine.model, "generate", generate)
+    monkeypatch.setattr(batch._Request, "take", lambda self, token, eos, tokenizer: take(self, token, set(), tokenizer))
+    monkeypatch.setattr(batch.Batcher, "_serve", served)
+    monkeypatch.setattr(Rows, "step", stepped)
     return generated

@@ -1,5 +1,5 @@
-"""Dynamic batching in the transformers engine (serving/engines/batch.py): requests that wait together are
-generated in one batch, each gets the answer it gets alone, and each row ends on its own."""
+"""Continuous batching in the transformers engine (serving/engines/batch.py, decode.py): requests share one
+decode loop, joining it at any step; each gets the answer it gets alone, and each row ends on its own."""
 
 import asyncio
 
@@ -21,30 +21,46 @@ def engine(merged_model):
     return TransformersEngine(merged_model, max_batch=8)
 
 
+class Calls:
+    """What the engine ran: `generate`'s batch sizes (requests generated alone) and the decode loop's rows at each
+    step."""
+
+    def __init__(self):
+        self.alone: list[int] = []
+        self.steps: list[int] = []
+
+    def clear(self) -> None:
+        self.alone.clear()
+        self.steps.clear()
+
+
 @pytest.fixture()
-def batches(engine, monkeypatch) -> list[int]:
-    """The batch size of each call of the model's generate."""
-    sizes: list[int] = []
-    original = engine.model.generate
+def batches(engine, monkeypatch) -> Calls:
+    from serving.engines.decode import Rows
 
-    def generate(**kw):
-        sizes.append(kw["input_ids"].shape[0])
-        return original(**kw)
+    calls = Calls()
+    generate, step = engine.model.generate, Rows.step
 
-    monkeypatch.setattr(engine.model, "generate", generate)
-    return sizes
+    def spied_step(rows):
+        calls.steps.append(len(rows))
+        return step(rows)
+
+    monkeypatch.setattr(engine.model, "generate", lambda **kw: calls.alone.append(kw["input_ids"].shape[0]) or generate(**kw))
+    monkeypatch.setattr(Rows, "step", spied_step)
+    return calls
 
 
 def test_requests_waiting_together_are_one_batch_and_get_the_answers_they_get_alone(engine, batches):
     params = SamplingParams(max_new_tokens=24)
     alone = [asyncio.run(engine.generate(_msgs(q), params)) for q in QUESTIONS]
-    assert batches == [1] * len(QUESTIONS)
+    assert set(batches.steps) == {1} and batches.alone == []
+    batches.clear()
 
     async def together():
         return await asyncio.gather(*(engine.generate(_msgs(q), params) for q in QUESTIONS))
 
     batched = asyncio.run(together())
-    assert max(batches[len(QUESTIONS):]) > 1 and len(batches) < 2 * len(QUESTIONS)  # fewer calls than requests
+    assert max(batches.steps) == len(QUESTIONS) and batches.alone == []  # every row in one step
     assert [g.text for g in batched] == [g.text for g in alone]
     assert [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in batched] == \
         [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in alone]
@@ -70,7 +86,7 @@ def test_each_row_ends_on_its_own_budget_stop_string_or_stream(engine, batches):
 
     batches.clear()
     full, cut, at_stop, (text, last) = asyncio.run(together())
-    assert max(batches) > 1
+    assert batches.steps[0] == 4 and batches.steps[-1] == 2  # rows left as they ended; the two long ones ran on
     assert full.text == whole and text == whole and last.completion_tokens == full.completion_tokens
     assert cut.completion_tokens == 3 and cut.finish_reason == "length" and whole.startswith(cut.text)
     assert at_stop.text == whole[: whole.index(stop)] and at_stop.finish_reason == "stop"
@@ -85,17 +101,26 @@ def test_a_request_needing_its_own_decoding_is_generated_alone(engine, batches):
                                     engine.generate(_msgs(QUESTIONS[1]), plain))
 
     a, b, _ = asyncio.run(together())
-    assert sorted(batches) == [1, 2] and b.logprobs and a.text == b.text
+    assert batches.alone == [1] and max(batches.steps) == 2 and b.logprobs and a.text == b.text
 
 
-def test_greedy_and_sampled_requests_are_not_mixed(engine, batches):
-    greedy, sampled = SamplingParams(max_new_tokens=8), SamplingParams(max_new_tokens=8, temperature=0.7)
+def test_greedy_and_sampled_rows_share_the_loop_and_a_row_joins_while_it_runs(engine, batches):
+    """Each row decodes its own way (greedy rows get their answer alone, sampled rows sample); a request that
+    arrives while others generate joins them at the next step, and gets its answer alone too."""
+    greedy, sampled = SamplingParams(max_new_tokens=24), SamplingParams(max_new_tokens=24, temperature=0.7)
+    alone = [asyncio.run(engine.generate(_msgs(q), greedy)).text for q in QUESTIONS[:3]]
 
     async def together():
-        return await asyncio.gather(*(engine.generate(_msgs(q), p) for q in QUESTIONS[:2] for p in (greedy, sampled)))
+        first = [asyncio.create_task(engine.generate(_msgs(q), p)) for q in QUESTIONS[:2] for p in (greedy, sampled)]
+        while not batches.steps:  # the loop runs: then the late one asks
+            await asyncio.sleep(0.001)
+        late = await engine.generate(_msgs(QUESTIONS[2]), greedy)
+        return await asyncio.gather(*first), late
 
-    asyncio.run(together())
-    assert sorted(batches) == [2, 2]
+    batches.clear()
+    (g0, s0, g1, s1), late = asyncio.run(together())
+    assert [g0.text, g1.text, late.text] == alone and s0.completion_tokens > 0 and s1.completion_tokens > 0
+    assert batches.steps[0] == 4 and 5 in batches.steps and batches.alone == []  # the late one joined the four
 
 
 def test_max_batch_1_generates_one_at_a_time(merged_model, monkeypatch):

@@ -205,15 +205,17 @@ def test_a_request_over_the_queue_limit_is_refused_at_once_with_retry_after(engi
                                                                           monkeypatch):
     """max_queue=1: while one answer is being generated, the next chat request gets 503 with Retry-After at once
     (other endpoints still answer); once that answer is sent the server takes requests again."""
-    started, release = threading.Event(), threading.Event()
-    original = engine.model.generate
+    from serving.engines.decode import Rows
 
-    def held(**kw):  # the model starts generating only when the test says so
+    started, release = threading.Event(), threading.Event()
+    original = Rows.join
+
+    def held(rows, requests):  # the decode loop starts generating only when the test says so
         started.set()
         release.wait(60)
-        return original(**kw)
+        return original(rows, requests)
 
-    monkeypatch.setattr(engine.model, "generate", held)
+    monkeypatch.setattr(Rows, "join", held)
     app = create_app(ServeSettings(model=merged_model, rag_k=0, max_queue=1), engine=engine)
     with serve_in_thread(app) as base:
         body = {"model": "merged", "messages": MSGS, "max_tokens": 8}
