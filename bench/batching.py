@@ -2,10 +2,12 @@
 batched (max_batch N) against one at a time (max_batch 1), on the same loaded model, in one run.
 
     .venv/bin/python bench/batching.py [--model DIR] [--clients 1,8,32] [--batch 8] [--rounds 1] [--max-tokens 64]
+                                       [--asks 1]
 
 Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each way, one row per number of
-clients sent at once; in each row one at a time (max_batch 1, the engine before batching) runs first, then
-batched. Reported: answers and generated tokens per second, the median time to first token, the ratio of
+clients; each client asks `--asks` questions one after another (1: all clients ask at once, once; more: a
+closed loop, each asking again as soon as it is answered); in each row one at a time (max_batch 1, the engine
+before batching) runs first, then batched. Reported: answers and generated tokens per second, the median time to first token, the ratio of
 answers per second batched / one at a time, and how many batched answers are the ones given one at a time.
 """
 
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="the engine's max_batch when batching (the default)")
     ap.add_argument("--rounds", type=int, default=1, help="runs each way per row")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--asks", type=int, default=1, help="questions each client asks, one after another")
     args = ap.parse_args()
     from serving.engines.base import SamplingParams
     from serving.engines.hf import TransformersEngine
@@ -53,13 +56,16 @@ def main() -> None:
                 tokens = d.completion_tokens or tokens
             return first or 0.0, "".join(parts), tokens
 
+        async def client(c: int):
+            return [await one(QUESTIONS[(c * args.asks + k) % len(QUESTIONS)]) for k in range(args.asks)]
+
         t0 = time.perf_counter()
-        got = await asyncio.gather(*(one(q) for q in (QUESTIONS * clients)[:clients]))
-        return time.perf_counter() - t0, got
+        got = await asyncio.gather(*(client(c) for c in range(clients)))
+        return time.perf_counter() - t0, [a for answers in got for a in answers]
 
     asyncio.run(run(1, 1))  # warm-up
     print(f"model {args.model.name}, greedy, up to {args.max_tokens} tokens, streamed, batches of up to "
-          f"{args.batch}, {args.rounds} round(s) each way per row")
+          f"{args.batch}, {args.asks} question(s) per client, {args.rounds} round(s) each way per row")
     print("clients | one at a time: req/s  tok/s  TTFT p50 | batched: req/s  tok/s  TTFT p50 | req/s ratio | same")
     for clients in (int(c) for c in args.clients.split(",")):
         rows = {}
@@ -72,7 +78,7 @@ def main() -> None:
         (r1, t1, f1, a1), (rb, tb, fb, ab) = rows[1], rows[args.batch]
         same = sum(x == y for x, y in zip(a1, ab, strict=True))
         print(f"{clients:>7} | {r1:20.2f} {t1:6.1f} {f1:8.2f} s | {rb:14.2f} {tb:6.1f} {fb:8.2f} s | "
-              f"{rb / r1:10.2f}x | {same}/{clients}")
+              f"{rb / r1:10.2f}x | {same}/{len(a1)}")
 
 
 if __name__ == "__main__":

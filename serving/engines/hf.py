@@ -1,11 +1,11 @@
 """An engine on transformers' `generate`, for CPU and for when vLLM is not installed.
 
-`generate` is blocking, so it runs in a worker thread and the event loop keeps answering. One
-`generate` call runs at a time (a lock taken in the worker): concurrent calls only thrash. Plain requests
-that wait together (no log probabilities, response_format, tools or seed; the same sampling) are generated
-together as one left-padded batch of up to `max_batch` (serving/engines/batch.py), each row ending on its
-own (end of turn, its max_tokens, a stop string, its client gone) and streaming its own tokens. Every
-generation checks a cancel event, so a request whose client went away stops at the next token.
+Generation is blocking, so it runs in a worker thread and the event loop keeps answering. One generation
+runs at a time (a lock taken in the worker): concurrent ones only thrash. Plain requests (no log probabilities,
+response_format, tools or seed) share one decode loop of up to `max_batch` rows (continuous batching,
+serving/engines/batch.py), joining it at any step, each row ending on its own (end of turn, its max_tokens, a
+stop string, its client gone) and streaming its own tokens; the others are generated alone with `generate`.
+Every generation checks a cancel event, so a request whose client went away stops at the next token.
 """
 
 from __future__ import annotations
