@@ -11,7 +11,8 @@ its tokens come. Greedy rows take the most likely token, sampled rows sample wit
 (and the model's top_k, as `generate` does).
 
 Requests that need per-request decoding state (log probabilities, a response_format or a forced tool call's
-grammar, tools, a seed) are not batched: the engine generates them alone, with `generate`. Nor is anything on a
+grammar, tools, a seed) are not batched: the engine generates them alone, with `generate`; while one waits, the
+loop takes no new rows, so it ends and lets that request have the model. Nor is anything on a
 model whose generation config asks for more than this loop does (a repetition penalty, banned words...).
 
 Measured on the 0.5B model (bench/RESULTS.md): 8 clients asking one question after another got 2.8x the answers
@@ -197,7 +198,7 @@ class Batcher:
                     joining = []
                 for r in rows.drop_ended():
                     r.finished.set()
-                if len(rows) < self.max_batch:
+                if len(rows) < self.max_batch and not self.engine.waiting_alone:  # else: end, and let it in
                     joining = self._take(self.max_batch - len(rows), wait=not rows)
                 if not rows and not joining:
                     return

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from serving.engines.base import Delta, Generation, SamplingParams, cut_at_stop, held_back
@@ -61,6 +62,9 @@ class TransformersEngine:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
         self._lock = threading.Lock()
+        self._counting = threading.Lock()
+        self.waiting_alone = 0
+        """Requests to be generated alone waiting for the lock (the decode loop lets them in: serving/engines/batch.py)."""
         from serving.engines.batch import Batcher
 
         self.max_batch = max_batch
@@ -223,6 +227,22 @@ class TransformersEngine:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
 
+    @contextmanager
+    def _alone(self):
+        """The engine's lock for a request generated alone; while it waits, the decode loop takes no new rows, so
+        it ends and lets this request in (no starving behind a loop that keeps being joined)."""
+        with self._counting:
+            self.waiting_alone += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._counting:
+                self.waiting_alone -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def _stop_check(self, stop: tuple[str, ...], n_prompt: int):
         """A stopping criterion: a stop string was generated (`stop_in_tail`)."""
         return lambda input_ids, scores, **_: stop_in_tail(self.tokenizer, input_ids[0, n_prompt:], stop)
@@ -282,7 +302,7 @@ class TransformersEngine:
         inputs = self._inputs(messages, params)
         n_prompt = inputs["input_ids"].shape[1]
         kwargs = self._kwargs(params, cancel, n_prompt)
-        with self._lock, torch.no_grad():
+        with self._alone(), torch.no_grad():
             if cancel.is_set():  # the caller left while this request waited for the lock: skip the prefill
                 raise asyncio.CancelledError
             _seed(params)
@@ -310,7 +330,7 @@ class TransformersEngine:
             inputs = self._inputs(messages, params)
             n_prompt = inputs["input_ids"].shape[1]
             kwargs = self._kwargs(params, cancel, n_prompt)
-            with self._lock, torch.no_grad():
+            with self._alone(), torch.no_grad():
                 if cancel.is_set():  # the client left while this request waited for the lock
                     return
                 _seed(params)

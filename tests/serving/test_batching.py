@@ -28,10 +28,13 @@ class Calls:
     def __init__(self):
         self.alone: list[int] = []
         self.steps: list[int] = []
+        self.joins: list[tuple[int, list[list[int]]]] = []
+        """Each join: the rows already in the loop, and the prompts (token ids) joining."""
 
     def clear(self) -> None:
         self.alone.clear()
         self.steps.clear()
+        self.joins.clear()
 
 
 @pytest.fixture()
@@ -39,14 +42,19 @@ def batches(engine, monkeypatch) -> Calls:
     from serving.engines.decode import Rows
 
     calls = Calls()
-    generate, step = engine.model.generate, Rows.step
+    generate, step, join = engine.model.generate, Rows.step, Rows.join
 
     def spied_step(rows):
         calls.steps.append(len(rows))
         return step(rows)
 
+    def spied_join(rows, requests):
+        calls.joins.append((len(rows), [r.ids for r in requests]))
+        return join(rows, requests)
+
     monkeypatch.setattr(engine.model, "generate", lambda **kw: calls.alone.append(kw["input_ids"].shape[0]) or generate(**kw))
     monkeypatch.setattr(Rows, "step", spied_step)
+    monkeypatch.setattr(Rows, "join", spied_join)
     return calls
 
 
@@ -60,7 +68,7 @@ def test_requests_waiting_together_are_one_batch_and_get_the_answers_they_get_al
         return await asyncio.gather(*(engine.generate(_msgs(q), params) for q in QUESTIONS))
 
     batched = asyncio.run(together())
-    assert max(batches.steps) == len(QUESTIONS) and batches.alone == []  # every row in one step
+    assert max(batches.steps) > 2 and batches.alone == []  # rows generated side by side
     assert [g.text for g in batched] == [g.text for g in alone]
     assert [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in batched] == \
         [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in alone]
@@ -86,7 +94,7 @@ def test_each_row_ends_on_its_own_budget_stop_string_or_stream(engine, batches):
 
     batches.clear()
     full, cut, at_stop, (text, last) = asyncio.run(together())
-    assert batches.steps[0] == 4 and batches.steps[-1] == 2  # rows left as they ended; the two long ones ran on
+    assert max(batches.steps) >= 3 and batches.steps[-1] == 2  # rows left as they ended; the two long ones ran on
     assert full.text == whole and text == whole and last.completion_tokens == full.completion_tokens
     assert cut.completion_tokens == 3 and cut.finish_reason == "length" and whole.startswith(cut.text)
     assert at_stop.text == whole[: whole.index(stop)] and at_stop.finish_reason == "stop"
@@ -101,7 +109,9 @@ def test_a_request_needing_its_own_decoding_is_generated_alone(engine, batches):
                                     engine.generate(_msgs(QUESTIONS[1]), plain))
 
     a, b, _ = asyncio.run(together())
-    assert batches.alone == [1] and max(batches.steps) == 2 and b.logprobs and a.text == b.text
+    # the logprobs one by generate, alone; the plain ones in the loop (together, or one after the other when the
+    # logprobs one was waiting when the second came: the loop takes no new rows then)
+    assert batches.alone == [1] and batches.steps and b.logprobs and a.text == b.text
 
 
 def test_greedy_and_sampled_rows_share_the_loop_and_a_row_joins_while_it_runs(engine, batches):
@@ -120,7 +130,9 @@ def test_greedy_and_sampled_rows_share_the_loop_and_a_row_joins_while_it_runs(en
     batches.clear()
     (g0, s0, g1, s1), late = asyncio.run(together())
     assert [g0.text, g1.text, late.text] == alone and s0.completion_tokens > 0 and s1.completion_tokens > 0
-    assert batches.steps[0] == 4 and 5 in batches.steps and batches.alone == []  # the late one joined the four
+    late_ids = engine._inputs(_msgs(QUESTIONS[2]), greedy)["input_ids"][0].tolist()
+    (already,) = [n for n, prompts in batches.joins if late_ids in prompts]
+    assert already > 0 and batches.alone == []  # the late one joined rows that were generating
 
 
 def test_max_batch_1_generates_one_at_a_time(merged_model, monkeypatch):
@@ -135,3 +147,28 @@ def test_max_batch_1_generates_one_at_a_time(merged_model, monkeypatch):
     asyncio.run(together())
     assert sizes == [1] * len(QUESTIONS)
 
+
+
+def test_a_request_generated_alone_is_not_starved_by_the_loop(engine, batches):
+    """While a request that must be generated alone (log probabilities) waits, the loop takes no new rows: it
+    ends with the rows it has, the waiting request gets the model, and a request arriving after it starts a new
+    loop instead of joining the old one."""
+    import threading
+
+    long, later = SamplingParams(max_new_tokens=300), SamplingParams(max_new_tokens=8)
+
+    async def scenario():
+        first = asyncio.create_task(engine.generate(_msgs(QUESTIONS[0]), long))
+        while not batches.steps:  # the loop runs
+            await asyncio.sleep(0.001)
+        alone = asyncio.create_task(engine.generate(_msgs(QUESTIONS[1]), SamplingParams(max_new_tokens=8, logprobs=1)))
+        while not engine.waiting_alone:
+            await asyncio.sleep(0.001)
+        steps_before = len(batches.steps)
+        last = asyncio.create_task(engine.generate(_msgs(QUESTIONS[2]), later))
+        return await first, await alone, await last, steps_before
+
+    a, b, c, steps_before = asyncio.run(scenario())
+    assert a.completion_tokens > 20 and b.logprobs and c.completion_tokens > 0
+    assert batches.alone == [1] and max(batches.steps) == 1, batches.steps  # the late one never joined the first
+    assert steps_before < 300 and threading.active_count() < 50
