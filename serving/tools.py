@@ -162,7 +162,7 @@ class CallWatch:
 
     def end(self) -> tuple[str, list[ToolCall]]:
         """The rest of the content, and the calls, once the whole answer is in."""
-        content, calls = parse(self.text, self.layout)
+        _, calls = parse(self.text, self.layout)
         if calls:
             return "", calls
         return self._send(self.text), []
