@@ -6,8 +6,10 @@ batched (max_batch N) against one at a time (max_batch 1), on the same loaded mo
 
 Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each way, one row per number of
 clients; each client asks `--asks` questions one after another (1: all clients ask at once, once; more: a
-closed loop, each asking again as soon as it is answered); in each row one at a time (max_batch 1, the engine
-before batching) runs first, then batched. Reported: answers and generated tokens per second, the median time to first token, the ratio of
+closed loop, each asking again as soon as it is answered), client c the questions from number c on (with
+`--asks 8` every client asks all 8, so no client has more to ask than another and the run does not end on one
+client's longer answers alone); in each row one at a time (max_batch 1, the engine before batching) runs first,
+then batched. `--no-pack` keeps transformers' own linear layers (serving/engines/packed.py). Reported: answers and generated tokens per second, the median time to first token, the ratio of
 answers per second batched / one at a time, and how many batched answers are the ones given one at a time.
 """
 
@@ -36,11 +38,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="runs each way per row")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--asks", type=int, default=1, help="questions each client asks, one after another")
+    ap.add_argument("--no-pack", action="store_true",
+                    help="keep transformers' linear layers (the engine before serving/engines/packed.py)")
     args = ap.parse_args()
     from serving.engines.base import SamplingParams
     from serving.engines.hf import TransformersEngine
 
-    engine = TransformersEngine(args.model, threads=2, max_batch=args.batch)
+    engine = TransformersEngine(args.model, threads=2, max_batch=args.batch, pack_weights=not args.no_pack)
     params = SamplingParams(max_new_tokens=args.max_tokens)
 
     async def run(clients: int, batch: int):
@@ -57,7 +61,7 @@ def main() -> None:
             return first or 0.0, "".join(parts), tokens
 
         async def client(c: int):
-            return [await one(QUESTIONS[(c * args.asks + k) % len(QUESTIONS)]) for k in range(args.asks)]
+            return [await one(QUESTIONS[(c + k) % len(QUESTIONS)]) for k in range(args.asks)]
 
         t0 = time.perf_counter()
         got = await asyncio.gather(*(client(c) for c in range(clients)))
@@ -65,7 +69,8 @@ def main() -> None:
 
     asyncio.run(run(1, 1))  # warm-up
     print(f"model {args.model.name}, greedy, up to {args.max_tokens} tokens, streamed, batches of up to "
-          f"{args.batch}, {args.asks} question(s) per client, {args.rounds} round(s) each way per row")
+          f"{args.batch}, {args.asks} question(s) per client, {args.rounds} round(s) each way per row, "
+          f"{engine.packed} linear layers packed")
     print("clients | one at a time: req/s  tok/s  TTFT p50 | batched: req/s  tok/s  TTFT p50 | req/s ratio | same")
     for clients in (int(c) for c in args.clients.split(",")):
         rows = {}

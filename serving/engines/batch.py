@@ -1,8 +1,9 @@
 """Continuous batching for the transformers engine: plain requests are generated together in one decode loop,
 which a request joins at any step and leaves when it ends.
 
-Each request thread queues its request and then either finds it answered by the loop another thread runs, or
-takes the engine's lock and runs the loop itself until no request is left in it or waiting. At each step the
+Each request thread queues its request and waits for it to be answered; when no loop is running (the engine's
+lock is free), it takes the lock and starts one, on a thread of its own that runs until no request is left in it
+or waiting. At each step the
 requests waiting join (up to `max_batch` rows): their prompts are prefilled together, left-padded, and their
 key-value caches are left-padded into the running batch's; then one forward step gives every row its next token.
 Every row ends on its own: at an end-of-turn token, at its own token budget, at one of its stop strings, or when
@@ -149,18 +150,16 @@ class Batcher:
             with self._guard:
                 self._preparing -= 1
         while not req.finished.is_set():
+            # No loop running (the lock is free): start one, on a thread of its own, so that this request is
+            # answered when its row ends, not when the loop does (under steady load, never).
             if self.lock.acquire(blocking=False):
-                try:
-                    if not req.finished.is_set():
-                        self._run(self._take())
-                finally:
+                if req.finished.is_set():
                     self.lock.release()
-                with self._turn:
-                    self._turn.notify_all()
-            else:
-                with self._turn:  # woken when a batch ends (or after a while: the lock may be a lone request's)
-                    if not req.finished.is_set():
-                        self._turn.wait(0.05)
+                    break
+                threading.Thread(target=self._drive, name="onboard-decode-loop", daemon=True).start()
+            with self._turn:  # woken when a row ends or a loop ends (or after a while: the lock may be a lone request's)
+                if not req.finished.is_set():
+                    self._turn.wait(0.05)
         if req.error is not None:
             raise req.error
         return req
@@ -177,13 +176,32 @@ class Batcher:
                     break
             time.sleep(0.001)
         with self._guard:
-            for gone in [r for r in self._queue if r.cancel.is_set()]:
-                self._queue.remove(gone)
-                gone.finished.set()
+            gone = [r for r in self._queue if r.cancel.is_set()]
+            for r in gone:
+                self._queue.remove(r)
             batch, self._queue[:room] = self._queue[:room], []
+        if gone:
+            self._done(gone)
         return batch
 
     # ---- the loop
+    def _drive(self) -> None:
+        """The decode loop's thread: runs it (the lock taken by the request that started it), then lets the next
+        one start."""
+        try:
+            self._run(self._take())
+        finally:
+            self.lock.release()
+            with self._turn:
+                self._turn.notify_all()
+
+    def _done(self, requests: list[_Request]) -> None:
+        """Their rows ended (or failed): their threads return them."""
+        with self._turn:
+            for r in requests:
+                r.finished.set()
+            self._turn.notify_all()
+
     def _run(self, first: list[_Request]) -> None:
         """The decode loop, from `first` until no row is left in it or waiting to join."""
         if not first:
@@ -197,15 +215,15 @@ class Batcher:
                 if joining:
                     rows.join(joining)
                     joining = []
-                for r in rows.drop_ended():
-                    r.finished.set()
+                if ended := rows.drop_ended():
+                    self._done(ended)
                 if len(rows) < self.max_batch and not self.engine.waiting_alone:  # else: end, and let it in
                     joining = self._take(self.max_batch - len(rows), wait=not rows)
                 if not rows and not joining:
                     return
                 if rows:
                     rows.step()
-        except BaseException as e:  # every row's request raises it (this thread's own request among them)
+        except BaseException as e:  # every row's request raises it, in its own thread
             for r in [*rows.requests, *joining]:
                 r.error = e
-                r.finished.set()
+            self._done([*rows.requests, *joining])

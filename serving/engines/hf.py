@@ -37,8 +37,11 @@ def require_model_folder(path: Path | None) -> Path:
 
 
 class TransformersEngine:
-    def __init__(self, model_path: str | Path, threads: int | None = None, max_batch: int = 8):
-        """`max_batch`: requests generated together at most (serving.settings.ServeSettings.max_batch)."""
+    def __init__(self, model_path: str | Path, threads: int | None = None, max_batch: int = 8,
+                 pack_weights: bool = True):
+        """`max_batch`: requests generated together at most (serving.settings.ServeSettings.max_batch).
+        `pack_weights`: on a CPU, pack the linear layers' weights once for oneDNN (serving/engines/packed.py:
+        decoding about twice as fast); False keeps transformers' own layers (benchmarks compare the two)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,6 +60,15 @@ class TransformersEngine:
                 f"{path}: cannot load the model weights ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
                 "A file is truncated or corrupt (an interrupted copy, a full disk): merge again with "
                 "`onboard merge --force`, or copy the folder again.") from None
+        self.packed = 0
+        """Linear layers packed for oneDNN (serving/engines/packed.py); 0 on a GPU or when not asked."""
+        if pack_weights and self.device == "cpu":
+            from serving.engines.packed import pack_linears, packable
+
+            if packable():
+                self.packed = pack_linears(self.model)
+            else:
+                log.warning("this torch has no oneDNN (mkldnn) linear kernels: weights not packed, decoding is slower")
         self.context = _context_window(self.model.config, self.tokenizer)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -75,7 +87,8 @@ class TransformersEngine:
 
         self.tool_layout = layout_of(self.tokenizer.chat_template)
         """How the template renders tool calls (serving.tools), None when it has no tools."""
-        log.info("loaded %s on %s", path, self.device)
+        log.info("loaded %s on %s%s", path, self.device,
+                 f" ({self.packed} linear layers packed for oneDNN)" if self.packed else "")
 
     # ---- the Engine interface
     async def generate(self, messages: list[dict], params: SamplingParams) -> Generation:

@@ -181,21 +181,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
     """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
     ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
     rate limit)."""
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def chunk(delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
-              logprobs: ChoiceLogprobs | None = None) -> str:
-        choices = [] if delta is None else [StreamChoice(delta=delta, finish_reason=finish, logprobs=logprobs)]
-        c = ChatCompletionChunk(id=cid, created=created, model=served_name, choices=choices, sources=srcs,
-                                usage=usage).model_dump()
-        # finish_reason and logprobs are on every chunk (null until the end), as OpenAI sends them; the
-        # delta's unset fields, and sources and usage where there are none, are left out.
-        for c_ in c["choices"]:
-            c_["delta"] = {k: v for k, v in c_["delta"].items() if v is not None}
-        for key in ("sources", "usage"):
-            if c[key] is None:
-                del c[key]
-        return json.dumps(c, ensure_ascii=False)
+    chunk = Chunks(served_name)
 
     async def pieces() -> AsyncIterator[Delta]:
         if first is not None:
@@ -217,7 +203,8 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
             async for d in pieces():
                 if d.text:
                     said.append(d.text)
-                    yield chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs))
+                    yield (chunk.text(d.text) if d.logprobs is None
+                           else chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs)))
                 for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
                     yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
                 if d.finish_reason:
@@ -239,3 +226,32 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
             yield chunk(None, usage=Usage(prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens,
                                           total_tokens=last.prompt_tokens + last.completion_tokens))
     yield "[DONE]"
+
+
+class Chunks:
+    """The chat.completion.chunk objects of one streamed answer, as JSON text."""
+
+    def __init__(self, served_name: str):
+        self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), served_name
+        # A piece of text's chunk (nearly every chunk) is written straight from its parts: the same JSON as
+        # self(DeltaMessage(content=text)), without building and dumping three pydantic models per token.
+        self._head = json.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                 "model": served_name}, ensure_ascii=False)[:-1] + ', "choices": [{"index": 0, "delta": {"content": '
+        self._tail = '}, "finish_reason": null, "logprobs": null}]}'
+
+    def __call__(self, delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
+                 logprobs: ChoiceLogprobs | None = None) -> str:
+        choices = [] if delta is None else [StreamChoice(delta=delta, finish_reason=finish, logprobs=logprobs)]
+        c = ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, sources=srcs,
+                                usage=usage).model_dump()
+        # finish_reason and logprobs are on every chunk (null until the end), as OpenAI sends them; the
+        # delta's unset fields, and sources and usage where there are none, are left out.
+        for c_ in c["choices"]:
+            c_["delta"] = {k: v for k, v in c_["delta"].items() if v is not None}
+        for key in ("sources", "usage"):
+            if c[key] is None:
+                del c[key]
+        return json.dumps(c, ensure_ascii=False)
+
+    def text(self, text: str) -> str:
+        return self._head + json.dumps(text, ensure_ascii=False) + self._tail

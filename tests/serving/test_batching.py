@@ -172,3 +172,26 @@ def test_a_request_generated_alone_is_not_starved_by_the_loop(engine, batches):
     late_ids = engine._inputs(_msgs(QUESTIONS[2]), later)["input_ids"][0].tolist()
     assert [n for n, prompts in batches.joins if late_ids in prompts] == [0]  # it started a loop of its own
     assert steps_before < a.completion_tokens  # the alone one waited while the first was still generating
+
+
+def test_a_request_is_answered_when_its_row_ends_not_when_the_loop_does(engine, batches, monkeypatch):
+    """The loop runs on a thread of its own: the request that started it is not held until every row is done
+    (under steady load that would be never)."""
+    from serving.engines import batch
+
+    take = batch._Request.take
+    monkeypatch.setattr(batch._Request, "take", lambda self, token, eos, tok: take(self, token, set(), tok))
+
+    async def first_short_then_long():
+        short = asyncio.create_task(engine.generate(_msgs(QUESTIONS[0]), SamplingParams(max_new_tokens=12)))
+        while not batches.steps:  # the short request's loop is running
+            await asyncio.sleep(0.002)
+        long = asyncio.create_task(engine.generate(_msgs(QUESTIONS[1]), SamplingParams(max_new_tokens=400)))
+        got = await short
+        running = not long.done()
+        return got, running, await long
+
+    short, long_still_running, long = asyncio.run(first_short_then_long())
+    assert short.completion_tokens == 12 and long.completion_tokens == 400
+    assert long_still_running
+    assert any(rows == 1 for rows, _ in batches.joins[1:])  # the long request joined the short one's loop

@@ -148,3 +148,13 @@ def test_metrics_count_requests_tokens_first_tokens_and_errors_by_type(server, c
     assert grew("onboard_requests_total", route="other", method="GET", status="404") == 1  # not the raw path
     assert "/no/such" not in m and _sample(m, "onboard_queue_depth") == 0
     assert "Zorblax" not in LOG["path"].read_text()  # customers' words stay out of the logs by default
+
+
+@pytest.mark.parametrize("text", ["plain words ", '"quoted", back\\slash\n\ttab ', "退款多久能到账？ ", "\u2028\x00 "])
+def test_a_text_chunk_written_directly_is_the_json_of_the_chunk_model(text):
+    from serving.protocol import DeltaMessage
+    from serving.routes.chat import Chunks
+
+    chunks = Chunks("shop-bot")
+    assert json.loads(chunks.text(text)) == json.loads(chunks(DeltaMessage(content=text)))
+    assert json.loads(chunks.text(text))["choices"][0]["delta"] == {"content": text}
