@@ -8,8 +8,8 @@ Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each
 clients; each client asks `--asks` questions one after another (1: all clients ask at once, once; more: a
 closed loop, each asking again as soon as it is answered), client c the questions from number c on (with
 `--asks 8` every client asks all 8, so no client has more to ask than another and the run does not end on one
-client's longer answers alone); in each row one at a time (max_batch 1, the engine before batching) runs first,
-then batched. `--no-pack` keeps transformers' own linear layers (serving/engines/packed.py). Reported: answers and generated tokens per second, the median time to first token, the ratio of
+client's longer answers alone); in each row one at a time (max_batch 1, the engine before batching) and batched
+alternate, `--rounds` times each. `--no-pack` keeps transformers' own linear layers (serving/engines/packed.py). Reported: answers and generated tokens per second, the median time to first token, the ratio of
 answers per second batched / one at a time, and how many batched answers are the ones given one at a time.
 """
 
@@ -73,9 +73,11 @@ def main() -> None:
           f"{engine.packed} linear layers packed")
     print("clients | one at a time: req/s  tok/s  TTFT p50 | batched: req/s  tok/s  TTFT p50 | req/s ratio | same")
     for clients in (int(c) for c in args.clients.split(",")):
-        rows = {}
-        for batch in (1, args.batch):
-            runs = [asyncio.run(run(clients, batch)) for _ in range(args.rounds)]
+        rows, runs_of = {}, {1: [], args.batch: []}
+        for _ in range(args.rounds):  # alternating, so that a machine slowing down or speeding up hits both alike
+            for batch in (1, args.batch):
+                runs_of[batch].append(asyncio.run(run(clients, batch)))
+        for batch, runs in runs_of.items():
             wall = sum(w for w, _ in runs)
             answers = [a for _, got in runs for a in got]
             rows[batch] = (len(answers) / wall, sum(n for _, _, n in answers) / wall,

@@ -13,7 +13,6 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
-from sse_starlette import EventSourceResponse
 
 from rag import Retriever
 from rag.prompt import Prompts
@@ -40,6 +39,7 @@ from serving.protocol import (
     Usage,
 )
 from serving.settings import ServeSettings
+from serving.sse import Events, frame
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
@@ -50,7 +50,7 @@ router = APIRouter(tags=["chat"])
                         **errors(400, 404, 413, 502, 503, 504)})
 async def chat_completions(req: ChatCompletionRequest, request: Request, settings: SettingsDep, engine: EngineDep,
                            retriever: RetrieverDep, rag_k: RagKDep,
-                           prompts: PromptsDep) -> ChatCompletionResponse | EventSourceResponse:
+                           prompts: PromptsDep) -> ChatCompletionResponse | Events:
     arrived = asyncio.get_running_loop().time()
     deadline = arrived + settings.request_timeout
     _check_model(req.model, settings)
@@ -95,7 +95,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
             await deltas.aclose()
             raise
         observe(request, ttft=asyncio.get_running_loop().time() - arrived)
-        return EventSourceResponse(_stream(deltas, first, sources, settings.served_name, usage, one_call,
+        return Events(_stream(deltas, first, sources, settings.served_name, usage, one_call,
                                            (deadline, settings.request_timeout),
                                            lambda p, c, text: spent(request, p, c, text, plain)),
                                    ping=15)
@@ -177,8 +177,8 @@ async def _with_context(plain: list[dict], retriever: Retriever | None, k: int,
 async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: list[Source],
                   served_name: str, include_usage: bool, one_call: bool = False,
                   deadline: tuple[float, float] | None = None,
-                  spent: Callable[[int, int, str], None] | None = None) -> AsyncIterator[str]:
-    """The chunks; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
+                  spent: Callable[[int, int, str], None] | None = None) -> AsyncIterator[bytes]:
+    """The chunks, as SSE frames; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
     ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
     rate limit)."""
     chunk = Chunks(served_name)
@@ -193,7 +193,7 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                 return
             yield d
 
-    yield chunk(DeltaMessage(role="assistant", content=""), srcs=sources)
+    yield frame(chunk(DeltaMessage(role="assistant", content=""), srcs=sources))
     # aclosing: when the client disconnects, sse-starlette cancels this generator, and closing the
     # engine's stream stops the generation (the local engine at the next token, a remote upstream by
     # its connection closing).
@@ -203,29 +203,30 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
             async for d in pieces():
                 if d.text:
                     said.append(d.text)
-                    yield (chunk.text(d.text) if d.logprobs is None
-                           else chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs)))
+                    yield frame(chunk.text(d.text) if d.logprobs is None
+                                else chunk(DeltaMessage(content=d.text), logprobs=_logprobs(d.logprobs)))
                 for i, call in enumerate((d.tool_calls or [])[: 1 if one_call else None]):
-                    yield chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}]))
+                    yield frame(chunk(DeltaMessage(tool_calls=[{"index": i, **call.openai()}])))
                 if d.finish_reason:
                     last = d
-                    yield chunk(DeltaMessage(), finish=d.finish_reason)
+                    yield frame(chunk(DeltaMessage(), finish=d.finish_reason))
         except TimeoutError:  # the deadline: closing the engine's stream (aclosing) stops the generation
-            yield json.dumps({"error": {"message": too_slow(deadline[1]), "type": "server_error", "param": None,
-                                        "code": "timeout"}})
-            yield "[DONE]"
+            yield frame(json.dumps({"error": {"message": too_slow(deadline[1]), "type": "server_error", "param": None,
+                                              "code": "timeout"}}))
+            yield frame("[DONE]")
             return
     if spent is not None and last is not None and last.prompt_tokens is not None:
         spent(last.prompt_tokens, last.completion_tokens or 0, "".join(said))
     if include_usage:  # stream_options.include_usage: a last chunk with no choices and the usage
         if last is None or last.prompt_tokens is None or last.completion_tokens is None:
-            yield json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "
-                                        "for by stream_options.include_usage cannot be sent",
-                                        "type": "server_error", "param": "stream_options", "code": None}})
+            yield frame(json.dumps({"error": {"message": "the engine reported no token counts, so the usage asked "
+                                              "for by stream_options.include_usage cannot be sent",
+                                              "type": "server_error", "param": "stream_options", "code": None}}))
         else:
-            yield chunk(None, usage=Usage(prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens,
-                                          total_tokens=last.prompt_tokens + last.completion_tokens))
-    yield "[DONE]"
+            yield frame(chunk(None, usage=Usage(prompt_tokens=last.prompt_tokens,
+                                                completion_tokens=last.completion_tokens,
+                                                total_tokens=last.prompt_tokens + last.completion_tokens)))
+    yield frame("[DONE]")
 
 
 class Chunks:

@@ -158,3 +158,19 @@ def test_a_text_chunk_written_directly_is_the_json_of_the_chunk_model(text):
     chunks = Chunks("shop-bot")
     assert json.loads(chunks.text(text)) == json.loads(chunks(DeltaMessage(content=text)))
     assert json.loads(chunks.text(text))["choices"][0]["delta"] == {"content": text}
+
+
+def test_a_chunk_is_one_sse_event_whatever_line_separators_its_text_holds():
+    """A frame is one `data:` line (JSON escapes CR and LF; U+2028, U+2029 and U+0085 stay as they are), read
+    back exactly by an SSE client."""
+    import re
+
+    from serving.routes.chat import Chunks
+    from serving.sse import frame
+
+    text = "line\u2028sep\u2029par\x85nel \r\n 换行"
+    raw = frame(Chunks("shop-bot").text(text)).decode()
+    events = [e for e in re.split(r"(?:\r\n|\r|\n){2}", raw) if e]
+    assert len(events) == 1
+    data = "\n".join(line[len("data: "):] for line in re.split(r"\r\n|\r|\n", events[0]) if line.startswith("data: "))
+    assert json.loads(data)["choices"][0]["delta"]["content"] == text
