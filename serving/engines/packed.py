@@ -1,14 +1,14 @@
 """Linear layers with their weights packed once for oneDNN, for the transformers engine on a CPU.
 
-A plain `nn.Linear` on a CPU multiplies through MKL's sgemm, which re-packs the weight matrix on every call. At
-the few rows a decode step has (1 to 16), that packing is most of the cost: measured on 2 cores (bench/RESULTS.md,
-"Packed weights"), a 896x4864 fp32 projection took 1.3 ms for 1 row and 2.8 ms for 8, while the same weight
-packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`, what torch.compile's freezing pass does) took
-0.6 ms and 1.0 ms. Decoding reads every weight once per step, so packing makes a step about twice as fast for one
-row and more for several; the prefill (hundreds of rows) is unchanged.
+A plain `nn.Linear` on a CPU multiplies through MKL's sgemm, which at the few rows a decode step has (1 to 16)
+runs far below the memory bandwidth: measured on 2 cores (bench/RESULTS.md, "Packed weights"), a 896x4864 fp32
+projection took 1.3 ms for 1 row and 2.8 ms for 8 (MKL's own pre-packed GEMM did no better), while the same
+weight packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`) took 0.7 ms and 1.0 ms. A decode step of the 0.5B model took 97 ms instead of 126 for one row and 175 ms instead of
+313 for eight (1.3x and 1.8x); the prefill (hundreds of rows) is unchanged.
 
 Only exact `nn.Linear` layers (not quantized or LoRA subclasses) of an fp32 or bf16 model on the CPU are packed;
-the plain weight is dropped (an inference-only copy: the engine never trains or saves). The result is the same
+the plain weight is dropped (an inference-only copy: the engine never trains or saves), unless another module
+shares it (Qwen's output layer is its embedding: the 0.5B then holds 545 MB more). The result is the same
 matrix product summed in another order: a few units in the last place per layer, which can change which token is
 most likely only where two are within that of each other.
 """
