@@ -1,15 +1,14 @@
 """Continuous batching for the transformers engine: plain requests are generated together in one decode loop,
 which a request joins at any step and leaves when it ends.
 
-Each request thread queues its request and waits for it to be answered; when no loop is running (the engine's
-lock is free), it takes the lock and starts one, on a thread of its own that runs until no request is left in it
-or waiting. At each step the
-requests waiting join (up to `max_batch` rows): their prompts are prefilled together, left-padded, and their
-key-value caches are left-padded into the running batch's; then one forward step gives every row its next token.
-Every row ends on its own: at an end-of-turn token, at its own token budget, at one of its stop strings, or when
-its client goes away; its place is free for the next request at the next step. A streamed row sends its text as
-its tokens come. Greedy rows take the most likely token, sampled rows sample with their own temperature and top_p
-(and the model's top_k, as `generate` does).
+Each request thread queues its request and waits for it to be answered; when no loop is running (the engine's lock
+is free), it takes the lock and starts one, on a thread of its own that runs until no request is left in it or
+waiting. At each step the requests waiting join (up to `max_batch` rows): their prompts are prefilled together,
+left-padded, and their key-value caches are left-padded into the running batch's; then one forward step gives every
+row its next token. Every row ends on its own: at an end-of-turn token, at its own token budget, at one of its stop
+strings, or when its client goes away; its place is free for the next request at the next step. A streamed row sends
+its text as its tokens come. Greedy rows take the most likely token, sampled rows sample with their own temperature
+and top_p (and the model's top_k, as `generate` does).
 
 Requests that need per-request decoding state (log probabilities, a response_format or a forced tool call's
 grammar, tools, a seed) are not batched: the engine generates them alone, with `generate`; while one waits, the
@@ -156,7 +155,11 @@ class Batcher:
                 if req.finished.is_set():
                     self.lock.release()
                     break
-                threading.Thread(target=self._drive, name="onboard-decode-loop", daemon=True).start()
+                try:
+                    threading.Thread(target=self._drive, name="onboard-decode-loop", daemon=True).start()
+                except BaseException:  # no thread to be had: leave the lock free, this request fails
+                    self.lock.release()
+                    raise
             with self._turn:  # woken when a row ends or a loop ends (or after a while: the lock may be a lone request's)
                 if not req.finished.is_set():
                     self._turn.wait(0.05)

@@ -3,10 +3,12 @@
 A plain `nn.Linear` on a CPU multiplies through MKL's sgemm, which at the few rows a decode step has (1 to 16)
 runs far below the memory bandwidth: measured on 2 cores (bench/RESULTS.md, "Packed weights"), a 896x4864 fp32
 projection took 1.3 ms for 1 row and 2.8 ms for 8 (MKL's own pre-packed GEMM did no better), while the same
-weight packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`) took 0.7 ms and 1.0 ms. A decode step of the 0.5B model took 97 ms instead of 126 for one row and 175 ms instead of
-313 for eight (1.3x and 1.8x); the prefill (hundreds of rows) is unchanged.
+weight packed once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`) took 0.7 ms and 1.0 ms. A decode
+step of the 0.5B model took 97 ms instead of 126 for one row and 175 ms instead of 313 for eight (1.3x and 1.8x);
+the prefill (hundreds of rows) is unchanged.
 
-Only exact `nn.Linear` layers (not quantized or LoRA subclasses) of an fp32 or bf16 model on the CPU are packed;
+Only exact `nn.Linear` layers (not quantized or LoRA subclasses) with fp32 weights on the CPU are packed (the
+engine's CPU dtype);
 the plain weight is dropped (an inference-only copy: the engine never trains or saves), unless another module
 shares it (Qwen's output layer is its embedding: the 0.5B then holds 545 MB more). The result is the same
 matrix product summed in another order: a few units in the last place per layer, which can change which token is
@@ -27,7 +29,7 @@ def packable() -> bool:
 
 
 def pack_linears(model, rows_hint: int = 8) -> int:
-    """Replace each plain `nn.Linear` of `model` (on the CPU, fp32 or bf16) by a `PackedLinear`; returns how many.
+    """Replace each plain `nn.Linear` of `model` (fp32, on the CPU) by a `PackedLinear`; returns how many.
 
     `rows_hint`: the rows oneDNN picks its layout for (any number of rows works)."""
     import torch
@@ -36,7 +38,7 @@ def pack_linears(model, rows_hint: int = 8) -> int:
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if (type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
-                    and child.weight.dtype in (torch.float32, torch.bfloat16)):
+                    and child.weight.dtype == torch.float32):
                 setattr(module, name, packed(child, rows_hint))
                 count += 1
     return count
@@ -56,7 +58,6 @@ def packed_linear_class():
             weight = linear.weight.detach()
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows_hint)
             self.bias = None if linear.bias is None else linear.bias.detach()
-            self.dtype = weight.dtype
 
         def forward(self, x):
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")

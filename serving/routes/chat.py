@@ -96,9 +96,9 @@ async def chat_completions(req: ChatCompletionRequest, request: Request, setting
             raise
         observe(request, ttft=asyncio.get_running_loop().time() - arrived)
         return Events(_stream(deltas, first, sources, settings.served_name, usage, one_call,
-                                           (deadline, settings.request_timeout),
-                                           lambda p, c, text: spent(request, p, c, text, plain)),
-                                   ping=15)
+                              (deadline, settings.request_timeout),
+                              lambda p, c, text: spent(request, p, c, text, plain)),
+                      ping=15)
     # n choices: sampled one after another, choice i with seed + i when a seed is given (reproducible, and
     # not n copies of one answer).
     async with within(deadline, settings):
@@ -178,8 +178,8 @@ async def _stream(deltas: AsyncIterator[Delta], first: Delta | None, sources: li
                   served_name: str, include_usage: bool, one_call: bool = False,
                   deadline: tuple[float, float] | None = None,
                   spent: Callable[[int, int, str], None] | None = None) -> AsyncIterator[bytes]:
-    """The chunks, as SSE frames; at `deadline` (loop time, the timeout in seconds) the generation stops and an error event
-    ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
+    """The chunks, as SSE frames; at `deadline` (loop time, the timeout in seconds) the generation stops and an
+    error event ends the stream. `spent(prompt, completion)` is told the answer's tokens when it ends (metrics, the key's
     rate limit)."""
     chunk = Chunks(served_name)
 

@@ -195,3 +195,21 @@ def test_a_request_is_answered_when_its_row_ends_not_when_the_loop_does(engine, 
     assert short.completion_tokens == 12 and long.completion_tokens == 400
     assert long_still_running
     assert any(rows == 1 for rows, _ in batches.joins[1:])  # the long request joined the short one's loop
+
+
+def test_when_no_thread_can_be_started_the_request_fails_and_the_next_one_is_answered(engine, monkeypatch):
+    import threading
+
+    params = SamplingParams(max_new_tokens=4)
+    start = threading.Thread.start
+
+    def no_thread(self):
+        if self.name == "onboard-decode-loop":
+            raise RuntimeError("can't start new thread")
+        return start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        asyncio.run(engine.generate(_msgs(QUESTIONS[0]), params))
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert asyncio.run(engine.generate(_msgs(QUESTIONS[0]), params)).completion_tokens > 0  # the lock was let go
