@@ -2,15 +2,16 @@
 batched (max_batch N) against one at a time (max_batch 1), on the same loaded model, in one run.
 
     .venv/bin/python bench/batching.py [--model DIR] [--clients 1,8,32] [--batch 8] [--rounds 1] [--max-tokens 64]
-                                       [--asks 1]
+                                       [--asks 1] [--no-pack]
 
-Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each way, one row per number of
-clients; each client asks `--asks` questions one after another (1: all clients ask at once, once; more: a
-closed loop, each asking again as soon as it is answered), client c the questions from number c on (with
-`--asks 8` every client asks all 8, so no client has more to ask than another and the run does not end on one
-client's longer answers alone); in each row one at a time (max_batch 1, the engine before batching) and batched
-alternate, `--rounds` times each. `--no-pack` keeps transformers' own linear layers (serving/engines/packed.py). Reported: answers and generated tokens per second, the median time to first token, the ratio of
-answers per second batched / one at a time, and how many batched answers are the ones given one at a time.
+Greedy, 2 torch threads, streamed (as chat clients ask), the same questions each way, one row per number of clients;
+each client asks `--asks` questions one after another (1: all clients ask at once, once; more: a closed loop, each
+asking again as soon as it is answered), client c the questions from number c on (with `--asks 8` every client asks
+all 8, so no client has more to ask than another and the run does not end on one client's longer answers alone); in
+each row one at a time (max_batch 1, the engine before batching) and batched alternate, `--rounds` times each.
+`--no-pack` keeps transformers' own linear layers (serving/engines/packed.py). Reported: answers and generated
+tokens per second, the median time to first token, the ratio of answers per second batched / one at a time, and how
+many batched answers are the ones given one at a time.
 """
 
 from __future__ import annotations

@@ -236,8 +236,9 @@ class Chunks:
         self.id, self.created, self.model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), served_name
         # A piece of text's chunk (nearly every chunk) is written straight from its parts: the same JSON as
         # self(DeltaMessage(content=text)), without building and dumping three pydantic models per token.
-        self._head = json.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                                 "model": served_name}, ensure_ascii=False)[:-1] + ', "choices": [{"index": 0, "delta": {"content": '
+        start = json.dumps({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                            "model": served_name}, ensure_ascii=False)
+        self._head = start[:-1] + ', "choices": [{"index": 0, "delta": {"content": '
         self._tail = '}, "finish_reason": null, "logprobs": null}]}'
 
     def __call__(self, delta: DeltaMessage | None, finish=None, srcs=None, usage: Usage | None = None,
